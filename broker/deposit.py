@@ -1,0 +1,227 @@
+"""What a sender deposits at the escrow, and what the escrow releases to a receiver.
+
+These are wire models shared by the client (which produces a Deposit when it seals
+and consumes a KeyRelease when it opens) and the escrow worker (which stores the
+one and answers with the other). They hold key material; this module must never
+log or print it, and `repr` of a model never shows a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+from broker._canonical import canonical_json
+
+__all__ = [
+    "ControlAttributes",
+    "Deposit",
+    "KeyRelease",
+    "Mode",
+    "Policy",
+    "ReceiverSpec",
+    "key_id",
+]
+
+ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,255}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _b64decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("not canonical base64") from exc
+        if base64.b64encode(raw).decode() != value:
+            raise ValueError("not canonical base64")
+        return raw
+    return value
+
+
+def _b64encode(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+# Bytes that travel as standard padded base64 in JSON and are hidden from repr.
+B64 = Annotated[
+    bytes,
+    BeforeValidator(_b64decode),
+    PlainSerializer(_b64encode, return_type=str, when_used="json"),
+]
+
+
+class Mode(StrEnum):
+    """How the content key is split between the consignment and the escrow."""
+
+    SPLIT = "split"  # K1 in the consignment (wrapped to each receiver), K2 at the escrow
+    ESCROWED = "escrowed"  # K3 wrapped to each receiver, deposited at the escrow only
+
+
+def key_id(public_key_raw: bytes) -> bytes:
+    """The 8-byte identifier of a receiver's X25519 key in stanzas and deposits."""
+    return hashlib.sha256(b"consignment/v1 key id\x00" + public_key_raw).digest()[:8]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class ReceiverSpec(_Frozen):
+    """One receiver named in a policy: its registered name and encryption key."""
+
+    name: str = Field(pattern=NAME.pattern)
+    encryption_key: B64 = Field(repr=False)
+
+    @model_validator(mode="after")
+    def _key_length(self) -> ReceiverSpec:
+        if len(self.encryption_key) != 32:
+            raise ValueError("encryption_key must be a 32-byte X25519 public key")
+        return self
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id(self.encryption_key)
+
+
+class ControlAttributes(_Frozen):
+    """The sender's conditions for release; the escrow enforces them on its own clock.
+
+    Times are whole seconds since the Unix epoch (UTC), so that the policy digest
+    has exactly one input for each policy.
+    """
+
+    not_before: int | None = Field(default=None, ge=0)
+    not_after: int | None = Field(default=None, ge=0)
+    ask_within_seconds: int | None = Field(default=None, gt=0)
+    max_releases: int | None = Field(default=None, gt=0)
+    receipt_required: bool = False
+    cosigners: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _window(self) -> ControlAttributes:
+        if (
+            self.not_before is not None
+            and self.not_after is not None
+            and self.not_after <= self.not_before
+        ):
+            raise ValueError("not_after must be later than not_before")
+        for name in self.cosigners:
+            if not NAME.match(name):
+                raise ValueError(f"co-signer name {name!r} is not a valid identity name")
+        if len(set(self.cosigners)) != len(self.cosigners):
+            raise ValueError("co-signers must be distinct")
+        return self
+
+
+class Policy(_Frozen):
+    """Who may receive, under which conditions, from which escrow.
+
+    Its digest is bound into the content key: a policy changed at the escrow or in
+    the consignment yields no key.
+    """
+
+    version: Literal[1] = 1
+    escrow: str = Field(pattern=ESCROW_ADDRESS.pattern)
+    sender: str = Field(pattern=NAME.pattern)
+    receivers: tuple[ReceiverSpec, ...] = Field(min_length=1, max_length=1024)
+    attributes: ControlAttributes = ControlAttributes()
+
+    @model_validator(mode="after")
+    def _distinct_receivers(self) -> Policy:
+        names = [r.name for r in self.receivers]
+        if len(set(names)) != len(names):
+            raise ValueError("receiver names must be distinct")
+        ids = [r.key_id for r in self.receivers]
+        if len(set(ids)) != len(ids):
+            raise ValueError("receiver encryption keys must be distinct")
+        return self
+
+    def canonical(self) -> bytes:
+        """The canonical JSON bytes the digest is computed over."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def digest(self) -> bytes:
+        """SHA-256 over the domain-separated canonical encoding (32 bytes)."""
+        return hashlib.sha256(b"consignment/v1 policy\x00" + self.canonical()).digest()
+
+    def receiver(self, name: str) -> ReceiverSpec | None:
+        return next((r for r in self.receivers if r.name == name), None)
+
+
+class Deposit(_Frozen):
+    """Everything the escrow receives for one consignment (never its bytes).
+
+    In split mode `escrow_key` is K2 and `wrapped_keys` is empty; in escrowed mode
+    `escrow_key` is absent and `wrapped_keys` maps each receiver's key id (hex) to
+    K3 wrapped to that receiver with HPKE. Neither alone opens the consignment.
+    """
+
+    version: Literal[1] = 1
+    consignment_id: str = Field(pattern=HEX_ID.pattern)
+    mode: Mode
+    policy: Policy
+    policy_digest: B64
+    escrow_key: B64 | None = Field(default=None, repr=False)
+    wrapped_keys: dict[str, B64] = Field(default_factory=dict, repr=False)
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    plaintext_commitment: str = Field(pattern=HEX_DIGEST.pattern)
+    consignment_size: int = Field(ge=0)
+    sealed_at: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Deposit:
+        if self.policy_digest != self.policy.digest():
+            raise ValueError("policy_digest does not match the policy")
+        if self.mode is Mode.SPLIT:
+            if self.escrow_key is None or len(self.escrow_key) != 32 or self.wrapped_keys:
+                raise ValueError("a split-mode deposit carries a 32-byte escrow_key only")
+        else:
+            expected = {r.key_id.hex() for r in self.policy.receivers}
+            if self.escrow_key is not None or set(self.wrapped_keys) != expected:
+                raise ValueError(
+                    "an escrowed-mode deposit carries one wrapped key per receiver only"
+                )
+        return self
+
+    def release_for(self, receiver_name: str) -> KeyRelease:
+        """The key part the escrow hands to one receiver once every condition holds."""
+        spec = self.policy.receiver(receiver_name)
+        if spec is None:
+            raise KeyError(receiver_name)
+        part = self.escrow_key if self.mode is Mode.SPLIT else self.wrapped_keys[spec.key_id.hex()]
+        assert part is not None  # guaranteed by _consistent
+        return KeyRelease(
+            consignment_id=self.consignment_id,
+            mode=self.mode,
+            policy_digest=self.policy_digest,
+            key_part=part,
+        )
+
+
+class KeyRelease(_Frozen):
+    """What a receiver needs from the escrow to open: K2, or its own wrapped K3.
+
+    `policy_digest` is the digest of the policy as the escrow holds it; opening
+    derives the content key from it, so a policy swapped at the escrow opens nothing.
+    """
+
+    consignment_id: str = Field(pattern=HEX_ID.pattern)
+    mode: Mode
+    policy_digest: B64
+    key_part: B64 = Field(repr=False)

@@ -1,0 +1,46 @@
+"""Errors the client raises. The CLI catches ClientError only.
+
+Every failure to open or authenticate a consignment is the same OpenError with the
+same message, whichever check failed: the message must never tell an attacker which
+byte, key or MAC was wrong.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ClientError", "OpenError", "SealError", "UnsafePathError"]
+
+
+class ClientError(Exception):
+    """Base of every error the client raises on purpose: a message and a hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\nhint: {self.hint}"
+
+
+class SealError(ClientError):
+    """The inputs cannot be sealed (missing file, file changed while read, bad key)."""
+
+
+class OpenError(ClientError):
+    """The consignment cannot be opened. Deliberately says nothing about why."""
+
+    MESSAGE = (
+        "cannot open the consignment: it is damaged or altered, it was not sealed for "
+        "this identity, or the escrow's key part does not belong to it"
+    )
+    HINT = (
+        "check that you hold the whole file and that it is addressed to you; compare "
+        "its digest with the escrow's before asking again, or ask the sender to resend"
+    )
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE, hint=self.HINT)
+
+
+class UnsafePathError(ClientError):
+    """A file name would land outside the target directory, or would overwrite."""
