@@ -3,9 +3,10 @@
 Chunk i of n is encrypted under the per-consignment payload key with the nonce
 chunk_nonce(i, i == n - 1), so truncation, extension, reordering and bit flips all
 fail authentication. Work runs in fixed segments of SEGMENT_CHUNKS chunks: the
-calling thread reads, encrypts or decrypts and writes, while one helper thread
-feeds the same bytes to the two BLAKE3 hashes (both release the GIL), so the two
-cores overlap. Memory is a few segments whatever the size.
+calling thread reads and encrypts or decrypts; one helper thread feeds the bytes to
+the two BLAKE3 hashes and another writes them out. AES-GCM, BLAKE3 and file I/O all
+release the GIL, so the stages overlap on two cores. Memory is SLOTS segments
+whatever the size.
 
 This module must never hand a byte of plaintext to its sink before the chunk that
 holds it has authenticated.
@@ -25,7 +26,7 @@ from client._format import CHUNK_SIZE, TAG_SIZE, chunk_nonce
 SEGMENT_CHUNKS = 16
 SEGMENT = SEGMENT_CHUNKS * CHUNK_SIZE
 SEGMENT_CT = SEGMENT_CHUNKS * (CHUNK_SIZE + TAG_SIZE)
-SLOTS = 3  # segments in flight: one being filled, up to two being hashed
+SLOTS = 4  # segments in flight: one being filled, the others being hashed or written
 
 Progress = Callable[[int], None]
 
@@ -40,35 +41,46 @@ def _update(plain_hash: Any, plain: memoryview, body_hash: Any, cipher: memoryvi
 
 
 class _Pipeline:
-    """Buffers for SLOTS segments and the single hashing thread that trails behind."""
+    """Buffers for SLOTS segments, one hashing thread and one writing thread.
 
-    def __init__(self, plain_hash: Any, body_hash: Any) -> None:
+    Each thread takes its work in order, so the hashes see the bytes in order and
+    the writes land in order; a slot's buffers are reused only once both threads
+    are done with them.
+    """
+
+    def __init__(
+        self, plain_hash: Any, body_hash: Any, write: Callable[[memoryview], object]
+    ) -> None:
         self._plain_hash = plain_hash
         self._body_hash = body_hash
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-hash")
+        self._write = write
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-hash")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-write")
         self._buffers = [(bytearray(SEGMENT), bytearray(SEGMENT_CT)) for _ in range(SLOTS)]
-        self._pending: list[Future[None] | None] = [None] * SLOTS
+        self._pending: list[list[Future[Any]]] = [[] for _ in range(SLOTS)]
 
     def slot(self, index: int) -> tuple[memoryview, memoryview]:
-        future = self._pending[index % SLOTS]
-        if future is not None:
-            future.result()  # the hasher is done with these buffers
+        for future in self._pending[index % SLOTS]:
+            future.result()  # re-raises a failed write or hash here
+        self._pending[index % SLOTS] = []
         plain, cipher = self._buffers[index % SLOTS]
         return memoryview(plain), memoryview(cipher)
 
-    def hash(self, index: int, plain: memoryview, cipher: memoryview) -> None:
-        self._pending[index % SLOTS] = self._executor.submit(
-            _update, self._plain_hash, plain, self._body_hash, cipher
-        )
+    def submit(self, index: int, plain: memoryview, cipher: memoryview, out: memoryview) -> None:
+        self._pending[index % SLOTS] = [
+            self._writer.submit(self._write, out),
+            self._hasher.submit(_update, self._plain_hash, plain, self._body_hash, cipher),
+        ]
 
     def finish(self) -> None:
-        for future in self._pending:
-            if future is not None:
-                future.result()
-        self._executor.shutdown(wait=True)
+        for index in range(SLOTS):
+            self.slot(index)
+        self._hasher.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
 
     def abandon(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._hasher.shutdown(wait=True, cancel_futures=True)
+        self._writer.shutdown(wait=True, cancel_futures=True)
 
 
 def _segments(size: int) -> list[tuple[int, int]]:
@@ -94,7 +106,7 @@ def encrypt_payload(
     """Encrypt `size` plaintext bytes taken from `fill` (which fills a view exactly)."""
     aead = AESGCM(key)
     last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
-    pipeline = _Pipeline(plain_hash, body_hash)
+    pipeline = _Pipeline(plain_hash, body_hash, out.write)
     try:
         for seg, (first, n) in enumerate(_segments(size)):
             plain, cipher = pipeline.slot(seg)
@@ -113,8 +125,7 @@ def encrypt_payload(
                 pos += m
                 cpos += m + TAG_SIZE
                 index += 1
-            out.write(cipher[:cpos])
-            pipeline.hash(seg, plain, cipher[:cpos])
+            pipeline.submit(seg, plain, cipher[:cpos], cipher[:cpos])
             if progress is not None:
                 progress(n)
         pipeline.finish()
@@ -144,7 +155,7 @@ def decrypt_payload(
     """Decrypt a payload of `size` plaintext bytes, handing authenticated bytes to sink."""
     aead = AESGCM(key)
     last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
-    pipeline = _Pipeline(plain_hash, body_hash)
+    pipeline = _Pipeline(plain_hash, body_hash, sink)
     try:
         for seg, (first, n) in enumerate(_segments(size)):
             plain, cipher = pipeline.slot(seg)
@@ -168,8 +179,7 @@ def decrypt_payload(
                 pos += m
                 cpos += m + TAG_SIZE
                 index += 1
-            sink(plain)
-            pipeline.hash(seg, plain, cipher)
+            pipeline.submit(seg, plain, cipher, plain)
             if progress is not None:
                 progress(n)
         pipeline.finish()

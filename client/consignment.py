@@ -67,8 +67,8 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
-P = ParamSpec("P")
-R = TypeVar("R")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _raw(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
@@ -477,9 +477,9 @@ def unseal(
     return Opened(consignment_id=header.consignment_id.hex(), files=entries)
 
 
-def _in_thread(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+def _in_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     @functools.wraps(fn)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     run.__doc__ = f"{fn.__name__}() in a worker thread, so an event loop keeps running."
