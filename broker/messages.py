@@ -1,0 +1,249 @@
+"""The body of every message between agents and the escrow, by type and version.
+
+Each message travels as a signed envelope (broker.envelope) whose `type` and
+`version` select one model here; `parse_body` refuses unknown types, unknown
+versions and bodies that do not fit. Key material never travels in clear: a
+deposit is HPKE-sealed to the escrow's encryption key, a released K2 to the
+receiver's. This module holds no logic beyond validation.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broker.deposit import B64, HEX_DIGEST, HEX_ID, NAME, Mode
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "ChunkBody",
+    "DepositBody",
+    "DepositReceiptBody",
+    "ErrorBody",
+    "ErrorCode",
+    "EventBody",
+    "EventKind",
+    "KeyReleaseBody",
+    "KeyRequestBody",
+    "LookupBody",
+    "LookupReplyBody",
+    "MessageType",
+    "NotifyBody",
+    "ReceiverStatus",
+    "RevokeBody",
+    "RevokeReplyBody",
+    "StatusBody",
+    "StatusReplyBody",
+    "UnknownMessage",
+    "parse_body",
+]
+
+
+class MessageType(StrEnum):
+    # agent -> escrow
+    DEPOSIT = "deposit"
+    KEY_REQUEST = "key-request"
+    REVOKE = "revoke"
+    STATUS = "status"
+    LOOKUP = "lookup"
+    # escrow -> agent
+    DEPOSIT_RECEIPT = "deposit-receipt"
+    KEY_RELEASE = "key-release"
+    REVOKE_REPLY = "revoke-reply"
+    STATUS_REPLY = "status-reply"
+    LOOKUP_REPLY = "lookup-reply"
+    ERROR = "error"
+    EVENT = "event"
+    NOTIFY = "notify"
+    # agent -> agent
+    CHUNK = "consignment-chunk"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+ConsignmentId = Field(pattern=HEX_ID.pattern)
+Name = Field(pattern=NAME.pattern)
+
+
+class DepositBody(_Body):
+    """A Deposit's JSON, HPKE-sealed to the escrow (info binds the consignment id)."""
+
+    consignment_id: str = ConsignmentId
+    sealed_deposit: B64 = Field(repr=False, max_length=768 * 1024)
+
+
+class DepositReceiptBody(_Body):
+    consignment_id: str = ConsignmentId
+    sender: str = Name
+    deposited_at: int = Field(ge=0)
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    plaintext_commitment: str = Field(pattern=HEX_DIGEST.pattern)
+    policy_digest: B64
+    receivers: tuple[str, ...]
+
+
+class KeyRequestBody(_Body):
+    consignment_id: str = ConsignmentId
+    #: The digest of the consignment the receiver holds; a mismatch is refused.
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+
+
+class KeyReleaseBody(_Body):
+    """Split mode: K2 HPKE-sealed to the receiver; escrowed: the receiver's wrapped K3."""
+
+    consignment_id: str = ConsignmentId
+    mode: Mode
+    policy_digest: B64
+    sealed_key_part: B64 = Field(repr=False)
+    sender: str = Name
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    released_at: int = Field(ge=0)
+
+
+class RevokeBody(_Body):
+    consignment_id: str = ConsignmentId
+    #: Empty: every receiver.
+    receivers: tuple[str, ...] = ()
+
+
+class RevokeReplyBody(_Body):
+    consignment_id: str = ConsignmentId
+    revoked: tuple[str, ...]
+
+
+class StatusBody(_Body):
+    consignment_id: str = ConsignmentId
+
+
+class ReceiverStatus(_Body):
+    name: str = Name
+    notified_at: int | None = None
+    releases: int = 0
+    revoked_at: int | None = None
+    last_denied: str | None = None
+
+
+class StatusReplyBody(_Body):
+    consignment_id: str = ConsignmentId
+    sender: str = Name
+    mode: Mode
+    deposited_at: int
+    receivers: tuple[ReceiverStatus, ...]
+
+
+class LookupBody(_Body):
+    name: str = Name
+
+
+class LookupReplyBody(_Body):
+    name: str = Name
+    signing_certificate: str = Field(max_length=16384)
+    encryption_certificate: str = Field(max_length=16384)
+
+
+class ErrorCode(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN_TYPE = "unknown_type"
+    UNAUTHENTICATED = "unauthenticated"
+    REPLAYED = "replayed"
+    UNKNOWN_CONSIGNMENT = "unknown_consignment"
+    ALREADY_DEPOSITED = "already_deposited"
+    NOT_SENDER = "not_sender"
+    NOT_A_RECEIVER = "not_a_receiver"
+    NOT_ALLOWED = "not_allowed"
+    REVOKED = "revoked"
+    NOT_YET = "not_yet"
+    EXPIRED = "expired"
+    EXHAUSTED = "exhausted"
+    DIGEST_MISMATCH = "digest_mismatch"
+    UNKNOWN_USER = "unknown_user"
+    INTERNAL = "internal"
+
+
+class ErrorBody(_Body):
+    code: ErrorCode
+    message: str = Field(max_length=1024)
+    request_type: str = Field(default="", max_length=64)
+    consignment_id: str | None = None
+
+
+class EventKind(StrEnum):
+    DEPOSITED = "deposited"
+    NOTIFIED = "notified"
+    RELEASED = "released"
+    DENIED = "denied"
+    REVOKED = "revoked"
+
+
+class EventBody(_Body):
+    """Sent to the sender's inbox for every action on its consignments."""
+
+    consignment_id: str = ConsignmentId
+    kind: EventKind
+    receiver: str | None = None
+    reason: str | None = Field(default=None, max_length=1024)
+    at: int = Field(ge=0)
+
+
+class NotifyBody(_Body):
+    """Sent to a receiver's inbox: a consignment awaits it at the escrow."""
+
+    consignment_id: str = ConsignmentId
+    sender: str = Name
+    escrow: str = Field(min_length=1, max_length=255)
+    deposited_at: int = Field(ge=0)
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    consignment_size: int = Field(ge=0)
+
+
+class ChunkBody(_Body):
+    """One piece of a consignment sent over RabbitMQ, sender to receiver."""
+
+    consignment_id: str = ConsignmentId
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    total_size: int = Field(ge=0)
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    data: B64 = Field(repr=False, max_length=768 * 1024)
+
+
+MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
+    (MessageType.DEPOSIT, 1): DepositBody,
+    (MessageType.KEY_REQUEST, 1): KeyRequestBody,
+    (MessageType.REVOKE, 1): RevokeBody,
+    (MessageType.STATUS, 1): StatusBody,
+    (MessageType.LOOKUP, 1): LookupBody,
+    (MessageType.DEPOSIT_RECEIPT, 1): DepositReceiptBody,
+    (MessageType.KEY_RELEASE, 1): KeyReleaseBody,
+    (MessageType.REVOKE_REPLY, 1): RevokeReplyBody,
+    (MessageType.STATUS_REPLY, 1): StatusReplyBody,
+    (MessageType.LOOKUP_REPLY, 1): LookupReplyBody,
+    (MessageType.ERROR, 1): ErrorBody,
+    (MessageType.EVENT, 1): EventBody,
+    (MessageType.NOTIFY, 1): NotifyBody,
+    (MessageType.CHUNK, 1): ChunkBody,
+}
+
+
+class UnknownMessage(ValueError):
+    """The type/version pair is not one this build speaks, or the body does not fit."""
+
+    def __init__(self, code: Literal["unknown_type", "malformed"], message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_body(type_: str, version: int, body: dict[str, Any]) -> _Body:
+    model = MESSAGE_TYPES.get((type_, version))
+    if model is None:
+        raise UnknownMessage("unknown_type", f"unknown message type {type_!r} version {version}")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise UnknownMessage("malformed", f"{type_} body field {where}: {first['msg']}") from None
