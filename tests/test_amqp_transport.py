@@ -14,41 +14,65 @@ import pytest
 from yarl import URL
 
 from broker import ESCROW, AmqpTransport, Message
-from broker.errors import ConnectionFailed, TransportClosed
+from broker.errors import ConnectionFailed, PublishTimeout, TransportClosed
 from tests.conftest import TransportFactory
-from tests.helpers import message, receive
+from tests.helpers import WAIT, message, receive
 
 pytestmark = pytest.mark.rabbitmq
 
 
 class _CuttableProxy:
-    """Forwards TCP connections to RabbitMQ until `cut()` aborts them all."""
+    """Forwards TCP connections to RabbitMQ; can hold back its answers or cut them all."""
 
     def __init__(self, upstream: URL) -> None:
-        self._upstream = (upstream.host or "127.0.0.1", upstream.port or 5672)
+        self._upstream = upstream
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._answers_flow = asyncio.Event()
+        self._answers_flow.set()
         self.port = 0
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def url(self) -> str:
+        """The upstream URL through this proxy, reconnecting quickly."""
+        through = self._upstream.with_host("127.0.0.1").with_port(self.port)
+        return str(through % {"reconnect_interval": "0.2"})
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if gate is not None:
+                    await gate.wait()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        upstream = (self._upstream.host or "127.0.0.1", self._upstream.port or 5672)
+        up_reader, up_writer = await asyncio.open_connection(*upstream)
         self._writers |= {writer, up_writer}
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
+        for pipe in (
+            self._pipe(reader, up_writer),
+            self._pipe(up_reader, writer, self._answers_flow),
+        ):
+            task = asyncio.create_task(pipe)
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
+    def hold_answers(self) -> None:
+        """RabbitMQ's frames (confirms, deliveries) stop reaching the client."""
+        self._answers_flow.clear()
+
     def cut(self) -> None:
+        """Abort every connection through the proxy; new ones flow normally."""
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()
+        self._answers_flow.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -68,12 +92,8 @@ async def test_consumer_and_publisher_recover_after_the_connection_drops(
 ) -> None:
     proxy = _CuttableProxy(URL(amqp_url))
     async with proxy.running():
-        proxied_url = str(
-            URL(amqp_url).with_host("127.0.0.1").with_port(proxy.port)
-            % {"reconnect_interval": "0.2"}
-        )
         direct = await amqp_factory()
-        proxied = await amqp_factory(url=proxied_url)
+        proxied = await amqp_factory(url=proxy.url())
         await direct.declare_escrow_queues()
         queue = direct.config.escrow_queue
         await direct.publish(ESCROW, message(1))
@@ -97,6 +117,32 @@ async def test_consumer_and_publisher_recover_after_the_connection_drops(
             assert after.redelivered is False
             await after.ack()
         await proxied.close()  # before the proxy goes away, or it reconnects in vain
+
+
+async def test_missing_confirm_times_out_and_a_dropped_one_raises_connection_failed(
+    amqp_url: str, amqp_factory: TransportFactory
+) -> None:
+    proxy = _CuttableProxy(URL(amqp_url))
+    async with proxy.running():
+        direct = await amqp_factory()
+        await direct.declare_escrow_queues()
+        impatient = await amqp_factory(url=proxy.url(), publish_timeout=0.5)
+        patient = await amqp_factory(url=proxy.url(), publish_timeout=60)
+
+        proxy.hold_answers()
+        with pytest.raises(PublishTimeout) as timeout:
+            await impatient.publish(ESCROW, message(1))
+        assert timeout.value.transient
+
+        pending = asyncio.create_task(patient.publish(ESCROW, message(2)))
+        await asyncio.sleep(0.2)
+        proxy.cut()
+        with pytest.raises(ConnectionFailed) as failure:
+            async with asyncio.timeout(WAIT):
+                await pending
+        assert failure.value.transient
+        await impatient.close()
+        await patient.close()
 
 
 async def test_connect_failure_is_typed_and_hides_the_password() -> None:
