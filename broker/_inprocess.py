@@ -169,11 +169,9 @@ class InProcessBroker:
 
     def settle(self, queue: _Queue, stored: _Stored, *, ack: bool, requeue: bool) -> None:
         queue.in_flight -= 1
-        if ack:
-            pass
-        elif not requeue:
+        if not ack and not requeue:
             self._dead_letter(queue, stored, "rejected")
-        else:
+        elif not ack:
             stored.delivery_count += 1
             limit = queue.arguments.delivery_limit
             if limit is not None and stored.delivery_count > limit:
@@ -181,7 +179,7 @@ class InProcessBroker:
             else:
                 stored.redelivered = True
                 queue.ready.appendleft(stored)
-        queue.wake()
+        queue.wake()  # also makes room under a waiting consumer's prefetch
 
     def _dead_letter(self, queue: _Queue, stored: _Stored, reason: str) -> None:
         exchange = queue.arguments.dead_letter_exchange
