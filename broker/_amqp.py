@@ -33,6 +33,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
@@ -294,7 +295,7 @@ class AmqpTransport(Transport):
 
     # -- topology ----------------------------------------------------------
 
-    async def _declare_quorum_queue(self, name: str, arguments: dict[str, Any]) -> Any:
+    async def _declare_quorum_queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue:
         assert self._topology_channel is not None
         with _wrapped(f"declaring queue {name!r}"):
             return await self._topology_channel.declare_queue(
