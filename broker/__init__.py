@@ -1,8 +1,12 @@
-"""The wire: message models, signed envelopes, topology and transports.
+"""The wire between agents and the escrow: messages, topology, transports.
 
-This package is shared by the client and the escrow worker and imports neither.
+`broker` must never import `client` or `escrow_worker`; they depend on it.
 """
 
+from __future__ import annotations
+
+from broker._amqp import AmqpTransport
+from broker._inprocess import InProcessBroker, InProcessTransport
 from broker.deposit import (
     ControlAttributes,
     Deposit,
@@ -12,13 +16,66 @@ from broker.deposit import (
     ReceiverSpec,
     key_id,
 )
+from broker.errors import BrokerError, TransportError
+from broker.transport import (
+    DEFAULT_PREFETCH,
+    ESCROW,
+    DeadLetter,
+    Deliveries,
+    Delivery,
+    Destination,
+    EscrowQueue,
+    Inbox,
+    Message,
+    Requeue,
+    Transport,
+    TransportConfig,
+)
 
 __all__ = [
+    "DEFAULT_PREFETCH",
+    "ESCROW",
+    "AmqpTransport",
+    "BrokerError",
     "ControlAttributes",
+    "DeadLetter",
+    "Deliveries",
+    "Delivery",
     "Deposit",
+    "Destination",
+    "EscrowQueue",
+    "InProcessBroker",
+    "InProcessTransport",
+    "Inbox",
     "KeyRelease",
+    "Message",
     "Mode",
     "Policy",
     "ReceiverSpec",
+    "Requeue",
+    "Transport",
+    "TransportConfig",
+    "TransportError",
+    "connect_transport",
     "key_id",
 ]
+
+_MEMORY_URL = "memory://"
+
+
+def connect_transport(url: str | None, config: TransportConfig | None = None) -> Transport:
+    """A transport for `url`, not yet started: use ``async with connect_transport(url) as t``.
+
+    ``None`` or ``memory://`` gives a fresh `InProcessTransport` (the embedded
+    default; share it, or its `broker`, between the parts of one process);
+    ``amqp://`` or ``amqps://`` an `AmqpTransport`.
+    """
+    if url is None or url == _MEMORY_URL:
+        return InProcessTransport(config)
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("amqp", "amqps"):
+        return AmqpTransport(url, config)
+    raise BrokerError(
+        f"unsupported transport URL scheme {scheme!r}",
+        hint="use memory:// (in-process) or amqp://user:password@host:5672/",
+    )

@@ -1,0 +1,422 @@
+"""AMQP transport: `Transport` over RabbitMQ with aio-pika.
+
+One robust connection (`connect_robust`: channels, queues and consumers come back
+after the connection drops) carries:
+
+- one publish channel with publisher confirms and ``on_return_raises=True``;
+  every publish is ``mandatory``, so an unroutable message raises `Unroutable`
+  and a negative confirm raises `PublishRefused`; confirms are awaited
+  concurrently, never one after another;
+- one channel for declarations, so a refused declaration cannot break publishing;
+- one channel per consumer, with its own prefetch (``basic.qos``); closing the
+  consumer closes the channel, which returns its unacked messages;
+- one short-lived channel per `get`, closed once its delivery is settled.
+
+Queues are durable quorum queues with ``x-delivery-limit`` and a dead-letter
+exchange (at-least-once dead-lettering, which needs ``x-overflow:
+reject-publish``). aio-pika and aiormq exceptions are wrapped in `broker.errors`
+here and never leave this module. `aio_pika.patterns.RPC` must not be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import ChannelInvalidStateError
+from yarl import URL
+
+from broker.errors import (
+    ConnectionFailed,
+    DeliveryLost,
+    PublishRefused,
+    PublishTimeout,
+    QueueNotFound,
+    TopologyError,
+    TransportError,
+    Unroutable,
+)
+from broker.transport import (
+    DeadLetter,
+    Delivery,
+    Destination,
+    EscrowQueue,
+    Message,
+    Transport,
+    TransportConfig,
+    _Consumer,
+)
+
+__all__ = ["AmqpTransport"]
+
+_log = logging.getLogger(__name__)
+
+# What a dropped connection or a closed channel looks like from aio-pika/aiormq.
+_LINK_ERRORS = (aiormq.exceptions.AMQPError, ChannelInvalidStateError, OSError)
+_GET_POLL_MAX = 0.25  # seconds between basic.get polls while `get` waits
+
+
+def _where(url: str) -> str:
+    """The URL without credentials, for messages and logs."""
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None)) if parsed.host else "<invalid url>"
+
+
+@contextlib.contextmanager
+def _wrapped(doing: str) -> Iterator[None]:
+    """Turn aio-pika/aiormq exceptions raised while `doing` into `TransportError`s."""
+    try:
+        yield
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        raise QueueNotFound(f"{doing}: it does not exist", hint="declare it first") from exc
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise TopologyError(
+            f"{doing}: it exists with other arguments ({exc})",
+            hint="use the same delivery limit and queue length, or another prefix",
+        ) from exc
+    except aiormq.exceptions.ChannelAccessRefused as exc:
+        raise TransportError(
+            f"{doing}: access refused ({exc})", hint="check the RabbitMQ user's permissions"
+        ) from exc
+    except (*_LINK_ERRORS, TimeoutError) as exc:
+        raise ConnectionFailed(f"{doing}: {exc!r}", hint="is RabbitMQ running?") from exc
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    try:
+        await channel.close()
+    except (*_LINK_ERRORS, TimeoutError) as exc:  # the connection is gone: closed anyway
+        _log.debug("closing %r failed: %r", channel, exc)
+    except asyncio.CancelledError:
+        # aiormq cancels its own close when the connection closes meanwhile; only
+        # a cancellation of this task is ours to propagate.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        _log.debug("closing %r was cut short by the connection closing", channel)
+
+
+def _quorum_arguments(config: TransportConfig) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": config.delivery_limit,
+        "x-dead-letter-exchange": config.dead_letter_exchange,
+        # At-least-once dead-lettering keeps a message in this queue until the
+        # dead-letter queue has confirmed it; RabbitMQ requires reject-publish for it.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    if config.max_queue_length is not None:
+        arguments["x-max-length"] = config.max_queue_length
+    return arguments
+
+
+class _AmqpDelivery(Delivery):
+    __slots__ = ("_after_settle", "_incoming")
+
+    def __init__(
+        self,
+        incoming: AbstractIncomingMessage,
+        queue: str,
+        after_settle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        raw: Mapping[str, Any] = incoming.headers or {}
+        # Broker headers (x-delivery-count, x-death, ...) are not application data.
+        headers = {
+            key: value
+            for key, value in raw.items()
+            if isinstance(value, str) and not key.lower().startswith("x-")
+        }
+        reason, origin = raw.get("x-first-death-reason"), raw.get("x-first-death-queue")
+        dead_letter = (
+            DeadLetter(reason=reason, queue=origin)
+            if isinstance(reason, str) and isinstance(origin, str)
+            else None
+        )
+        super().__init__(
+            queue=queue,
+            body=incoming.body,
+            message_id=incoming.message_id,
+            correlation_id=incoming.correlation_id,
+            type=incoming.type,
+            headers=headers,
+            redelivered=bool(incoming.redelivered),
+            dead_letter=dead_letter,
+        )
+        self._incoming = incoming
+        self._after_settle = after_settle
+
+    async def _ack(self) -> None:
+        await self._settle(self._incoming.ack())
+
+    async def _reject(self, requeue: bool) -> None:
+        await self._settle(self._incoming.reject(requeue=requeue))
+
+    async def _settle(self, settling: Awaitable[None]) -> None:
+        try:
+            await settling
+        except _LINK_ERRORS as exc:
+            raise DeliveryLost(
+                f"{self!r} could not be settled: its channel closed ({exc!r})",
+                hint="the broker delivers it again",
+            ) from exc
+        finally:
+            if self._after_settle is not None:
+                await self._after_settle()
+
+
+class _AmqpConsumer(_Consumer):
+    def __init__(self, channel: AbstractChannel, queue: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._stopped = False
+
+    async def on_message(self, incoming: AbstractIncomingMessage) -> None:
+        self._buffer.put_nowait(incoming)  # bounded by the channel's prefetch
+
+    async def next(self) -> Delivery | None:
+        while not self._stopped:
+            incoming = await self._buffer.get()
+            if incoming is None:
+                break
+            try:
+                incoming.channel  # noqa: B018 - raises if its channel died since
+            except ChannelInvalidStateError:
+                # Delivered before a reconnect: the broker already took it back and
+                # redelivers it on the restored channel.
+                continue
+            return _AmqpDelivery(incoming, self._queue)
+        return None
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._buffer.put_nowait(None)
+
+    async def close(self) -> None:
+        if self._stopped:
+            return  # stopped by the transport, whose connection closes the channel
+        self.stop()
+        await _close_quietly(self._channel)
+
+
+class AmqpTransport(Transport):
+    """`Transport` over RabbitMQ at `url` (``amqp://user:password@host:port/vhost``)."""
+
+    def __init__(
+        self,
+        url: str,
+        config: TransportConfig | None = None,
+        *,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(config)
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._topology_channel: AbstractChannel | None = None
+        self._default_exchange: AbstractExchange | None = None
+        self._inbox_exchange: AbstractExchange | None = None
+        # Publishes in flight by message id: see _one_per_message_id.
+        self._publishing: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def url(self) -> str:
+        """The broker URL without credentials."""
+        return _where(self._url)
+
+    def _link(self) -> AbstractRobustConnection:
+        assert self._connection is not None, "used before start()"
+        return self._connection
+
+    async def _start(self) -> None:
+        try:
+            connection = await aio_pika.connect_robust(
+                self._url,
+                timeout=self._connect_timeout,
+                client_properties={"connection_name": f"consign {self.config.prefix}"},
+            )
+        except aiormq.exceptions.ProbableAuthenticationError as exc:
+            raise ConnectionFailed(
+                f"RabbitMQ at {self.url} refused the login",
+                hint="check the user name and password in the URL",
+            ) from exc
+        except (*_LINK_ERRORS, TimeoutError, ValueError) as exc:
+            raise ConnectionFailed(
+                f"cannot connect to RabbitMQ at {self.url}: {exc!r}",
+                hint="is RabbitMQ running, and is the URL right?",
+            ) from exc
+        try:
+            with _wrapped(f"opening channels on {self.url}"):
+                self._publish_channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._topology_channel = await connection.channel(publisher_confirms=False)
+            config = self.config
+            with _wrapped(f"declaring exchange {config.inbox_exchange!r}"):
+                await self._topology_channel.declare_exchange(
+                    config.inbox_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+                )
+            with _wrapped(f"declaring exchange {config.dead_letter_exchange!r}"):
+                await self._topology_channel.declare_exchange(
+                    config.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+                )
+            self._default_exchange = self._publish_channel.default_exchange
+            self._inbox_exchange = await self._publish_channel.get_exchange(
+                config.inbox_exchange, ensure=False
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    async def _close(self) -> None:
+        try:
+            await self._link().close()
+        except (*_LINK_ERRORS, TimeoutError) as exc:
+            _log.debug("closing the connection to %s failed: %r", self.url, exc)
+
+    # -- topology ----------------------------------------------------------
+
+    async def _declare_quorum_queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue:
+        assert self._topology_channel is not None
+        with _wrapped(f"declaring queue {name!r}"):
+            return await self._topology_channel.declare_queue(
+                name, durable=True, arguments=arguments
+            )
+
+    async def _declare_dead_letter_queue(self) -> None:
+        config = self.config
+        queue = await self._declare_quorum_queue(
+            config.dead_letter_queue, {"x-queue-type": "quorum"}
+        )
+        with _wrapped(f"binding queue {config.dead_letter_queue!r}"):
+            await queue.bind(config.dead_letter_exchange)
+
+    async def _declare_escrow_queues(self) -> None:
+        await self._declare_dead_letter_queue()
+        await self._declare_quorum_queue(self.config.escrow_queue, _quorum_arguments(self.config))
+
+    async def _declare_inbox(self, identity: str, queue: str) -> None:
+        await self._declare_dead_letter_queue()
+        declared = await self._declare_quorum_queue(queue, _quorum_arguments(self.config))
+        with _wrapped(f"binding queue {queue!r}"):
+            await declared.bind(self.config.inbox_exchange, routing_key=identity)
+
+    # -- publish -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _one_per_message_id(self, message_id: str) -> AsyncIterator[None]:
+        """Keep at most one publish per message id in flight.
+
+        aiormq matches a returned (unroutable) message to its publish by message
+        id; two concurrent publishes with the same id could swap outcomes, so an
+        unroutable one would look confirmed. Same-id publishes (a re-sent reply)
+        are rare, so waiting costs nothing in the common case.
+        """
+        while (busy := self._publishing.get(message_id)) is not None:
+            await asyncio.wait([busy])
+        done = asyncio.get_running_loop().create_future()
+        self._publishing[message_id] = done
+        try:
+            yield
+        finally:
+            del self._publishing[message_id]
+            done.set_result(None)
+
+    async def _publish(self, destination: Destination, message: Message) -> None:
+        assert self._publish_channel is not None
+        if isinstance(destination, EscrowQueue):
+            exchange, routing_key = self._default_exchange, self.config.escrow_queue
+        else:
+            exchange, routing_key = self._inbox_exchange, destination.identity
+        assert exchange is not None
+        outgoing = aio_pika.Message(
+            message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            headers=dict(message.headers),
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT
+                if message.persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+        )
+        what = f"message {message.message_id} for {destination}"
+        async with self._one_per_message_id(message.message_id):
+            try:
+                async with asyncio.timeout(self.config.publish_timeout):
+                    await self._publish_channel.ready()  # waits out a reconnect
+                    await exchange.publish(outgoing, routing_key=routing_key, mandatory=True)
+            except aiormq.exceptions.PublishError as exc:
+                raise Unroutable(
+                    f"{what} is unroutable: no queue is bound for it",
+                    hint="is the receiving side's queue declared?",
+                ) from exc
+            except aiormq.exceptions.DeliveryError as exc:
+                raise PublishRefused(f"RabbitMQ refused {what} ({exc})") from exc
+            except TimeoutError as exc:
+                raise PublishTimeout(
+                    f"no confirm for {what} within {self.config.publish_timeout} s",
+                    hint="the broker may be overloaded or blocked; publishing again is safe",
+                ) from exc
+            except _LINK_ERRORS as exc:
+                raise ConnectionFailed(f"publishing {what} failed: {exc!r}") from exc
+
+    # -- consume -----------------------------------------------------------
+
+    async def _open_consumer(self, queue: str, prefetch: int) -> _Consumer:
+        channel = await self._link().channel(publisher_confirms=False)
+        try:
+            with _wrapped(f"consuming queue {queue!r}"):
+                await channel.set_qos(prefetch_count=prefetch)
+                amqp_queue = await channel.get_queue(queue, ensure=True)
+                consumer = _AmqpConsumer(channel, queue)
+                await amqp_queue.consume(consumer.on_message, no_ack=False)
+        except BaseException:
+            await _close_quietly(channel)
+            raise
+        return consumer
+
+    async def _get(self, queue: str, wait: float) -> Delivery | None:
+        # basic.get does not wait, so poll; a consumer would take more than one.
+        channel = await self._link().channel(publisher_confirms=False)
+        delivery: Delivery | None = None
+        try:
+            with _wrapped(f"reading queue {queue!r}"):
+                amqp_queue = await channel.get_queue(queue, ensure=True)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + wait
+                pause = 0.01
+                while True:
+                    incoming = await amqp_queue.get(no_ack=False, fail=False)
+                    if incoming is not None:
+                        after = functools.partial(_close_quietly, channel)
+                        delivery = _AmqpDelivery(incoming, queue, after_settle=after)
+                        return delivery
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return None
+                    await asyncio.sleep(min(pause, remaining))
+                    pause = min(pause * 2, _GET_POLL_MAX)
+        finally:
+            if delivery is None:  # else the channel stays open until it is settled
+                await _close_quietly(channel)

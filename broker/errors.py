@@ -1,0 +1,104 @@
+"""Errors raised by the `broker` package.
+
+Everything `broker` raises on purpose derives from `BrokerError`, so the CLI can
+catch that one class, print `message` (and `hint`, when there is one) and exit.
+Exceptions of the libraries underneath (aio-pika, aiormq, sockets) are wrapped at
+the boundary with `raise ... from exc`; they never leave this package raw.
+
+Each `TransportError` subclass says whether it is `transient`: a transient error
+may go away if the same operation is tried again later (the connection comes
+back, a full queue drains), so a consumer requeues the message that caused it
+instead of dead-lettering it. Retrying a publish is safe because every message
+has a stable message id and every handler is idempotent by that id.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BrokerError",
+    "ConnectionFailed",
+    "DeliveryLost",
+    "InvalidName",
+    "MessageTooLarge",
+    "PublishRefused",
+    "PublishTimeout",
+    "QueueNotFound",
+    "TopologyError",
+    "TransportClosed",
+    "TransportError",
+    "Unroutable",
+]
+
+
+class BrokerError(Exception):
+    """Base of every error the `broker` package raises on purpose.
+
+    `message` says what went wrong; `hint`, when given, says what the user can do.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class TransportError(BrokerError):
+    """Moving a message to or from the broker failed."""
+
+    transient: ClassVar[bool] = False
+
+
+class ConnectionFailed(TransportError):
+    """The broker cannot be reached, refused the login, or the connection dropped."""
+
+    transient = True
+
+
+class TransportClosed(TransportError):
+    """The transport was used before `start()` or after `close()`."""
+
+
+class Unroutable(TransportError):
+    """No queue is bound for the destination; the broker returned the message."""
+
+
+class PublishRefused(TransportError):
+    """The broker refused a message (a negative publisher confirm), e.g. a full queue."""
+
+    transient = True
+
+
+class PublishTimeout(TransportError):
+    """No publisher confirm arrived in time; the message may or may not be queued.
+
+    Publishing it again with the same message id is safe (handlers are idempotent).
+    """
+
+    transient = True
+
+
+class MessageTooLarge(TransportError):
+    """The message body is larger than the configured maximum."""
+
+
+class QueueNotFound(TransportError):
+    """Consuming from or fetching a queue that was never declared."""
+
+
+class TopologyError(TransportError):
+    """Declaring a queue or exchange failed, e.g. it exists with other arguments."""
+
+
+class DeliveryLost(TransportError):
+    """A delivery can no longer be acked or rejected: its channel or consumer closed.
+
+    The broker has taken the message back and delivers it again (`redelivered`).
+    """
+
+    transient = True
+
+
+class InvalidName(TransportError):
+    """An identity or prefix cannot be used in a queue name or routing key."""

@@ -1,0 +1,131 @@
+"""Shared fixtures: RabbitMQ, and one transport suite run against both transports.
+
+`transport_factory` (and `transport`, built from it) is parametrised like
+aio-pika's `connection_fabric`: every test that uses it runs once on the
+in-process transport and once on RabbitMQ. Each test gets a unique queue prefix,
+and on RabbitMQ its queues and exchanges are deleted afterwards. Tests never stop,
+restart or reconfigure the shared broker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+from yarl import URL
+
+from broker import AmqpTransport, InProcessBroker, InProcessTransport, Transport, TransportConfig
+
+pytest.register_assert_rewrite("tests.helpers")
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+#: Small enough that the requeue-limit tests loop only a few times.
+TEST_DELIVERY_LIMIT = 2
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """URL of the test RabbitMQ; fails under CI=true when it does not answer."""
+    url = os.environ.get("CONSIGN_TEST_AMQP_URL", DEFAULT_AMQP_URL)
+    parsed = URL(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 5672
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        reason = f"RabbitMQ does not answer at {host}:{port} ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
+        pytest.skip(f"{reason}; outside CI (with CI=true this is a failure)")
+    return url
+
+
+class _RecordingAmqpTransport(AmqpTransport):
+    """Remembers inbox queues it declares, so the test can delete them."""
+
+    def __init__(self, url: str, config: TransportConfig, inboxes: set[str]) -> None:
+        super().__init__(url, config)
+        self._inboxes = inboxes
+
+    async def declare_inbox(self, identity: str) -> str:
+        self._inboxes.add(self.config.inbox_queue(identity))
+        return await super().declare_inbox(identity)
+
+
+class TransportFactory:
+    """Makes started transports of one kind that share one broker and one prefix."""
+
+    def __init__(self, kind: str, amqp_url: str | None) -> None:
+        self.kind = kind
+        self.prefix = f"test-{uuid.uuid4().hex[:12]}"
+        self._amqp_url = amqp_url
+        self._memory = InProcessBroker()
+        self._transports: list[Transport] = []
+        self._queues: set[str] = set()
+        self._inboxes: set[str] = set()
+        self._exchanges: set[str] = set()
+
+    async def __call__(self, *, url: str | None = None, **overrides: Any) -> Transport:
+        """A started transport; `overrides` are `TransportConfig` fields.
+
+        `url` replaces the RabbitMQ URL (e.g. to go through a proxy).
+        """
+        settings: dict[str, Any] = {"prefix": self.prefix, "delivery_limit": TEST_DELIVERY_LIMIT}
+        config = TransportConfig(**(settings | overrides))
+        self._queues.update((config.escrow_queue, config.dead_letter_queue))
+        self._exchanges.update((config.inbox_exchange, config.dead_letter_exchange))
+        transport: Transport
+        if self._amqp_url is None:
+            transport = InProcessTransport(config, broker=self._memory)
+        else:
+            transport = _RecordingAmqpTransport(url or self._amqp_url, config, self._inboxes)
+        self._transports.append(transport)
+        await transport.start()
+        return transport
+
+    async def cleanup(self) -> None:
+        for transport in self._transports:
+            await transport.close()
+        if self._amqp_url is None:
+            return
+        connection = await aio_pika.connect(self._amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in sorted(self._queues | self._inboxes):
+                await channel.queue_delete(queue)
+            for exchange in sorted(self._exchanges):
+                await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(
+    params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)],
+)
+async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
+    """Makes transports of each kind in turn: the suite runs on both."""
+    url = request.getfixturevalue("amqp_url") if request.param == "amqp" else None
+    factory = TransportFactory(request.param, url)
+    try:
+        yield factory
+    finally:
+        await factory.cleanup()
+
+
+@pytest.fixture
+async def amqp_factory(amqp_url: str) -> AsyncIterator[TransportFactory]:
+    """Makes AMQP transports only, for RabbitMQ-specific tests."""
+    factory = TransportFactory("amqp", amqp_url)
+    try:
+        yield factory
+    finally:
+        await factory.cleanup()
+
+
+@pytest.fixture
+async def transport(transport_factory: TransportFactory) -> Transport:
+    """A started transport with the test defaults, closed after the test."""
+    return await transport_factory()
