@@ -1,0 +1,21 @@
+"""Sender and receiver agents, the consignment format, and the `consign` CLI.
+
+Everything a caller needs is exported here; modules starting with `_` are
+internal and may change.
+"""
+
+from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome
+from client._trust import receiver_key, verify_encryption_certificate, verify_signing_certificate
+from client.errors import ClientError, IdentityError, UntrustedCertificate
+
+__all__ = [
+    "DEFAULT_HOME",
+    "ClientError",
+    "CreatedRequest",
+    "IdentityError",
+    "IdentityHome",
+    "UntrustedCertificate",
+    "receiver_key",
+    "verify_encryption_certificate",
+    "verify_signing_certificate",
+]
