@@ -133,5 +133,5 @@ def unseal(data: bytes, passphrase: bytes, *, kind: str) -> bytes:
         raise IdentityFileError(
             "wrong_passphrase",
             f"wrong passphrase for this {kind} file",
-            "check CONSIGN_*_PASSPHRASE or --passphrase-file",
+            "check the passphrase (its environment variable or --passphrase-file)",
         ) from exc
