@@ -157,7 +157,11 @@ class IdentityHome:
             if data.lstrip().startswith(b"{"):
                 identity = load_identity_bytes(data, passphrase)
                 if not isinstance(identity, Identity):
-                    raise IdentityError("inconsistent", "the identity file has no certificates")
+                    raise IdentityError(
+                        "inconsistent",
+                        "the identity file has no certificates",
+                        "import the certificate bundle from the operator instead",
+                    )
                 self._pin(identity.ca_certificate, ca_fingerprint)
                 write_bytes(self.identity_path(identity.name), data, private=True)
                 return identity
@@ -181,7 +185,9 @@ class IdentityHome:
             bundle.ca.verify_directly_issued_by(bundle.ca)
         except (ValueError, TypeError, InvalidSignature) as exc:
             raise UntrustedCertificate(
-                "untrusted_issuer", "the bundle's CA certificate is not self-signed"
+                "untrusted_issuer",
+                "the bundle's CA certificate is not self-signed",
+                "ask the operator for the bundle again",
             ) from exc
         check_signing_certificate(bundle.signing, ca=bundle.ca, crl=bundle.crl, now=now)
         name = common_name(bundle.signing.subject)

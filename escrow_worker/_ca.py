@@ -39,6 +39,7 @@ from escrow_worker._profile import (
 from escrow_worker.errors import CertificateRejected, EscrowError, IdentityFileError
 
 KEY_KIND = "escrow-key"
+_RESTORE = "restore the escrow directory from backup"
 _RAW = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
 
 
@@ -145,8 +146,12 @@ def unseal_private_key(data: bytes, passphrase: bytes) -> Ed25519PrivateKey | X2
         if content["algorithm"] == "x25519":
             return X25519PrivateKey.from_private_bytes(raw)
     except (KeyError, TypeError, ValueError) as exc:
-        raise IdentityFileError("inconsistent", "escrow key file holds no valid key") from exc
-    raise IdentityFileError("inconsistent", "escrow key file holds an unknown kind of key")
+        raise IdentityFileError(
+            "inconsistent", "escrow key file holds no valid key", _RESTORE
+        ) from exc
+    raise IdentityFileError(
+        "inconsistent", "escrow key file holds an unknown kind of key", _RESTORE
+    )
 
 
 def read_certificate(path: Path) -> x509.Certificate:
@@ -207,7 +212,9 @@ def create_escrow_files(
     try:
         escrow_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise EscrowError(f"cannot create {escrow_dir}: {exc.strerror or exc}") from exc
+        raise EscrowError(
+            f"cannot create {escrow_dir}: {exc.strerror or exc}", "check the path and permissions"
+        ) from exc
     ca_key = Ed25519PrivateKey.generate()
     ca = CertificateAuthority(ca_key, build_ca_certificate(ca_key, name, now, ca_days))
     signing_key, encryption_key = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()

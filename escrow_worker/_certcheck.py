@@ -35,8 +35,10 @@ def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) 
 
 
 def check_ca(ca: x509.Certificate, now: datetime) -> None:
-    if not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
-        _reject(CertReason.EXPIRED, "the escrow's CA certificate is not valid at this time")
+    if now < ca.not_valid_before_utc:
+        _reject(CertReason.NOT_YET_VALID, "the escrow's CA certificate is not valid yet")
+    if now > ca.not_valid_after_utc:
+        _reject(CertReason.EXPIRED, "the escrow's CA certificate has expired")
 
 
 def check_crl(

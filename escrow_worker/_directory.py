@@ -198,9 +198,14 @@ async def mark_revoked(
     if user is None:
         raise DirectoryError(f"no user named {name!r}", "see `consign escrow users`")
     if user.kind != "user":
-        raise DirectoryError(f"{name!r} is the escrow itself and cannot be revoked here")
+        raise DirectoryError(
+            f"{name!r} is the escrow itself and cannot be revoked here",
+            "to retire an escrow, stop its workers and archive its directory",
+        )
     if user.revoked_at is not None:
-        raise DirectoryError(f"{name!r} is already revoked")
+        raise DirectoryError(
+            f"{name!r} is already revoked", "register the name again to give it new certificates"
+        )
     await conn.execute("UPDATE users SET revoked_at = ? WHERE name = ?", (_ts(now), name))
     await conn.execute(
         "UPDATE certificates SET revoked_at = ?, revocation_reason = ?"

@@ -121,7 +121,7 @@ async def init_escrow(
 async def _days(conn: aiosqlite.Connection, days: int | None) -> int:
     if days is not None:
         if days < 1:
-            raise EscrowError("--days must be at least 1")
+            raise EscrowError("--days must be at least 1", "give a positive number of days")
         return days
     return int(await directory.get_meta(conn, "days") or DEFAULT_DAYS)
 

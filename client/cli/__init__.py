@@ -5,14 +5,14 @@ defined in other modules (`consign id`, `consign escrow`, later `seal`,
 
 import click
 
-from client.cli._base import ConsignGroup
-from client.cli.identity import identity
-from escrow_worker.cli import escrow
+from client.cli._base import ConsignGroup as _ConsignGroup
+from client.cli.identity import identity as _identity_group
+from escrow_worker.cli import escrow as _escrow_group
 
 __all__ = ["main"]
 
 
-@click.group(cls=ConsignGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_ConsignGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="consignment")
 def main() -> None:
     """Consignment: secure transfer of packages through an escrow.
@@ -22,5 +22,5 @@ def main() -> None:
     """
 
 
-main.add_command(identity)
-main.add_command(escrow)
+main.add_command(_identity_group)
+main.add_command(_escrow_group)

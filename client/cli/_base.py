@@ -2,7 +2,8 @@
 
 Only the three packages' base errors are caught (ClientError, EscrowError,
 BrokerError): each prints "error: ..." and, when known, "hint: ..." on stderr and
-exits 1. Usage errors stay click's (exit 2). Anything else is a bug and must
+exits 1 (every error gets a hint line, a generic one if the raiser gave none).
+Usage errors stay click's (exit 2). Anything else is a bug and must
 never be swallowed here.
 """
 
@@ -23,6 +24,6 @@ class ConsignGroup(click.Group):
             return super().invoke(ctx)
         except (ClientError, EscrowError, BrokerError) as exc:
             click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            hint = exc.hint or "see `consign COMMAND --help` for what the command needs"
+            click.echo(f"hint: {hint}", err=True)
             ctx.exit(1)
