@@ -377,6 +377,32 @@ def crl(
     status(f"OK CRL published, current until {summary['next_update']}")
 
 
+@escrow.command()
+@escrow_dir_option
+@json_option
+def info(escrow_dir: Path, as_json: bool) -> None:
+    """Show the escrow's name, the CA fingerprint users should pin, and the
+    state of the CRL. Needs no passphrase."""
+
+    async def go() -> dict[str, Any]:
+        async with open_escrow(escrow_dir) as esc:
+            current = await directory.current_crl(esc.conn)
+            me = await directory.get_user(esc.conn, esc.name)
+            assert me is not None
+            certs = {c.role.value: c.fingerprint for c in me.certificates if c.revoked_at is None}
+            return {
+                "name": esc.name,
+                "ca_fingerprint": fingerprint(esc.ca_certificate),
+                "ca_not_after": iso(esc.ca_certificate.not_valid_after_utc),
+                "signing_fingerprint": certs.get("signing"),
+                "encryption_fingerprint": certs.get("encryption"),
+                "crl_next_update": iso(current.next_update_utc),
+                "crl_revoked": len(list(current)),
+            }
+
+    emit(run(go()), as_json)
+
+
 escrow.add_command(policy)
 
 __all__ = [

@@ -3,7 +3,6 @@ and a snapshot of the escrow database to prove a refusal changed nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,11 +49,6 @@ def crl_revoking(
     ca: CertificateAuthority, *certs: x509.Certificate, now: datetime = NOW
 ) -> x509.CertificateRevocationList:
     return ca.sign_crl([(c.serial_number, now) for c in certs], number=2, now=now, days=30)
-
-
-@dataclass
-class Tables:
-    rows: dict[str, list[tuple[object, ...]]]
 
 
 async def snapshot(conn: aiosqlite.Connection) -> dict[str, list[tuple[object, ...]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ HELP = [
     ("escrow", "revoke"),
     ("escrow", "users"),
     ("escrow", "crl"),
+    ("escrow", "info"),
     ("escrow", "policy"),
     ("escrow", "policy", "show"),
     ("escrow", "policy", "mode"),
@@ -406,3 +408,26 @@ def test_policy_commands(world: Env) -> None:
     assert world.run("escrow", "policy", "check", "alice", "bob").out.startswith("denied")
     assert world.run("escrow", "policy", "mode", "open").code == 0
     assert world.run("escrow", "policy", "check", "bob", "alice").out == "allowed\n"
+
+
+def test_readme_identity_commands_run(tmp_path: Path) -> None:
+    """The README's identity section, run as written (with `set -e`)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Identity: setting up an escrow") :]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) >= 5
+    script = "set -euo pipefail\n" + "\n".join(blocks)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
+    env["PATH"] = f"{Path(CONSIGN).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "OK revoked 'bob'" in proc.stderr
+    assert (tmp_path / "acme.crl").read_text().startswith("-----BEGIN X509 CRL-----")
