@@ -38,7 +38,6 @@ from escrow_worker._identity import (
 from escrow_worker._operator import (
     Escrow,
     EscrowCertificates,
-    IssuedCertificates,
     init_escrow,
     open_escrow,
     publish_crl,
@@ -105,7 +104,6 @@ __all__ = [
     "Identity",
     "IdentityFileError",
     "IdentityKeys",
-    "IssuedCertificates",
     "MemoryReplayStore",
     "Party",
     "ReplayKey",

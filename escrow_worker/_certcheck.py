@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -32,6 +32,12 @@ _ASK_OPERATOR = "ask the escrow operator for a current certificate"
 
 def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) -> None:
     raise CertificateRejected(reason, message, hint)
+
+
+def require_aware(now: datetime) -> None:
+    """A naive datetime would be read as local time: refuse it (a bug, not input)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("`now` must be a timezone-aware datetime")
 
 
 def check_ca(ca: x509.Certificate, now: datetime) -> None:
@@ -73,7 +79,7 @@ def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
         _reject(CertReason.SELF_SIGNED, "certificate is self-signed, not issued by the escrow")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
         raise CertificateRejected(
             CertReason.UNTRUSTED_ISSUER,
             "certificate is not issued by this escrow's CA",
@@ -129,6 +135,7 @@ def check_certificate(
 ) -> Ed25519PublicKey | X25519PublicKey:
     """Refuse (`CertificateRejected`) unless `cert` may be used for `role` at `now`;
     return its public key. `now` must be timezone-aware."""
+    require_aware(now)
     check_ca(ca, now)
     _check_issued_by(cert, ca)
     if now < cert.not_valid_before_utc:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -133,11 +133,15 @@ def load_identity_bytes(data: bytes, passphrase: bytes) -> Identity | IdentityKe
     ) != keys.encryption_key.public_key().public_bytes(*pub):
         raise _inconsistent("a certificate does not match its private key")
     for cert in (signing, encryption):
-        if common_name(cert.subject) != name:
+        try:
+            cn = common_name(cert.subject)
+        except EscrowError as exc:
+            raise _inconsistent(exc.message) from exc
+        if cn != name:
             raise _inconsistent("a certificate is for another name")
         try:
             cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             raise _inconsistent("a certificate is not issued by the CA in the file") from exc
     return Identity(name, keys.signing_key, keys.encryption_key, signing, encryption, ca)
 

@@ -17,6 +17,7 @@ import aiosqlite
 from cryptography import x509
 
 from escrow_worker import _directory as directory
+from escrow_worker._bundle import CertificateBundle
 from escrow_worker._ca import (
     CertificateAuthority,
     EscrowPaths,
@@ -157,14 +158,6 @@ async def register_user(
     return identity
 
 
-@dataclass(frozen=True)
-class IssuedCertificates:
-    name: str
-    signing: x509.Certificate
-    encryption: x509.Certificate
-    ca: x509.Certificate
-
-
 async def sign_request(
     escrow: Escrow,
     ca: CertificateAuthority,
@@ -174,8 +167,11 @@ async def sign_request(
     now: datetime,
     days: int | None = None,
     expected_name: str | None = None,
-) -> IssuedCertificates:
-    """Way (b): certify the public keys of a checked request."""
+    save: Callable[[CertificateBundle], None] | None = None,
+) -> CertificateBundle:
+    """Way (b): certify the public keys of a checked request. The bundle for the
+    user (certificates, CA, the CRL just published) is handed to `save` inside
+    the transaction, so a failed save certifies nothing."""
     if expected_name is not None and request.name != expected_name:
         raise DirectoryError(
             f"the request asks for {request.name!r}, not {expected_name!r}",
@@ -190,8 +186,11 @@ async def sign_request(
         )
         await directory.store_certificate(escrow.conn, request.name, Role.SIGNING, signing)
         await directory.store_certificate(escrow.conn, request.name, Role.ENCRYPTION, encryption)
-        await _refresh_crl(escrow.conn, ca, now)
-    return IssuedCertificates(request.name, signing, encryption, ca.certificate)
+        crl = await _refresh_crl(escrow.conn, ca, now)
+        bundle = CertificateBundle(ca.certificate, signing, encryption, crl)
+        if save is not None:
+            save(bundle)
+    return bundle
 
 
 async def revoke_user(

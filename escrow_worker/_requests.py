@@ -25,7 +25,7 @@ import aiosqlite
 from cryptography import x509
 
 from broker import BrokerError, Envelope, SignedEnvelope, verify_envelope_signature
-from escrow_worker._certcheck import check_signing_certificate
+from escrow_worker._certcheck import check_signing_certificate, require_aware
 from escrow_worker._directory import certificate_by_fingerprint, current_crl
 from escrow_worker._replay import ReplayKey, ReplayStore
 from escrow_worker.errors import RequestReason, RequestRejected
@@ -59,6 +59,7 @@ def check_times(
     envelope: Envelope, *, now: datetime, max_skew: timedelta, max_lifetime: timedelta
 ) -> None:
     """Pure freshness check of an envelope against the escrow's clock."""
+    require_aware(now)
     t = int(now.timestamp())
     skew = int(max_skew.total_seconds())
     if envelope.expires_at < envelope.issued_at:

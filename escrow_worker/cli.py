@@ -242,19 +242,26 @@ def sign_csr(
     request = parse_csr(read_bytes(csr_file, "certificate request"))
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
 
+    def save(bundle: CertificateBundle) -> None:
+        if out is not None:  # inside the transaction: a failed write certifies nothing
+            write_bytes(out, bundle.to_pem(), private=False)
+
     async def go() -> CertificateBundle:
         async with open_escrow(escrow_dir) as esc:
             ca = load_ca(escrow_dir, passphrase)
-            issued = await sign_request(
-                esc, ca, request, groups=groups, now=now(), days=days, expected_name=name
+            return await sign_request(
+                esc,
+                ca,
+                request,
+                groups=groups,
+                now=now(),
+                days=days,
+                expected_name=name,
+                save=save,
             )
-            crl = await directory.current_crl(esc.conn)
-            return CertificateBundle(issued.ca, issued.signing, issued.encryption, crl)
 
     bundle = run(go())
     pem = bundle.to_pem()
-    if out is not None:
-        write_bytes(out, pem, private=False)
     summary = {
         "name": request.name,
         "groups": sorted(set(groups)),

@@ -92,6 +92,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Env:
     assert sign.code == 0, sign
     imported = env.run("id", "import", "bob.pem", CONSIGN_IDENTITY_PASSPHRASE=BOB_PW)
     assert imported.code == 0, imported
+    hank = env.run("id", "create", "hank", "--home", "hank-home", CONSIGN_IDENTITY_PASSPHRASE="h")
+    assert hank.code == 0, hank
+    (root / "hank.csr").write_bytes((root / "hank-home" / "hank.csr").read_bytes())
     return env
 
 
@@ -279,6 +282,7 @@ def _users(world: Env) -> object:
         (("escrow", "sign-csr", "alice.identity"), {}, "certificate request refused"),
         (("escrow", "sign-csr", "bob-home/bob.csr"), {}, "already registered"),
         (("escrow", "sign-csr", "bob-home/bob.csr", "--name", "eve"), {}, "not 'eve'"),
+        (("escrow", "sign-csr", "hank.csr", "--out", "bob.pem"), {}, "already exists"),
         (("escrow", "revoke", "nobody"), {}, "no user named"),
         (("escrow", "revoke", "acme"), {}, "escrow itself"),
         (("escrow", "policy", "check", "alice", "nobody"), {}, "no user named"),
@@ -292,6 +296,7 @@ def _users(world: Env) -> object:
         "sign-not-a-csr",
         "sign-registered-name",
         "sign-name-mismatch",
+        "sign-out-exists",
         "revoke-unknown",
         "revoke-escrow",
         "check-unknown",

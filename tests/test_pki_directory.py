@@ -164,6 +164,14 @@ async def _failing_save(s: Setup) -> None:
     await register_user(s.escrow, s.ca, "frank", groups=(), now=NOW, save=save)
 
 
+async def _csr_failing_save(s: Setup) -> None:
+    def save(bundle: object) -> None:
+        raise EscrowError("disk full")
+
+    request = parse_csr(build_csr(generate_keys("gina")))
+    await sign_request(s.escrow, s.ca, request, groups=(), now=NOW, save=save)
+
+
 async def _revoke_unknown(s: Setup) -> None:
     await revoke_user(s.escrow, s.ca, "nobody", now=NOW)
 
@@ -181,6 +189,7 @@ async def _revoke_escrow(s: Setup) -> None:
         _bad_group,
         _csr_name_mismatch,
         _failing_save,
+        _csr_failing_save,
         _revoke_unknown,
         _revoke_escrow,
     ],
@@ -191,6 +200,7 @@ async def _revoke_escrow(s: Setup) -> None:
         "bad-group",
         "csr-name-mismatch",
         "failing-save",
+        "csr-failing-save",
         "revoke-unknown",
         "revoke-escrow",
     ],
@@ -238,6 +248,13 @@ async def test_lookup_gives_only_current_certificates(
     await register(setup, "bob")
     with pytest.raises(DirectoryError, match=message):
         await lookup_encryption_certificate(setup.escrow.conn, "bob", now=when)  # type: ignore[arg-type]
+
+
+async def test_naive_time_is_a_bug_not_a_decision(setup: Setup) -> None:
+    bob = await register(setup, "bob")
+    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        receiver_key(answer, ca=bob.ca_certificate, now=NOW.replace(tzinfo=None))
 
 
 async def test_lookup_unknown_name(setup: Setup) -> None:
