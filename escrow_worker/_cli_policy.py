@@ -10,17 +10,9 @@ from pathlib import Path
 import click
 
 from escrow_worker import _policy
-from escrow_worker._cliutil import emit, json_option, run, status
+from escrow_worker._cliutil import emit, escrow_dir_option, json_option, run, status
 from escrow_worker._db import transaction
 from escrow_worker._operator import open_escrow
-
-escrow_dir_option = click.option(
-    "--escrow-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CONSIGN_ESCROW_DIR",
-    required=True,
-    help="Escrow data directory [env CONSIGN_ESCROW_DIR].",
-)
 
 
 def _describe(policy: _policy.TrustPolicy) -> dict[str, object]:

@@ -84,3 +84,21 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def iso(when: datetime | None) -> str | None:
     return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+escrow_dir_option = click.option(
+    "--escrow-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CONSIGN_ESCROW_DIR",
+    required=True,
+    help="Escrow data directory [env CONSIGN_ESCROW_DIR].",
+)
+
+
+def escrow_passphrase_option(*names: str) -> Callable[[F], F]:
+    return click.option(
+        *names,
+        "escrow_passphrase_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"File holding the escrow passphrase [else env {ESCROW_PASSPHRASE_ENV}].",
+    )
