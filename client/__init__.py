@@ -4,7 +4,7 @@ Everything a caller needs is exported here; modules starting with `_` are
 internal and may change.
 """
 
-from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome
+from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
 from client._trust import receiver_key, verify_encryption_certificate, verify_signing_certificate
 from client.errors import ClientError, IdentityError, UntrustedCertificate
 
@@ -15,6 +15,7 @@ __all__ = [
     "IdentityError",
     "IdentityHome",
     "UntrustedCertificate",
+    "load_identity",
     "receiver_key",
     "verify_encryption_certificate",
     "verify_signing_certificate",

@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from client.errors import ClientError, IdentityError, UntrustedCertificate
 from escrow_worker import (
@@ -66,10 +67,22 @@ class CreatedRequest:
     request_pem: bytes
 
 
-def _raw(key: object) -> bytes:
-    assert hasattr(key, "public_bytes")
-    data: bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return data
+def _raw(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_identity(path: Path, passphrase: bytes) -> Identity:
+    """Load a complete identity file (keys, certificates, CA certificate) for an
+    agent; raises IdentityError naming why not (wrong passphrase, damaged, ...)."""
+    with client_errors():
+        identity = load_identity_bytes(read_bytes(path, "identity file"), passphrase)
+    if not isinstance(identity, Identity):
+        raise IdentityError(
+            "inconsistent",
+            f"{path} holds keys but no certificates yet",
+            "send the certificate request to the operator, then `consign id import`",
+        )
+    return identity
 
 
 def _normalise_fingerprint(value: str) -> str:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from broker import canonical_json
-from client import IdentityError, IdentityHome, UntrustedCertificate
+from client import ClientError, IdentityError, IdentityHome, UntrustedCertificate
 from escrow_worker import (
     OID_CSR_X25519_KEY,
     CertificateBundle,
@@ -430,3 +430,22 @@ def test_home_imports_an_operator_identity_file(tmp_path: Path) -> None:
     with pytest.raises(IdentityError) as info:
         home.create("alice", IDENTITY_PASS)
     assert info.value.reason == "exists"
+
+
+def test_client_load_identity(tmp_path: Path) -> None:
+    from client import load_identity as client_load_identity
+
+    path = tmp_path / "alice.identity"
+    path.write_bytes(GOOD)
+    identity = client_load_identity(path, IDENTITY_PASS)
+    assert identity.signer == fingerprint(ALICE.signing_certificate)
+    with pytest.raises(IdentityError) as info:
+        client_load_identity(path, b"wrong")
+    assert info.value.reason == "wrong_passphrase"
+    pending = tmp_path / "bob.identity"
+    write_identity_file(pending, generate_keys("bob"), IDENTITY_PASS, log_n=LOG_N)
+    with pytest.raises(IdentityError) as info:
+        client_load_identity(pending, IDENTITY_PASS)
+    assert info.value.reason == "inconsistent"
+    with pytest.raises(ClientError, match="cannot read"):
+        client_load_identity(tmp_path / "missing", IDENTITY_PASS)
