@@ -1,4 +1,5 @@
-"""The wire between agents and the escrow: messages, topology, transports.
+"""The wire between agents and the escrow: messages, signed envelopes, topology,
+transports.
 
 `broker` must never import `client` or `escrow_worker`; they depend on it.
 """
@@ -16,7 +17,18 @@ from broker.deposit import (
     ReceiverSpec,
     key_id,
 )
-from broker.errors import BrokerError, TransportError
+from broker.envelope import (
+    MAX_ENVELOPE_BYTES,
+    SIGNATURE_CONTEXT,
+    Envelope,
+    SignedEnvelope,
+    canonical_json,
+    new_envelope,
+    parse_canonical_json,
+    sign_envelope,
+    verify_envelope_signature,
+)
+from broker.errors import BrokerError, EnvelopeError, TransportError
 from broker.transport import (
     DEFAULT_PREFETCH,
     ESCROW,
@@ -35,6 +47,8 @@ from broker.transport import (
 __all__ = [
     "DEFAULT_PREFETCH",
     "ESCROW",
+    "MAX_ENVELOPE_BYTES",
+    "SIGNATURE_CONTEXT",
     "AmqpTransport",
     "BrokerError",
     "ControlAttributes",
@@ -43,6 +57,8 @@ __all__ = [
     "Delivery",
     "Deposit",
     "Destination",
+    "Envelope",
+    "EnvelopeError",
     "EscrowQueue",
     "InProcessBroker",
     "InProcessTransport",
@@ -53,11 +69,17 @@ __all__ = [
     "Policy",
     "ReceiverSpec",
     "Requeue",
+    "SignedEnvelope",
     "Transport",
     "TransportConfig",
     "TransportError",
+    "canonical_json",
     "connect_transport",
     "key_id",
+    "new_envelope",
+    "parse_canonical_json",
+    "sign_envelope",
+    "verify_envelope_signature",
 ]
 
 _MEMORY_URL = "memory://"

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from broker._canonical import canonical_json
+from broker.envelope import canonical_json
 
 __all__ = [
     "ControlAttributes",

@@ -20,6 +20,7 @@ __all__ = [
     "BrokerError",
     "ConnectionFailed",
     "DeliveryLost",
+    "EnvelopeError",
     "InvalidName",
     "MessageTooLarge",
     "PublishRefused",
@@ -38,7 +39,7 @@ class BrokerError(Exception):
     `message` says what went wrong; `hint`, when given, says what the user can do.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -102,3 +103,15 @@ class DeliveryLost(TransportError):
 
 class InvalidName(TransportError):
     """An identity or prefix cannot be used in a queue name or routing key."""
+
+
+class EnvelopeError(BrokerError):
+    """An envelope is malformed, not canonical, or its signature does not verify.
+
+    `reason` is a short stable code: "malformed", "not_canonical", "too_large"
+    or "bad_signature".
+    """
+
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason

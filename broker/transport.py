@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Final, Self, TypeAlias
 
 from broker.errors import (
+    BrokerError,
     DeliveryLost,
     InvalidName,
     MessageTooLarge,
@@ -226,12 +227,15 @@ class DeadLetter:
     queue: str
 
 
-class Requeue(Exception):
+class Requeue(BrokerError):
     """Raise inside `Delivery.process()` to put the message back for another try.
 
     For transient trouble (a database busy, a dependency down). The broker counts
     the return: past `delivery_limit` the message goes to the dead-letter queue.
     """
+
+    def __init__(self, message: str = "requeue for another try", hint: str | None = None) -> None:
+        super().__init__(message, hint)
 
 
 class Delivery(abc.ABC):

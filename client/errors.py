@@ -7,13 +7,20 @@ byte, key or MAC was wrong.
 
 from __future__ import annotations
 
-__all__ = ["ClientError", "OpenError", "SealError", "UnsafePathError"]
+__all__ = [
+    "ClientError",
+    "IdentityError",
+    "OpenError",
+    "SealError",
+    "UnsafePathError",
+    "UntrustedCertificate",
+]
 
 
 class ClientError(Exception):
     """Base of every error the client raises on purpose: a message and a hint."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -44,3 +51,22 @@ class OpenError(ClientError):
 
 class UnsafePathError(ClientError):
     """A file name would land outside the target directory, or would overwrite."""
+
+
+class UntrustedCertificate(ClientError):
+    """A certificate from the directory or a bundle must not be used; `reason` is
+    an `escrow_worker.CertReason` value such as "revoked" or "untrusted_issuer"."""
+
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class IdentityError(ClientError):
+    """A local identity cannot be created, read or completed; `reason` is a short
+    code ("wrong_passphrase", "damaged", "malformed", "inconsistent", "missing",
+    "mismatch", "exists")."""
+
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason

@@ -1,0 +1,239 @@
+"""A user's local identities, kept in its home directory (`--home`, CONSIGN_HOME,
+default ~/.consign): `NAME.identity` (sealed keys, later with certificates) and
+`NAME.csr` (the request to hand to the operator).
+
+`create` makes the keys and the request; `import_file` completes the identity
+with the operator's certificate bundle (after checking it) or installs an
+identity file the operator wrote. Errors from `escrow_worker` are turned into
+`ClientError`s here. This module must never write a private key unsealed and
+never accept certificates that do not match the keys it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from client.errors import ClientError, IdentityError, UntrustedCertificate
+from escrow_worker import (
+    CertificateRejected,
+    EscrowError,
+    Identity,
+    IdentityFileError,
+    IdentityKeys,
+    build_csr,
+    check_encryption_certificate,
+    check_signing_certificate,
+    common_name,
+    dump_identity,
+    fingerprint,
+    generate_keys,
+    load_identity_bytes,
+    parse_bundle,
+    read_bytes,
+    write_bytes,
+)
+
+DEFAULT_HOME = Path("~/.consign")
+IDENTITY_SUFFIX = ".identity"
+
+
+@contextmanager
+def client_errors() -> Iterator[None]:
+    """Turn the escrow package's errors into the client's at this boundary."""
+    try:
+        yield
+    except IdentityFileError as exc:
+        raise IdentityError(exc.reason, exc.message, exc.hint) from exc
+    except CertificateRejected as exc:
+        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
+    except EscrowError as exc:
+        raise ClientError(exc.message, exc.hint) from exc
+
+
+@dataclass(frozen=True)
+class CreatedRequest:
+    name: str
+    identity_path: Path
+    request_path: Path
+    request_pem: bytes
+
+
+def _raw(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_identity(path: Path, passphrase: bytes) -> Identity:
+    """Load a complete identity file (keys, certificates, CA certificate) for an
+    agent; raises IdentityError naming why not (wrong passphrase, damaged, ...)."""
+    with client_errors():
+        identity = load_identity_bytes(read_bytes(path, "identity file"), passphrase)
+    if not isinstance(identity, Identity):
+        raise IdentityError(
+            "inconsistent",
+            f"{path} holds keys but no certificates yet",
+            "send the certificate request to the operator, then `consign id import`",
+        )
+    return identity
+
+
+def _normalise_fingerprint(value: str) -> str:
+    return value.replace(":", "").strip().lower()
+
+
+class IdentityHome:
+    def __init__(self, root: Path, *, log_n: int | None = None) -> None:
+        self.root = root.expanduser()
+        self._log_n = log_n  # None: the default scrypt cost; tests pass a cheaper one
+
+    def _seal(self, identity: Identity | IdentityKeys, passphrase: bytes) -> bytes:
+        if self._log_n is None:
+            return dump_identity(identity, passphrase)
+        return dump_identity(identity, passphrase, log_n=self._log_n)
+
+    def identity_path(self, name: str) -> Path:
+        return self.root / f"{name}{IDENTITY_SUFFIX}"
+
+    def request_path(self, name: str) -> Path:
+        return self.root / f"{name}.csr"
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name[: -len(IDENTITY_SUFFIX)] for p in self.root.glob(f"*{IDENTITY_SUFFIX}")
+        )
+
+    def resolve(self, name: str | None) -> str:
+        """The identity meant: `name`, or the only one in the home directory."""
+        names = self.names()
+        if name is not None:
+            if name not in names:
+                raise IdentityError(
+                    "missing",
+                    f"no identity {name!r} in {self.root}",
+                    "run `consign id create NAME` or `consign id import FILE`",
+                )
+            return name
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise IdentityError(
+                "missing",
+                f"no identity in {self.root}",
+                "run `consign id create NAME`, or check --home / CONSIGN_HOME",
+            )
+        raise IdentityError(
+            "missing",
+            f"several identities in {self.root}: {', '.join(names)}",
+            "name the one you mean",
+        )
+
+    def load(self, name: str, passphrase: bytes) -> Identity | IdentityKeys:
+        with client_errors():
+            data = read_bytes(self.identity_path(name), "identity file")
+            return load_identity_bytes(data, passphrase)
+
+    def create(self, name: str, passphrase: bytes) -> CreatedRequest:
+        """Generate the keys (sealed under `passphrase`) and the request."""
+        with client_errors():
+            keys = generate_keys(name)
+            if self.identity_path(name).exists():
+                raise IdentityError(
+                    "exists",
+                    f"an identity {name!r} already exists in {self.root}",
+                    "choose another name or another --home",
+                )
+            request = build_csr(keys)
+            write_bytes(
+                self.identity_path(name),
+                self._seal(keys, passphrase),
+                private=True,
+            )
+            write_bytes(self.request_path(name), request, private=False, overwrite=True)
+        return CreatedRequest(name, self.identity_path(name), self.request_path(name), request)
+
+    def import_file(
+        self, data: bytes, passphrase: bytes, *, now: datetime, ca_fingerprint: str | None = None
+    ) -> Identity:
+        """Complete a pending identity with the operator's certificate bundle, or
+        install an identity file the operator wrote (`consign escrow register`)."""
+        with client_errors():
+            if data.lstrip().startswith(b"{"):
+                identity = load_identity_bytes(data, passphrase)
+                if not isinstance(identity, Identity):
+                    raise IdentityError(
+                        "inconsistent",
+                        "the identity file has no certificates",
+                        "import the certificate bundle from the operator instead",
+                    )
+                self._pin(identity.ca_certificate, ca_fingerprint)
+                write_bytes(self.identity_path(identity.name), data, private=True)
+                return identity
+            return self._complete(data, passphrase, now=now, ca_fingerprint=ca_fingerprint)
+
+    @staticmethod
+    def _pin(ca: x509.Certificate, expected: str | None) -> None:
+        if expected is not None and fingerprint(ca) != _normalise_fingerprint(expected):
+            raise UntrustedCertificate(
+                "untrusted_issuer",
+                "the CA certificate is not the one whose fingerprint you gave",
+                "compare the CA fingerprint with the operator over a channel you trust",
+            )
+
+    def _complete(
+        self, data: bytes, passphrase: bytes, *, now: datetime, ca_fingerprint: str | None
+    ) -> Identity:
+        bundle = parse_bundle(data)
+        self._pin(bundle.ca, ca_fingerprint)
+        try:
+            bundle.ca.verify_directly_issued_by(bundle.ca)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise UntrustedCertificate(
+                "untrusted_issuer",
+                "the bundle's CA certificate is not self-signed",
+                "ask the operator for the bundle again",
+            ) from exc
+        check_signing_certificate(bundle.signing, ca=bundle.ca, crl=bundle.crl, now=now)
+        name = common_name(bundle.signing.subject)
+        check_encryption_certificate(
+            bundle.encryption, ca=bundle.ca, crl=bundle.crl, now=now, expected_name=name
+        )
+        pending = self.load(self.resolve(name), passphrase)
+        if isinstance(pending, Identity):
+            raise IdentityError(
+                "exists",
+                f"identity {name!r} already has its certificates",
+                "nothing to import; see `consign id show`",
+            )
+        if _raw(pending.signing_key.public_key()) != _raw(bundle.signing.public_key()) or _raw(
+            pending.encryption_key.public_key()
+        ) != _raw(bundle.encryption.public_key()):
+            raise IdentityError(
+                "mismatch",
+                f"the certificates are not for the keys of {name!r} in {self.root}",
+                "import the bundle made from this identity's request",
+            )
+        identity = Identity(
+            name,
+            pending.signing_key,
+            pending.encryption_key,
+            bundle.signing,
+            bundle.encryption,
+            bundle.ca,
+        )
+        write_bytes(
+            self.identity_path(name),
+            self._seal(identity, passphrase),
+            private=True,
+            overwrite=True,
+        )
+        return identity

@@ -1,0 +1,86 @@
+"""Client-side checks of certificates the client is about to rely on.
+
+A sender asks the escrow's directory for a receiver's encryption certificate but
+never takes the answer on trust: it checks it against its own copy of the CA
+certificate (from its identity file) and the CA-signed CRL, at the moment of use,
+with the same rules the escrow applies (`escrow_worker.check_certificate`). This
+module must never fetch anything and never return a key it did not check.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from client.errors import UntrustedCertificate
+from escrow_worker import (
+    CertificateRejected,
+    DirectoryAnswer,
+    check_encryption_certificate,
+    check_signing_certificate,
+    load_certificate,
+    load_crl,
+)
+
+
+def _parse(
+    certificate: bytes | x509.Certificate, crl: bytes | x509.CertificateRevocationList
+) -> tuple[x509.Certificate, x509.CertificateRevocationList]:
+    cert = (
+        certificate if isinstance(certificate, x509.Certificate) else load_certificate(certificate)
+    )
+    revocations = crl if isinstance(crl, x509.CertificateRevocationList) else load_crl(crl)
+    return cert, revocations
+
+
+def verify_encryption_certificate(
+    certificate: bytes | x509.Certificate,
+    *,
+    ca: x509.Certificate,
+    crl: bytes | x509.CertificateRevocationList,
+    now: datetime,
+    name: str | None = None,
+) -> X25519PublicKey:
+    """The X25519 key of a receiver's encryption certificate (PEM, DER or parsed),
+    if it chains to `ca`, is valid at `now`, is not on the (current, CA-signed)
+    `crl`, carries the encryption usage and, when given, belongs to `name`.
+    Raises UntrustedCertificate naming the reason otherwise."""
+    try:
+        cert, revocations = _parse(certificate, crl)
+        return check_encryption_certificate(
+            cert, ca=ca, crl=revocations, now=now, expected_name=name
+        )
+    except CertificateRejected as exc:
+        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
+
+
+def verify_signing_certificate(
+    certificate: bytes | x509.Certificate,
+    *,
+    ca: x509.Certificate,
+    crl: bytes | x509.CertificateRevocationList,
+    now: datetime,
+    name: str | None = None,
+    escrow: bool = False,
+) -> Ed25519PublicKey:
+    """The Ed25519 key of a signing certificate, under the same checks (with
+    `escrow=True` it must also be the escrow's own, e.g. for deposit receipts)."""
+    try:
+        cert, revocations = _parse(certificate, crl)
+        return check_signing_certificate(
+            cert, ca=ca, crl=revocations, now=now, expected_name=name, escrow=escrow
+        )
+    except CertificateRejected as exc:
+        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
+
+
+def receiver_key(
+    answer: DirectoryAnswer, *, ca: x509.Certificate, now: datetime
+) -> X25519PublicKey:
+    """The checked X25519 key from a directory answer for `answer.name`."""
+    return verify_encryption_certificate(
+        answer.certificate, ca=ca, crl=answer.crl, now=now, name=answer.name
+    )

@@ -1,0 +1,171 @@
+"""`consign id ...`: a user's own identity: create keys and a certificate request,
+import what the operator signed (or the identity file it wrote), show it.
+
+Thin wrappers around `client.IdentityHome`. The identity passphrase comes from
+CONSIGN_IDENTITY_PASSPHRASE or --passphrase-file, never from an argument. This
+module must never print a private key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from cryptography import x509
+
+from client._home import DEFAULT_HOME, IdentityHome, client_errors
+from escrow_worker import Identity, IdentityKeys, fingerprint, load_identity_bytes, read_bytes
+from escrow_worker.cli import (
+    IDENTITY_PASSPHRASE_ENV,
+    emit,
+    iso,
+    json_option,
+    now,
+    read_passphrase,
+    status,
+)
+
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CONSIGN_HOME",
+    default=str(DEFAULT_HOME),
+    show_default=True,
+    help="Where your identities live [env CONSIGN_HOME].",
+)
+passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File holding the identity passphrase [else env {IDENTITY_PASSPHRASE_ENV}].",
+)
+
+
+def _passphrase(path: Path | None) -> bytes:
+    return read_passphrase(path, IDENTITY_PASSPHRASE_ENV, "identity")
+
+
+def _cert(cert: x509.Certificate) -> dict[str, object]:
+    return {
+        "fingerprint": fingerprint(cert),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": iso(cert.not_valid_before_utc),
+        "not_after": iso(cert.not_valid_after_utc),
+    }
+
+
+def describe(identity: Identity | IdentityKeys) -> dict[str, object]:
+    if isinstance(identity, Identity):
+        return {
+            "name": identity.name,
+            "state": "complete",
+            "signing": _cert(identity.signing_certificate),
+            "encryption": _cert(identity.encryption_certificate),
+            "ca": {
+                "subject": identity.ca_certificate.subject.rfc4514_string(),
+                **_cert(identity.ca_certificate),
+            },
+        }
+    return {
+        "name": identity.name,
+        "state": "pending (no certificates yet)",
+        "signing": None,
+        "encryption": None,
+        "ca": None,
+    }
+
+
+def _text(data: dict[str, object]) -> str:
+    lines = [f"name: {data['name']}", f"state: {data['state']}"]
+    for role in ("signing", "encryption", "ca"):
+        cert = data[role]
+        if isinstance(cert, dict):
+            lines.append(
+                f"{role}: {cert['fingerprint']}  valid {cert['not_before']} .. {cert['not_after']}"
+            )
+    return "\n".join(lines)
+
+
+@click.group("id")
+def identity() -> None:
+    """Your identity: signing and encryption keys certified by the escrow.
+
+    Either the operator registers you and hands you an identity file
+    (`consign id import FILE`), or you `consign id create NAME`, send NAME.csr
+    to the operator, and `consign id import` the bundle it returns: then your
+    private keys never leave your machine.
+    """
+
+
+@identity.command()
+@home_option
+@click.argument("name")
+@passphrase_option
+@json_option
+def create(home: Path, name: str, passphrase_file: Path | None, as_json: bool) -> None:
+    """Generate keys for NAME (sealed under your passphrase in --home) and a
+    certificate request NAME.csr to send to the escrow operator."""
+    created = IdentityHome(home).create(name, _passphrase(passphrase_file))
+    emit(
+        {
+            "name": created.name,
+            "identity_file": str(created.identity_path),
+            "request_file": str(created.request_path),
+        },
+        as_json,
+    )
+    status(
+        f"OK keys created; send {created.request_path} to the escrow operator, then "
+        "run `consign id import BUNDLE`"
+    )
+
+
+@identity.command("import")
+@home_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--ca-fingerprint",
+    metavar="SHA256",
+    help="Refuse unless the CA certificate has this fingerprint (from the operator).",
+)
+@passphrase_option
+@json_option
+def import_(
+    home: Path, file: Path, ca_fingerprint: str | None, passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Store what the operator gave you: the certificate bundle from `consign
+    escrow sign-csr` (checked against your keys) or an identity file from
+    `consign escrow register` (copied into --home)."""
+    data = read_bytes(file, "file to import")
+    result = IdentityHome(home).import_file(
+        data, _passphrase(passphrase_file), now=now(), ca_fingerprint=ca_fingerprint
+    )
+    info = describe(result)
+    emit(info, as_json, _text(info))
+    status(f"OK identity {result.name!r} is ready; compare the CA fingerprint with the operator's")
+
+
+@identity.command()
+@home_option
+@click.argument("name", required=False)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Show this identity file instead of one in --home.",
+)
+@passphrase_option
+@json_option
+def show(
+    home: Path, name: str | None, file: Path | None, passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Show an identity (NAME in --home, the only one there, or --file): name,
+    state, certificate fingerprints and validity. Never shows private keys."""
+    passphrase = _passphrase(passphrase_file)
+    if file is not None:
+        with client_errors():
+            loaded = load_identity_bytes(read_bytes(file, "identity file"), passphrase)
+    else:
+        store = IdentityHome(home)
+        loaded = store.load(store.resolve(name), passphrase)
+    info = describe(loaded)
+    emit(info, as_json, _text(info))

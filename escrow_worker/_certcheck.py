@@ -1,0 +1,209 @@
+"""Whether a party certificate may be used, now: the one place that decides it.
+
+Both the escrow (for request signers) and the client (for a receiver's encryption
+key from the directory) call `check_certificate`, so the rules are written once.
+Order: the CA itself is valid; the certificate is issued by the CA (signature);
+it is within its validity period; the CRL is the CA's, current, and does not list
+it; its key usage, extended key usage and key type fit the role; its name is the
+one expected. Pure: certificates, CRL and `now` in; a public key or a
+`CertificateRejected` out. It must never do I/O, and never accept on a doubt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from escrow_worker._profile import (
+    OID_EKU_ENCRYPTION,
+    OID_EKU_ESCROW,
+    OID_EKU_SIGNING,
+    Role,
+    common_name,
+)
+from escrow_worker.errors import CertificateRejected, CertReason
+
+_ASK_OPERATOR = "ask the escrow operator for a current certificate"
+
+
+def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) -> None:
+    raise CertificateRejected(reason, message, hint)
+
+
+def require_aware(now: datetime) -> None:
+    """A naive datetime would be read as local time: refuse it (a bug, not input)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("`now` must be a timezone-aware datetime")
+
+
+def check_ca(ca: x509.Certificate, now: datetime) -> None:
+    if now < ca.not_valid_before_utc:
+        _reject(CertReason.NOT_YET_VALID, "the escrow's CA certificate is not valid yet")
+    if now > ca.not_valid_after_utc:
+        _reject(CertReason.EXPIRED, "the escrow's CA certificate has expired")
+
+
+def check_crl(
+    crl: x509.CertificateRevocationList,
+    ca: x509.Certificate,
+    now: datetime,
+    *,
+    require_current: bool = True,
+) -> None:
+    """The CRL is signed by the CA and (unless the escrow checks its own freshly
+    written CRL) its next update is not past."""
+    ca_key = ca.public_key()
+    if (
+        not isinstance(ca_key, Ed25519PublicKey)
+        or crl.issuer != ca.subject
+        or not crl.is_signature_valid(ca_key)
+    ):
+        _reject(CertReason.CRL_INVALID, "the revocation list is not signed by the escrow's CA")
+    next_update = crl.next_update_utc
+    if require_current and (next_update is None or next_update < now):
+        _reject(
+            CertReason.CRL_STALE,
+            "the revocation list is out of date",
+            "the escrow operator must publish a new CRL (consign escrow crl)",
+        )
+
+
+def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
+    if cert == ca:
+        _reject(CertReason.WRONG_USAGE, "the CA certificate cannot stand in for a party's")
+    if cert.issuer == cert.subject:
+        _reject(CertReason.SELF_SIGNED, "certificate is self-signed, not issued by the escrow")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
+        raise CertificateRejected(
+            CertReason.UNTRUSTED_ISSUER,
+            "certificate is not issued by this escrow's CA",
+            "it belongs to another escrow or was forged; use one this escrow issued",
+        ) from exc
+
+
+def _check_usage(cert: x509.Certificate, role: Role, escrow: bool) -> None:
+    try:
+        ext = cert.extensions
+        basic = ext.get_extension_for_class(x509.BasicConstraints).value
+        usage = ext.get_extension_for_class(x509.KeyUsage).value
+        ekus = set(ext.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except (x509.ExtensionNotFound, ValueError) as exc:
+        raise CertificateRejected(
+            CertReason.WRONG_USAGE, "certificate lacks the key usage extensions of this PKI"
+        ) from exc
+    signing = role is Role.SIGNING
+    wanted_eku, other_eku = (
+        (OID_EKU_SIGNING, OID_EKU_ENCRYPTION) if signing else (OID_EKU_ENCRYPTION, OID_EKU_SIGNING)
+    )
+    key = cert.public_key()
+    key_ok = isinstance(key, Ed25519PublicKey if signing else X25519PublicKey)
+    usage_ok = (
+        usage.digital_signature == signing
+        and usage.key_agreement == (not signing)
+        and not usage.content_commitment
+        and not usage.key_encipherment
+        and not usage.data_encipherment
+        and not usage.key_cert_sign
+        and not usage.crl_sign
+    )
+    if basic.ca or not usage_ok or wanted_eku not in ekus or other_eku in ekus or not key_ok:
+        _reject(
+            CertReason.WRONG_USAGE,
+            f"certificate is not a {role.value} certificate",
+            "use the signing certificate to sign and the encryption certificate to receive",
+        )
+    if escrow and OID_EKU_ESCROW not in ekus:
+        _reject(CertReason.WRONG_USAGE, "certificate does not belong to the escrow")
+
+
+def check_certificate(
+    cert: x509.Certificate,
+    *,
+    role: Role,
+    ca: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    now: datetime,
+    expected_name: str | None = None,
+    escrow: bool = False,
+    require_current_crl: bool = True,
+) -> Ed25519PublicKey | X25519PublicKey:
+    """Refuse (`CertificateRejected`) unless `cert` may be used for `role` at `now`;
+    return its public key. `now` must be timezone-aware."""
+    require_aware(now)
+    check_ca(ca, now)
+    _check_issued_by(cert, ca)
+    if now < cert.not_valid_before_utc:
+        _reject(CertReason.NOT_YET_VALID, "certificate is not valid yet")
+    if now > cert.not_valid_after_utc:
+        _reject(CertReason.EXPIRED, "certificate has expired")
+    check_crl(crl, ca, now, require_current=require_current_crl)
+    if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+        _reject(
+            CertReason.REVOKED,
+            "certificate has been revoked",
+            "the operator revoked it; a new registration is needed",
+        )
+    _check_usage(cert, role, escrow)
+    if expected_name is not None and common_name(cert.subject) != expected_name:
+        _reject(
+            CertReason.WRONG_NAME,
+            f"certificate is not {expected_name!r}'s",
+            "the directory answered with someone else's certificate; do not use it",
+        )
+    key = cert.public_key()
+    assert isinstance(key, Ed25519PublicKey | X25519PublicKey)  # _check_usage made sure
+    return key
+
+
+def check_signing_certificate(
+    cert: x509.Certificate,
+    *,
+    ca: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    now: datetime,
+    expected_name: str | None = None,
+    escrow: bool = False,
+    require_current_crl: bool = True,
+) -> Ed25519PublicKey:
+    key = check_certificate(
+        cert,
+        role=Role.SIGNING,
+        ca=ca,
+        crl=crl,
+        now=now,
+        expected_name=expected_name,
+        escrow=escrow,
+        require_current_crl=require_current_crl,
+    )
+    assert isinstance(key, Ed25519PublicKey)
+    return key
+
+
+def check_encryption_certificate(
+    cert: x509.Certificate,
+    *,
+    ca: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    now: datetime,
+    expected_name: str | None = None,
+    escrow: bool = False,
+    require_current_crl: bool = True,
+) -> X25519PublicKey:
+    key = check_certificate(
+        cert,
+        role=Role.ENCRYPTION,
+        ca=ca,
+        crl=crl,
+        now=now,
+        expected_name=expected_name,
+        escrow=escrow,
+        require_current_crl=require_current_crl,
+    )
+    assert isinstance(key, X25519PublicKey)
+    return key

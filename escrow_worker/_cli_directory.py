@@ -1,0 +1,165 @@
+"""`consign escrow revoke/users/crl/info`: the operator's directory commands.
+
+Thin wrappers around `_operator` and `_directory`; the group in `cli.py` adds
+them. This module must never hold PKI logic nor take a passphrase from an
+argument.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography.hazmat.primitives import serialization
+
+from escrow_worker import _directory as directory
+from escrow_worker._ca import load_ca
+from escrow_worker._cliutil import (
+    ESCROW_PASSPHRASE_ENV,
+    emit,
+    escrow_dir_option,
+    escrow_passphrase_option,
+    iso,
+    json_option,
+    now,
+    read_passphrase,
+    run,
+    status,
+)
+from escrow_worker._files import write_bytes
+from escrow_worker._operator import open_escrow, publish_crl, revoke_user
+from escrow_worker._profile import fingerprint
+
+
+@click.command()
+@escrow_dir_option
+@click.argument("name")
+@click.option(
+    "--reason",
+    default="unspecified",
+    show_default=True,
+    type=click.Choice(["unspecified", "key-compromise", "superseded", "cessation-of-operation"]),
+    help="Why (kept in the directory).",
+)
+@escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
+@json_option
+def revoke(
+    escrow_dir: Path, name: str, reason: str, escrow_passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Revoke every certificate of NAME and publish a new CRL at once; every
+    later check refuses them."""
+    passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
+
+    async def go() -> list[directory.CertificateRecord]:
+        async with open_escrow(escrow_dir) as esc:
+            ca = load_ca(escrow_dir, passphrase)
+            return await revoke_user(esc, ca, name, now=now(), reason=reason)
+
+    revoked = run(go())
+    emit({"name": name, "revoked": [c.fingerprint for c in revoked], "reason": reason}, as_json)
+    status(f"OK revoked {name!r} ({len(revoked)} certificates); new CRL published")
+
+
+@click.command()
+@escrow_dir_option
+@json_option
+def users(escrow_dir: Path, as_json: bool) -> None:
+    """List every registered party with its groups, state and certificates."""
+
+    async def go() -> list[directory.UserRecord]:
+        async with open_escrow(escrow_dir) as esc:
+            return await directory.list_users(esc.conn)
+
+    records = run(go())
+    data = [
+        {
+            "name": u.name,
+            "kind": u.kind,
+            "groups": list(u.groups),
+            "revoked_at": iso(u.revoked_at),
+            "certificates": [
+                {
+                    "role": c.role.value,
+                    "fingerprint": c.fingerprint,
+                    "not_after": iso(c.not_after),
+                    "revoked_at": iso(c.revoked_at),
+                }
+                for c in u.certificates
+            ],
+        }
+        for u in records
+    ]
+    lines = [
+        f"{u.name}\t{u.kind}\t{'revoked' if u.revoked_at else 'active'}\t"
+        f"{','.join(u.groups) or '-'}"
+        for u in records
+    ]
+    emit(data, as_json, "\n".join(["NAME\tKIND\tSTATE\tGROUPS", *lines]))
+
+
+@click.command()
+@escrow_dir_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CRL (PEM) here [default: stdout].",
+)
+@escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
+@json_option
+def crl(
+    escrow_dir: Path, out: Path | None, escrow_passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Sign and write a fresh CRL (new this/next update). Run it more often than
+    --crl-days, or clients refuse every certificate as the CRL goes stale."""
+    passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
+
+    async def go() -> Any:
+        async with open_escrow(escrow_dir) as esc:
+            return await publish_crl(esc, load_ca(escrow_dir, passphrase), now=now())
+
+    fresh = run(go())
+    pem = fresh.public_bytes(serialization.Encoding.PEM)
+    if out is not None:
+        write_bytes(out, pem, private=False, overwrite=True)
+    summary = {
+        "crl_file": None if out is None else str(out),
+        "revoked": len(list(fresh)),
+        "next_update": iso(fresh.next_update_utc),
+    }
+    if as_json:
+        emit({**summary, "crl": pem.decode("ascii")}, True)
+    elif out is None:
+        click.echo(pem.decode("ascii"), nl=False)
+    else:
+        emit(summary, False)
+    status(f"OK CRL published, current until {summary['next_update']}")
+
+
+@click.command()
+@escrow_dir_option
+@json_option
+def info(escrow_dir: Path, as_json: bool) -> None:
+    """Show the escrow's name, the CA fingerprint users should pin, and the
+    state of the CRL. Needs no passphrase."""
+
+    async def go() -> dict[str, Any]:
+        async with open_escrow(escrow_dir) as esc:
+            current = await directory.current_crl(esc.conn)
+            me = await directory.get_user(esc.conn, esc.name)
+            assert me is not None
+            certs = {c.role.value: c.fingerprint for c in me.certificates if c.revoked_at is None}
+            return {
+                "name": esc.name,
+                "ca_fingerprint": fingerprint(esc.ca_certificate),
+                "ca_not_after": iso(esc.ca_certificate.not_valid_after_utc),
+                "signing_fingerprint": certs.get("signing"),
+                "encryption_fingerprint": certs.get("encryption"),
+                "crl_next_update": iso(current.next_update_utc),
+                "crl_revoked": len(list(current)),
+            }
+
+    emit(run(go()), as_json)
+
+
+COMMANDS = (revoke, users, crl, info)

@@ -1,0 +1,144 @@
+"""`consign escrow policy ...`: the operator's trust policy commands (who may
+send to whom). Thin wrappers around `_policy`; this module must never decide a
+policy question itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from escrow_worker import _policy
+from escrow_worker._cliutil import emit, escrow_dir_option, json_option, run, status
+from escrow_worker._db import transaction
+from escrow_worker._operator import open_escrow
+
+
+def _describe(policy: _policy.TrustPolicy) -> dict[str, object]:
+    return {
+        "mode": "restricted" if policy.restricted else "open",
+        "rules": [{"from": a, "to": b} for a, b in sorted(policy.rules)],
+    }
+
+
+def _text(data: dict[str, object]) -> str:
+    rules = data["rules"]
+    assert isinstance(rules, list)
+    lines = [f"mode: {data['mode']}"]
+    lines += [f"allow: {r['from']} -> {r['to']}" for r in rules]
+    return "\n".join(lines)
+
+
+@click.group()
+def policy() -> None:
+    """Decide which identities may send consignments to which.
+
+    Open by default: every registered user may send to every other. Once
+    restricted, a sender may send to a receiver only if a rule "GROUP_A may send
+    to GROUP_B" matches one of each one's groups ("*" matches anyone). Everyone
+    may always send to itself.
+    """
+
+
+@policy.command()
+@escrow_dir_option
+@json_option
+def show(escrow_dir: Path, as_json: bool) -> None:
+    """Print the mode and the rules."""
+
+    async def go() -> _policy.TrustPolicy:
+        async with open_escrow(escrow_dir) as esc:
+            return await _policy.load_policy(esc.conn)
+
+    data = _describe(run(go()))
+    emit(data, as_json, _text(data))
+
+
+@policy.command()
+@escrow_dir_option
+@click.argument("mode", type=click.Choice(["open", "restricted"]))
+@json_option
+def mode(escrow_dir: Path, mode: str, as_json: bool) -> None:
+    """Set MODE: "open" (everyone may exchange) or "restricted" (rules decide)."""
+
+    async def go() -> _policy.TrustPolicy:
+        async with open_escrow(escrow_dir) as esc:
+            async with transaction(esc.conn):
+                await _policy.set_restricted(esc.conn, mode == "restricted")
+            return await _policy.load_policy(esc.conn)
+
+    data = _describe(run(go()))
+    emit(data, as_json, _text(data))
+    status(f"OK policy is {mode}")
+
+
+@policy.command()
+@escrow_dir_option
+@click.argument("from_group", metavar="FROM_GROUP")
+@click.argument("to_group", metavar="TO_GROUP")
+@json_option
+def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> None:
+    """Let members of FROM_GROUP send to members of TO_GROUP ("*": anyone).
+    Rules apply once the mode is "restricted"."""
+
+    async def go() -> tuple[bool, _policy.TrustPolicy]:
+        async with open_escrow(escrow_dir) as esc:
+            async with transaction(esc.conn):
+                added = await _policy.add_rule(esc.conn, from_group, to_group)
+            return added, await _policy.load_policy(esc.conn)
+
+    added, current = run(go())
+    data = _describe(current)
+    emit(data, as_json, _text(data))
+    status(f"OK {from_group} -> {to_group} " + ("added" if added else "was already there"))
+    if not current.restricted:
+        status("note: the policy is open; `consign escrow policy mode restricted` enforces rules")
+
+
+@policy.command()
+@escrow_dir_option
+@click.argument("from_group", metavar="FROM_GROUP")
+@click.argument("to_group", metavar="TO_GROUP")
+@json_option
+def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> None:
+    """Remove the rule FROM_GROUP -> TO_GROUP."""
+
+    async def go() -> tuple[bool, _policy.TrustPolicy]:
+        async with open_escrow(escrow_dir) as esc:
+            async with transaction(esc.conn):
+                removed = await _policy.remove_rule(esc.conn, from_group, to_group)
+            return removed, await _policy.load_policy(esc.conn)
+
+    removed, current = run(go())
+    data = _describe(current)
+    emit(data, as_json, _text(data))
+    status(f"OK {from_group} -> {to_group} " + ("removed" if removed else "was not there"))
+
+
+@policy.command()
+@escrow_dir_option
+@click.argument("sender")
+@click.argument("receiver")
+@json_option
+def check(escrow_dir: Path, sender: str, receiver: str, as_json: bool) -> None:
+    """Say whether SENDER may send to RECEIVER under the current policy (exit 0
+    either way; the answer is the data)."""
+
+    async def go() -> _policy.Decision:
+        async with open_escrow(escrow_dir) as esc:
+            policy = await _policy.load_policy(esc.conn)
+            return _policy.may_send(
+                await _policy.party(esc.conn, sender),
+                await _policy.party(esc.conn, receiver),
+                policy,
+            )
+
+    decision = run(go())
+    data = {
+        "sender": sender,
+        "receiver": receiver,
+        "allowed": decision.allowed,
+        "reason": decision.reason,
+    }
+    emit(data, as_json, "allowed" if decision else f"denied: {decision.reason}")

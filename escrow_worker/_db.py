@@ -1,0 +1,127 @@
+"""The escrow's SQLite database (`escrow.db` in the escrow data directory).
+
+`open_db` opens or creates it in WAL mode and applies `SCHEMA`, a list of
+idempotent statements (`CREATE ... IF NOT EXISTS`), every time it opens, so a
+later feature adds its tables by appending to the list. `transaction` wraps a
+block in BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on a connection opened in
+autocommit mode, so callers decide where a transaction starts and ends.
+
+This module must never hold business rules; it must never let an aiosqlite or
+sqlite3 error escape unwrapped from `open_db`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from escrow_worker.errors import EscrowError
+
+DB_FILENAME = "escrow.db"
+
+#: Identity: users, their groups, every certificate the CA issued, the current CRL.
+IDENTITY_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS escrow_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'escrow')),
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    )""",
+    """CREATE TABLE IF NOT EXISTS user_groups (
+        name TEXT NOT NULL REFERENCES users(name),
+        grp TEXT NOT NULL,
+        PRIMARY KEY (name, grp)
+    )""",
+    """CREATE TABLE IF NOT EXISTS certificates (
+        fingerprint TEXT PRIMARY KEY,
+        serial TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL REFERENCES users(name),
+        role TEXT NOT NULL CHECK (role IN ('signing', 'encryption')),
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        der BLOB NOT NULL,
+        revoked_at INTEGER,
+        revocation_reason TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS certificates_by_name ON certificates (name, role, not_after)",
+    """CREATE TABLE IF NOT EXISTS crl (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        number INTEGER NOT NULL,
+        der BLOB NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS policy_rules (
+        from_group TEXT NOT NULL,
+        to_group TEXT NOT NULL,
+        PRIMARY KEY (from_group, to_group)
+    )""",
+)
+
+#: Replay protection: every accepted request id and nonce, until it expires.
+REPLAY_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS seen_requests (
+        request_id TEXT PRIMARY KEY,
+        nonce TEXT NOT NULL UNIQUE,
+        signer TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS seen_requests_by_expiry ON seen_requests (expires_at)",
+)
+
+#: Everything `open_db` applies, in order. Append new features' statements here.
+SCHEMA: tuple[str, ...] = (*IDENTITY_SCHEMA, *REPLAY_SCHEMA)
+
+
+def db_path(escrow_dir: Path) -> Path:
+    return escrow_dir / DB_FILENAME
+
+
+async def open_db(path: Path, *, schema: Sequence[str] = SCHEMA) -> aiosqlite.Connection:
+    """Open (creating if needed) the database at `path`, WAL mode, foreign keys on,
+    autocommit (use `transaction`), and apply `schema`. The caller closes it."""
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise EscrowError(
+            f"cannot open the escrow database {path}: {exc}",
+            "check --escrow-dir and that the directory is writable",
+        ) from exc
+    try:
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        mode = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+        if next(iter(mode))[0] != "wal":
+            raise sqlite3.OperationalError("the database refuses WAL mode")
+        # FULL: a decision the escrow has replied to must survive a power cut.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        async with transaction(conn):
+            for statement in schema:
+                await conn.execute(statement)
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise EscrowError(
+            f"cannot prepare the escrow database {path}: {exc}",
+            "is it an escrow database? restore it from backup if it is damaged",
+        ) from exc
+    return conn
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE (take the write lock now, so two workers never both decide)
+    ... COMMIT, or ROLLBACK if the block raises."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")

@@ -1,0 +1,98 @@
+"""The operator's trust policy: who may send consignments to whom.
+
+By default the policy is open: every registered party may exchange with every
+other. Once restricted, a sender may send to a receiver only if a rule "group A
+may send to group B" matches a group of each ("*" matches anyone). A party may
+always send to itself (the virtual safe). `may_send` is pure; the async helpers
+load and store the policy in escrow.db inside the caller's transaction. This
+module must never look at certificates or revocation: it assumes both parties
+were already authenticated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from escrow_worker._directory import get_meta, get_user, set_meta
+from escrow_worker._profile import check_name
+from escrow_worker.errors import DirectoryError
+
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    restricted: bool = False
+    rules: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def may_send(sender: Party, receiver: Party, policy: TrustPolicy) -> Decision:
+    if sender.name == receiver.name:
+        return Decision(True)
+    if not policy.restricted:
+        return Decision(True)
+    senders = sender.groups | {ANY}
+    receivers = receiver.groups | {ANY}
+    for from_group, to_group in sorted(policy.rules):
+        if from_group in senders and to_group in receivers:
+            return Decision(True)
+    return Decision(
+        False,
+        f"no rule lets {sender.name!r} (groups: {', '.join(sorted(sender.groups)) or 'none'})"
+        f" send to {receiver.name!r} (groups: {', '.join(sorted(receiver.groups)) or 'none'})",
+    )
+
+
+def _group(name: str) -> str:
+    return name if name == ANY else check_name(name, "group")
+
+
+async def load_policy(conn: aiosqlite.Connection) -> TrustPolicy:
+    restricted = await get_meta(conn, "policy") == "restricted"
+    rows = await conn.execute_fetchall("SELECT from_group, to_group FROM policy_rules")
+    return TrustPolicy(restricted, frozenset((str(a), str(b)) for a, b in rows))
+
+
+async def set_restricted(conn: aiosqlite.Connection, restricted: bool) -> None:
+    await set_meta(conn, "policy", "restricted" if restricted else "open")
+
+
+async def add_rule(conn: aiosqlite.Connection, from_group: str, to_group: str) -> bool:
+    """Add a rule; False if it was already there."""
+    cursor = await conn.execute(
+        "INSERT OR IGNORE INTO policy_rules (from_group, to_group) VALUES (?, ?)",
+        (_group(from_group), _group(to_group)),
+    )
+    return cursor.rowcount == 1
+
+
+async def remove_rule(conn: aiosqlite.Connection, from_group: str, to_group: str) -> bool:
+    cursor = await conn.execute(
+        "DELETE FROM policy_rules WHERE from_group = ? AND to_group = ?",
+        (from_group, to_group),
+    )
+    return cursor.rowcount == 1
+
+
+async def party(conn: aiosqlite.Connection, name: str) -> Party:
+    user = await get_user(conn, name)
+    if user is None:
+        raise DirectoryError(f"no user named {name!r}", "see `consign escrow users`")
+    return Party(user.name, frozenset(user.groups))

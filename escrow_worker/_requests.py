@@ -1,0 +1,154 @@
+"""Authenticating a signed request envelope at the escrow.
+
+Order (cheapest refusal that needs no trust first, then trust, then claims):
+ 1. wire form and payload parse, strictly canonical          -> MALFORMED
+ 2. signer's certificate found in the directory by fingerprint -> UNKNOWN_SIGNER
+ 3. certificate: CA chain, validity, CRL as stored now, signing usage
+                                                           -> CertificateRejected
+ 4. Ed25519 signature over the payload                       -> BAD_SIGNATURE
+ 5. audience is this escrow                                 -> WRONG_AUDIENCE
+ 6. times, with the clock injected: issued_at not beyond now + skew (FROM_FUTURE),
+    expires_at not before now - skew (EXPIRED), lifetime bounded
+    (LIFETIME_TOO_LONG)
+ 7. replay: request id and nonce never seen (REPLAYED), recorded only here, last.
+`authenticate_request` does 1-6 and writes nothing; `accept_request` adds 7. This
+module must never act on a field of the envelope before step 4 except to find the
+signer's key, and must never record anything for a refused request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosqlite
+from cryptography import x509
+
+from broker import BrokerError, Envelope, SignedEnvelope, verify_envelope_signature
+from escrow_worker._certcheck import check_signing_certificate, require_aware
+from escrow_worker._directory import certificate_by_fingerprint, current_crl
+from escrow_worker._replay import ReplayKey, ReplayStore
+from escrow_worker.errors import RequestReason, RequestRejected
+
+DEFAULT_MAX_SKEW = timedelta(minutes=2)
+DEFAULT_MAX_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class VerifiedRequest:
+    """An authenticated request: what it says, and who sent it."""
+
+    envelope: Envelope
+    sender: str
+    certificate: x509.Certificate
+
+    def replay_key(self, max_skew: timedelta = DEFAULT_MAX_SKEW) -> ReplayKey:
+        return ReplayKey(
+            request_id=self.envelope.request_id,
+            nonce=self.envelope.nonce,
+            signer=self.envelope.signer,
+            keep_until=self.envelope.expires_at + int(max_skew.total_seconds()),
+        )
+
+
+def _reject(reason: RequestReason, message: str, hint: str | None = None) -> RequestRejected:
+    return RequestRejected(reason, message, hint)
+
+
+def check_times(
+    envelope: Envelope, *, now: datetime, max_skew: timedelta, max_lifetime: timedelta
+) -> None:
+    """Pure freshness check of an envelope against the escrow's clock."""
+    require_aware(now)
+    t = int(now.timestamp())
+    skew = int(max_skew.total_seconds())
+    if envelope.expires_at < envelope.issued_at:
+        raise _reject(RequestReason.MALFORMED, "request expires before it was issued")
+    if envelope.issued_at > t + skew:
+        raise _reject(
+            RequestReason.FROM_FUTURE,
+            f"request was issued {envelope.issued_at - t} s in the future",
+            "check the sender's clock",
+        )
+    if envelope.expires_at < t - skew:
+        raise _reject(
+            RequestReason.EXPIRED,
+            f"request expired {t - envelope.expires_at} s ago",
+            "send a new request; check the sender's clock",
+        )
+    if envelope.expires_at - envelope.issued_at > int(max_lifetime.total_seconds()):
+        raise _reject(
+            RequestReason.LIFETIME_TOO_LONG,
+            f"request lifetime exceeds {int(max_lifetime.total_seconds())} s",
+        )
+
+
+async def authenticate_request(
+    conn: aiosqlite.Connection,
+    data: bytes,
+    *,
+    audience: str,
+    ca: x509.Certificate,
+    now: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+) -> VerifiedRequest:
+    """Steps 1-6: everything but replay. Writes nothing."""
+    try:
+        signed = SignedEnvelope.from_wire(data)
+        claimed = signed.unverified()
+    except BrokerError as exc:
+        raise _reject(RequestReason.MALFORMED, exc.message, exc.hint) from exc
+    record = await certificate_by_fingerprint(conn, claimed.signer)
+    if record is None:
+        raise _reject(
+            RequestReason.UNKNOWN_SIGNER,
+            "the request names a certificate this escrow never issued",
+            "register with this escrow and sign with its certificate",
+        )
+    key = check_signing_certificate(
+        record.certificate,
+        ca=ca,
+        crl=await current_crl(conn),
+        now=now,
+        expected_name=record.name,
+        # The escrow's own stored CRL is authoritative even past its nextUpdate.
+        require_current_crl=False,
+    )
+    try:
+        envelope = verify_envelope_signature(signed, key)
+    except BrokerError as exc:
+        raise _reject(RequestReason.BAD_SIGNATURE, exc.message, exc.hint) from exc
+    if envelope.audience != audience:
+        raise _reject(
+            RequestReason.WRONG_AUDIENCE,
+            f"request is addressed to escrow {envelope.audience!r}, not {audience!r}",
+            "send it to the escrow it names",
+        )
+    check_times(envelope, now=now, max_skew=max_skew, max_lifetime=max_lifetime)
+    return VerifiedRequest(envelope, record.name, record.certificate)
+
+
+async def accept_request(
+    conn: aiosqlite.Connection,
+    data: bytes,
+    *,
+    audience: str,
+    ca: x509.Certificate,
+    now: datetime,
+    replay: ReplayStore,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+) -> VerifiedRequest:
+    """Steps 1-7: authenticate, then record the request id and nonce."""
+    request = await authenticate_request(
+        conn,
+        data,
+        audience=audience,
+        ca=ca,
+        now=now,
+        max_skew=max_skew,
+        max_lifetime=max_lifetime,
+    )
+    await replay.check_and_record(request.replay_key(max_skew), now=now)
+    return request

@@ -1,0 +1,74 @@
+"""Shared helpers for the PKI tests: a fixed clock, throwaway CAs and certificates,
+and a snapshot of the escrow database to prove a refusal changed nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiosqlite
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from escrow_worker import CertificateAuthority, Identity, Role
+from escrow_worker._profile import build_ca_certificate
+
+NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
+LOG_N = 14  # the cheapest scrypt cost the reader accepts: keeps tests fast
+ESCROW_PASS = b"operator passphrase"
+IDENTITY_PASS = b"identity passphrase"
+
+
+def make_ca(
+    name: str = "acme", now: datetime = NOW - timedelta(days=1), days: int = 3650
+) -> CertificateAuthority:
+    key = Ed25519PrivateKey.generate()
+    return CertificateAuthority(key, build_ca_certificate(key, name, now, days))
+
+
+def make_identity(
+    ca: CertificateAuthority, name: str = "alice", now: datetime = NOW, days: int = 365
+) -> Identity:
+    signing, encryption = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+    return Identity(
+        name,
+        signing,
+        encryption,
+        ca.issue(name, Role.SIGNING, signing.public_key(), now=now, days=days),
+        ca.issue(name, Role.ENCRYPTION, encryption.public_key(), now=now, days=days),
+        ca.certificate,
+    )
+
+
+def empty_crl(ca: CertificateAuthority, now: datetime = NOW) -> x509.CertificateRevocationList:
+    return ca.sign_crl([], number=1, now=now, days=30)
+
+
+def crl_revoking(
+    ca: CertificateAuthority, *certs: x509.Certificate, now: datetime = NOW
+) -> x509.CertificateRevocationList:
+    return ca.sign_crl([(c.serial_number, now) for c in certs], number=2, now=now, days=30)
+
+
+async def snapshot(conn: aiosqlite.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, to compare before and after a refusal."""
+    names = await conn.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    )
+    result: dict[str, list[tuple[object, ...]]] = {}
+    for (name,) in names:
+        rows = await conn.execute_fetchall(f'SELECT * FROM "{name}" ORDER BY 1')  # noqa: S608
+        result[str(name)] = [tuple(r) for r in rows]
+    return result
+
+
+def later(days: float) -> datetime:
+    return NOW + timedelta(days=days)
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """File names and contents under `path`, to prove a refusal wrote nothing."""
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }

@@ -1,0 +1,61 @@
+"""`__all__` is complete and true in every package (httpx test_exported_members)."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import pytest
+
+
+@pytest.mark.parametrize("package", ["broker", "client", "escrow_worker", "client.cli"])
+def test_all_is_complete(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = set(module.__all__)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name not in {"annotations"}
+    }
+    assert exported == public
+    assert len(exported) == len(module.__all__)  # no duplicates
+
+
+@pytest.mark.parametrize(
+    ("package", "base"),
+    [("broker", "BrokerError"), ("client", "ClientError"), ("escrow_worker", "EscrowError")],
+)
+def test_one_base_error_per_package(package: str, base: str) -> None:
+    module = importlib.import_module(package)
+    root = getattr(module, base)
+    errors = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert all(issubclass(e, root) for e in errors)
+    err = root("message", "hint")
+    assert (err.message, err.hint) == ("message", "hint")
+    assert root("only a message").hint is None
+
+
+def test_broker_imports_neither_other_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, broker, broker.envelope, broker.errors; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('client', 'escrow_worker')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_escrow_worker_never_imports_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, escrow_worker, escrow_worker.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'client'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
