@@ -427,3 +427,48 @@ async def test_connection_is_autocommit(tmp_path: Path) -> None:
             await other.close()
     finally:
         await conn.close()
+
+
+async def test_directory_certificate_seals_a_consignment_its_owner_opens(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The sender knows only bob's name: the directory's certificate, checked
+    against the CA, gives the key that bob's own identity then opens with."""
+    import io
+
+    from client import Recipient, Sender, Source, seal, unseal
+    from client.errors import OpenError
+
+    alice = await register(setup, "alice")
+    bob = await register(setup, "bob")
+    carol = await register(setup, "carol")
+    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    bob_key = receiver_key(answer, ca=alice.ca_certificate, now=NOW)
+    alice_verify = verify_signing_certificate(
+        alice.signing_certificate, ca=alice.ca_certificate, crl=answer.crl, now=NOW, name="alice"
+    )
+    sealed = io.BytesIO()
+    deposit = seal(
+        [Source("contract.txt", io.BytesIO(b"terms"), 5)],
+        sealed,
+        sender=Sender("alice", alice.signing_key),
+        receivers=[Recipient("bob", bob_key)],
+        escrow="acme",
+    )
+    out = io.BytesIO()
+    unseal(
+        io.BytesIO(sealed.getvalue()),
+        out,
+        identity=bob.encryption_key,
+        release=deposit.release_for("bob"),
+        sender_key=alice_verify,
+    )
+    assert out.getvalue() == b"terms"
+    with pytest.raises(OpenError):
+        unseal(
+            io.BytesIO(sealed.getvalue()),
+            io.BytesIO(),
+            identity=carol.encryption_key,
+            release=deposit.release_for("bob"),
+            sender_key=alice_verify,
+        )
