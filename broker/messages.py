@@ -67,6 +67,13 @@ class _Body(BaseModel):
 
 ConsignmentId = Field(pattern=HEX_ID.pattern)
 Name = Field(pattern=NAME.pattern)
+RequestId = Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class _Reply(_Body):
+    """A reply names, inside the signature, the request it answers."""
+
+    in_reply_to: str = RequestId
 
 
 class DepositBody(_Body):
@@ -76,7 +83,7 @@ class DepositBody(_Body):
     sealed_deposit: B64 = Field(repr=False, max_length=768 * 1024)
 
 
-class DepositReceiptBody(_Body):
+class DepositReceiptBody(_Reply):
     consignment_id: str = ConsignmentId
     sender: str = Name
     deposited_at: int = Field(ge=0)
@@ -92,7 +99,7 @@ class KeyRequestBody(_Body):
     consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
 
 
-class KeyReleaseBody(_Body):
+class KeyReleaseBody(_Reply):
     """Split mode: K2 HPKE-sealed to the receiver; escrowed: the receiver's wrapped K3."""
 
     consignment_id: str = ConsignmentId
@@ -110,7 +117,7 @@ class RevokeBody(_Body):
     receivers: tuple[str, ...] = ()
 
 
-class RevokeReplyBody(_Body):
+class RevokeReplyBody(_Reply):
     consignment_id: str = ConsignmentId
     revoked: tuple[str, ...]
 
@@ -127,7 +134,7 @@ class ReceiverStatus(_Body):
     last_denied: str | None = None
 
 
-class StatusReplyBody(_Body):
+class StatusReplyBody(_Reply):
     consignment_id: str = ConsignmentId
     sender: str = Name
     mode: Mode
@@ -139,10 +146,12 @@ class LookupBody(_Body):
     name: str = Name
 
 
-class LookupReplyBody(_Body):
+class LookupReplyBody(_Reply):
     name: str = Name
+    #: PEM; the agent checks both against the CA and the CRL before use.
     signing_certificate: str = Field(max_length=16384)
     encryption_certificate: str = Field(max_length=16384)
+    crl: B64 = Field(max_length=1 << 20)
 
 
 class ErrorCode(StrEnum):
@@ -164,7 +173,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
-class ErrorBody(_Body):
+class ErrorBody(_Reply):
     code: ErrorCode
     message: str = Field(max_length=1024)
     request_type: str = Field(default="", max_length=64)
