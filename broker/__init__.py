@@ -29,6 +29,7 @@ from broker.envelope import (
     verify_envelope_signature,
 )
 from broker.errors import BrokerError, EnvelopeError, TransportError
+from broker.settings import BrokerSettings
 from broker.transport import (
     DEFAULT_PREFETCH,
     ESCROW,
@@ -51,6 +52,7 @@ __all__ = [
     "SIGNATURE_CONTEXT",
     "AmqpTransport",
     "BrokerError",
+    "BrokerSettings",
     "ControlAttributes",
     "DeadLetter",
     "Deliveries",

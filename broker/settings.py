@@ -1,0 +1,42 @@
+"""Configuration from the environment (pydantic-settings), shared by the escrow
+worker and the agents, so both sides of one deployment agree on the broker.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| CONSIGN_AMQP_URL | RabbitMQ URL; empty or `memory://` for the in-process transport | empty |
+| CONSIGN_QUEUE_PREFIX | prefix of every queue and exchange name | consign |
+| CONSIGN_DELIVERY_LIMIT | deliveries of one message before it is dead-lettered | 5 |
+| CONSIGN_MAX_MESSAGE_SIZE | largest message body, bytes | 1048576 |
+
+This module must never hold secrets; passphrases are read where they are used.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broker.transport import TransportConfig
+
+__all__ = ["BrokerSettings"]
+
+
+class BrokerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSIGN_", extra="ignore")
+
+    amqp_url: str = ""
+    queue_prefix: str = "consign"
+    delivery_limit: int = Field(default=5, ge=0)
+    max_message_size: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def url(self) -> str | None:
+        """The transport URL for `broker.connect_transport` (None: in-process)."""
+        return self.amqp_url or None
+
+    def transport_config(self) -> TransportConfig:
+        return TransportConfig(
+            prefix=self.queue_prefix,
+            delivery_limit=self.delivery_limit,
+            max_message_size=self.max_message_size,
+        )
