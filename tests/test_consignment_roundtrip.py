@@ -217,3 +217,78 @@ def test_progress_reports_every_byte() -> None:
     )
     assert seen[-1][0] == seen[-1][1] > len(data)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_injected_randomness_and_clock_make_sealing_deterministic() -> None:
+    """Escrowed mode puts no HPKE output in the file, so with the randomness and the
+    clock injected the consignment bytes are exactly reproducible."""
+    from broker.deposit import ControlAttributes
+    from client._manifest import FileEntry
+    from client.consignment import _seal_from_parts
+
+    def sealed() -> tuple[bytes, int]:
+        counter = iter(range(1000))
+        out = io.BytesIO()
+        deposit = _seal_from_parts(
+            [(FileEntry("f", 5), lambda: io.BytesIO(b"hello"))],
+            out,
+            sender=ALICE.sender,
+            receivers=[RECEIVERS[0].recipient],
+            escrow=ESCROW,
+            mode=Mode.ESCROWED,
+            attributes=ControlAttributes(),
+            rng=lambda n: bytes([next(counter)]) * n,
+            now=lambda: 1_900_000_000.5,
+        )
+        return out.getvalue(), deposit.sealed_at
+
+    first, second = sealed(), sealed()
+    assert first == second
+    assert first[1] == 1_900_000_000
+    assert parse_header(io.BytesIO(first[0])).consignment_id == bytes(16)
+
+
+MEMORY_PROBE = """
+import io, resource, sys
+from client.consignment import Source, seal
+from tests.consign_helpers import ALICE, ESCROW, RECEIVERS
+
+class Zeros(io.RawIOBase):
+    def __init__(self, size): self.left = size
+    def readable(self): return True
+    def readinto(self, view):
+        n = min(len(view), self.left)
+        view[:n] = bytes(n)
+        self.left -= n
+        return n
+
+class Sink(io.RawIOBase):
+    def writable(self): return True
+    def write(self, data): return len(data)
+
+size = int(sys.argv[1])
+seal([Source("zeros", Zeros(size), size)], Sink(), sender=ALICE.sender,
+     receivers=[RECEIVERS[0].recipient], escrow=ESCROW)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_memory_stays_bounded_whatever_the_size() -> None:
+    """Peak RSS sealing 512 MiB is within a few MiB of sealing 1 MiB."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+
+    def peak_kib(size: int) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+        )
+        return int(out.stdout.strip())
+
+    small, large = peak_kib(1 << 20), peak_kib(512 << 20)
+    assert large - small < 16 * 1024, (small, large)
