@@ -2,11 +2,11 @@
 
 Chunk i of n is encrypted under the per-consignment payload key with the nonce
 chunk_nonce(i, i == n - 1), so truncation, extension, reordering and bit flips all
-fail authentication. Work runs in fixed segments of SEGMENT_CHUNKS chunks: the
-calling thread reads and encrypts or decrypts; one helper thread feeds the bytes to
-the two BLAKE3 hashes and another writes them out. AES-GCM, BLAKE3 and file I/O all
-release the GIL, so the stages overlap on two cores. Memory is SLOTS segments
-whatever the size.
+fail authentication. Work runs in segments of SEGMENT_CHUNKS chunks split between
+two threads that each take about half of it: a helper thread reads segment i + 1
+and feeds the bytes to the BLAKE3 hashes, while the calling thread encrypts (or
+decrypts) segment i and writes it out. AES-GCM, BLAKE3 and file I/O all release
+the GIL, so the two cores stay busy. Memory is SLOTS segments whatever the size.
 
 This module must never hand a byte of plaintext to its sink before the chunk that
 holds it has authenticated.
@@ -14,7 +14,8 @@ holds it has authenticated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -26,7 +27,7 @@ from client._format import CHUNK_SIZE, TAG_SIZE, chunk_nonce
 SEGMENT_CHUNKS = 16
 SEGMENT = SEGMENT_CHUNKS * CHUNK_SIZE
 SEGMENT_CT = SEGMENT_CHUNKS * (CHUNK_SIZE + TAG_SIZE)
-SLOTS = 4  # segments in flight: one being filled, the others being hashed or written
+SLOTS = 3  # segment i being processed, i + 1 being read, i - 1 being hashed
 
 Progress = Callable[[int], None]
 
@@ -35,63 +36,60 @@ class PayloadError(Exception):
     """A chunk failed to authenticate, or the payload ended early."""
 
 
-def _update(plain_hash: Any, plain: memoryview, body_hash: Any, cipher: memoryview) -> None:
-    plain_hash.update(plain)
-    body_hash.update(cipher)
+class _Segments:
+    """Buffers for SLOTS segments and the helper thread, whose queue is FIFO.
 
-
-class _Pipeline:
-    """Buffers for SLOTS segments, one hashing thread and one writing thread.
-
-    Each thread takes its work in order, so the hashes see the bytes in order and
-    the writes land in order; a slot's buffers are reused only once both threads
-    are done with them.
+    The helper runs, in order: read(0), read(1), after(0), read(2), after(1), ...
+    so when read(i) is done, after(i - 2) is done too, and slot i % SLOTS is free.
     """
 
-    def __init__(
-        self, plain_hash: Any, body_hash: Any, write: Callable[[memoryview], object]
-    ) -> None:
-        self._plain_hash = plain_hash
-        self._body_hash = body_hash
-        self._write = write
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-hash")
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-write")
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-io")
         self._buffers = [(bytearray(SEGMENT), bytearray(SEGMENT_CT)) for _ in range(SLOTS)]
-        self._pending: list[list[Future[Any]]] = [[] for _ in range(SLOTS)]
+        self._pending: deque[Future[Any]] = deque()
 
-    def slot(self, index: int) -> tuple[memoryview, memoryview]:
-        for future in self._pending[index % SLOTS]:
-            future.result()  # re-raises a failed write or hash here
-        self._pending[index % SLOTS] = []
-        plain, cipher = self._buffers[index % SLOTS]
-        return memoryview(plain), memoryview(cipher)
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        """(segment number, first chunk index, plaintext bytes) of every segment."""
+        offset = seg = 0
+        while offset < self.size:
+            n = min(SEGMENT, self.size - offset)
+            yield seg, offset // CHUNK_SIZE, n
+            offset += n
+            seg += 1
 
-    def submit(self, index: int, plain: memoryview, cipher: memoryview, out: memoryview) -> None:
-        self._pending[index % SLOTS] = [
-            self._writer.submit(self._write, out),
-            self._hasher.submit(_update, self._plain_hash, plain, self._body_hash, cipher),
-        ]
+    def views(self, seg: int, n: int) -> tuple[memoryview, memoryview]:
+        plain, cipher = self._buffers[seg % SLOTS]
+        chunks = -(-n // CHUNK_SIZE)
+        return memoryview(plain)[:n], memoryview(cipher)[: n + chunks * TAG_SIZE]
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()  # re-raises a failed hash here
+        future = self._helper.submit(fn, *args)
+        self._pending.append(future)
+        return future
 
     def finish(self) -> None:
-        for index in range(SLOTS):
-            self.slot(index)
-        self._hasher.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
+        while self._pending:
+            self._pending.popleft().result()
+        self._helper.shutdown(wait=True)
 
     def abandon(self) -> None:
-        self._hasher.shutdown(wait=True, cancel_futures=True)
-        self._writer.shutdown(wait=True, cancel_futures=True)
+        self._helper.shutdown(wait=True, cancel_futures=True)
 
 
-def _segments(size: int) -> list[tuple[int, int]]:
-    """(first chunk index, plaintext bytes) of each segment of a payload of `size`."""
-    out = []
-    offset = 0
-    while offset < size:
-        n = min(SEGMENT, size - offset)
-        out.append((offset // CHUNK_SIZE, n))
-        offset += n
-    return out
+def _chunks(first: int, n: int) -> Iterator[tuple[int, int, int, int]]:
+    """(chunk index, plaintext offset, ciphertext offset, plaintext length) in a segment."""
+    pos = cpos = 0
+    index = first
+    while pos < n:
+        m = min(CHUNK_SIZE, n - pos)
+        yield index, pos, cpos, m
+        pos += m
+        cpos += m + TAG_SIZE
+        index += 1
 
 
 def encrypt_payload(
@@ -105,32 +103,35 @@ def encrypt_payload(
 ) -> None:
     """Encrypt `size` plaintext bytes taken from `fill` (which fills a view exactly)."""
     aead = AESGCM(key)
-    last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
-    pipeline = _Pipeline(plain_hash, body_hash, out.write)
+    segments = _Segments(size)
+    plan = list(segments)
+
+    def read(seg: int, n: int) -> None:
+        plain, _ = segments.views(seg, n)
+        fill(plain)
+        plain_hash.update(plain)
+
     try:
-        for seg, (first, n) in enumerate(_segments(size)):
-            plain, cipher = pipeline.slot(seg)
-            plain = plain[:n]
-            fill(plain)
-            pos = cpos = 0
-            index = first
-            while pos < n:
-                m = min(CHUNK_SIZE, n - pos)
+        reads = {0: segments.submit(read, 0, plan[0][2])}
+        for seg, first, n in plan:
+            if seg + 1 < len(plan):
+                reads[seg + 1] = segments.submit(read, seg + 1, plan[seg + 1][2])
+            reads.pop(seg).result()
+            plain, cipher = segments.views(seg, n)
+            for index, pos, cpos, m in _chunks(first, n):
                 aead.encrypt_into(
-                    chunk_nonce(index, index == last_chunk),
+                    chunk_nonce(index, index == segments.last_chunk),
                     plain[pos : pos + m],
                     None,
                     cipher[cpos : cpos + m + TAG_SIZE],
                 )
-                pos += m
-                cpos += m + TAG_SIZE
-                index += 1
-            pipeline.submit(seg, plain, cipher[:cpos], cipher[:cpos])
+            out.write(cipher)
+            segments.submit(body_hash.update, cipher)
             if progress is not None:
                 progress(n)
-        pipeline.finish()
+        segments.finish()
     except BaseException:
-        pipeline.abandon()
+        segments.abandon()
         raise
 
 
@@ -154,35 +155,36 @@ def decrypt_payload(
 ) -> None:
     """Decrypt a payload of `size` plaintext bytes, handing authenticated bytes to sink."""
     aead = AESGCM(key)
-    last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
-    pipeline = _Pipeline(plain_hash, body_hash, sink)
+    segments = _Segments(size)
+    plan = list(segments)
+
+    def read(seg: int, n: int) -> None:
+        _, cipher = segments.views(seg, n)
+        _read_exact(src, cipher)
+        body_hash.update(cipher)
+
     try:
-        for seg, (first, n) in enumerate(_segments(size)):
-            plain, cipher = pipeline.slot(seg)
-            chunks = -(-n // CHUNK_SIZE)
-            cipher = cipher[: n + chunks * TAG_SIZE]
-            plain = plain[:n]
-            _read_exact(src, cipher)
-            pos = cpos = 0
-            index = first
-            while pos < n:
-                m = min(CHUNK_SIZE, n - pos)
+        reads = {0: segments.submit(read, 0, plan[0][2])}
+        for seg, first, n in plan:
+            if seg + 1 < len(plan):
+                reads[seg + 1] = segments.submit(read, seg + 1, plan[seg + 1][2])
+            reads.pop(seg).result()
+            plain, cipher = segments.views(seg, n)
+            for index, pos, cpos, m in _chunks(first, n):
                 try:
                     aead.decrypt_into(
-                        chunk_nonce(index, index == last_chunk),
+                        chunk_nonce(index, index == segments.last_chunk),
                         cipher[cpos : cpos + m + TAG_SIZE],
                         None,
                         plain[pos : pos + m],
                     )
                 except InvalidTag as exc:
                     raise PayloadError("a chunk failed to authenticate") from exc
-                pos += m
-                cpos += m + TAG_SIZE
-                index += 1
-            pipeline.submit(seg, plain, cipher, plain)
+            sink(plain)
+            segments.submit(plain_hash.update, plain)
             if progress is not None:
                 progress(n)
-        pipeline.finish()
+        segments.finish()
     except BaseException:
-        pipeline.abandon()
+        segments.abandon()
         raise
