@@ -121,6 +121,7 @@ def request(
     version: int = 1,
     key: Ed25519PrivateKey | None = None,
     signer: str | None = None,
+    nonce: bytes | None = None,
 ) -> bytes:
     """The wire bytes of a request signed by `identity`."""
     if isinstance(body, BaseModel):
@@ -135,6 +136,7 @@ def request(
         reply_to=identity.name if reply_to is None else reply_to,
         lifetime=lifetime,
         request_id=request_id,
+        nonce=nonce,
     )
     return sign_envelope(envelope, key or identity.signing_key).to_wire()
 
