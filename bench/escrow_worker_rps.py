@@ -1,7 +1,9 @@
 """Requests per second of escrow workers against RabbitMQ, with N requests in flight.
 
-    python bench/escrow_worker_rps.py [--requests 2000] [--in-flight 64] [--workers 1]
+    python -m bench.escrow_worker_rps [--requests 2000] [--in-flight 64] [--workers 1]
                                       [--kind key-request|lookup] [--amqp-url URL]
+
+(from the repository root: it reuses the test helpers to set up the escrow).
 
 Sets up a throwaway escrow (alice and bob registered, one consignment deposited
 for bob with no release limit), starts `consign escrow worker` processes on a
@@ -79,18 +81,19 @@ async def main() -> None:
             inbox = await transport.declare_inbox("bob")
             await transport.declare_inbox("alice")
             _, deposit = seal_for(setup["alice"], [setup["bob"]])
-            setup.clock.now = datetime.now(UTC)
-            datas = [request(setup["alice"], "deposit", deposit_body(setup, deposit))]
             stamp = datetime.now(UTC)
-            for _ in range(args.requests):
-                if args.kind == "key-request":
-                    body = key_request_body(deposit).model_dump(mode="json")
-                else:
-                    body = {"name": "alice"}
-                datas.append(
-                    request(setup["bob"], args.kind, body, now=stamp, lifetime=timedelta(minutes=10))
-                )
-            deposit_data, datas = datas[0], datas[1:]
+            deposit_data = request(
+                setup["alice"], "deposit", deposit_body(setup, deposit), now=stamp
+            )
+            if args.kind == "key-request":
+                body = key_request_body(deposit).model_dump(mode="json")
+            else:
+                body = {"name": "alice"}
+            lifetime = timedelta(minutes=10)
+            datas = [
+                request(setup["bob"], args.kind, body, now=stamp, lifetime=lifetime)
+                for _ in range(args.requests)
+            ]
             latencies = await run_load(transport, inbox, deposit_data, datas, args.in_flight)
         finally:
             for proc in workers:
