@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from broker import BrokerError, Delivery, Inbox, Transport
 from broker.errors import TopologyError, Unroutable
@@ -27,9 +27,6 @@ from escrow_worker.service import EscrowService, Outcome, Outgoing
 __all__ = ["EscrowWorker"]
 
 _log = logging.getLogger(__name__)
-
-#: How long confirmed outbox ids wait to be marked sent together.
-_FLUSH_DELAY = 0.05
 
 
 class EscrowWorker:
@@ -56,8 +53,6 @@ class EscrowWorker:
         self._sweep_interval = sweep_interval
         self._declared: set[str] = set()
         self._publishing: set[int] = set()
-        self._sent: list[int] = []
-        self._flushing: asyncio.Task[None] | None = None
         #: Deliveries settled so far (answered, dead-lettered or requeued).
         self.processed = 0
 
@@ -102,10 +97,6 @@ class EscrowWorker:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            if self._flushing is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._flushing
-            await self._flush()
         _log.info("escrow %r stopped serving %s", self._service.name, queue)
 
     async def _process(self, delivery: Delivery) -> None:
@@ -144,7 +135,7 @@ class EscrowWorker:
         try:
             items = [*replies, *mine]
             results = await asyncio.gather(*(self._send(o) for o in items), return_exceptions=True)
-            self._mark_sent(
+            await self._service.mark_sent(
                 o.outbox_id
                 for o, result in zip(items, results, strict=True)
                 if result is None and o.outbox_id is not None
@@ -154,20 +145,6 @@ class EscrowWorker:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-
-    def _mark_sent(self, ids: Iterable[int]) -> None:
-        """Record confirmed outbox messages as sent, many requests' in one
-        transaction a moment later: one commit less per request. Unmarked ones
-        (the worker died meanwhile) are only published again, same message ids."""
-        self._sent.extend(ids)
-        if self._sent and (self._flushing is None or self._flushing.done()):
-            self._flushing = asyncio.create_task(self._flush(_FLUSH_DELAY))
-
-    async def _flush(self, delay: float = 0.0) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        ids, self._sent = self._sent, []
-        await self._service.mark_sent(ids)
 
     async def _send(self, outgoing: Outgoing) -> None:
         if outgoing.declare:
