@@ -7,7 +7,14 @@ import importlib
 
 import pytest
 
-MODULES = ["client", "client.consignment", "client.errors", "broker", "broker.deposit"]
+MODULES = [
+    "client",
+    "client.consignment",
+    "client.errors",
+    "broker",
+    "broker.deposit",
+    "broker.hpke",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
