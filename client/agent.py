@@ -215,11 +215,18 @@ class SenderAgent(Agent):
                 )
             return Path(row["path"]), text, _names(row["receivers"])
         path = Path(consignment)
+        await _require_file(path)
         info = await asyncio.to_thread(inspect, path)
         row = await self.store.fetchone(
             "SELECT receivers FROM sent WHERE consignment_id = ?", (info.consignment_id,)
         )
         return path, info.consignment_id, None if row is None else _names(row["receivers"])
+
+    async def locate(self, consignment: Path | str) -> Path:
+        """The file of a consignment: `consignment` itself, or the file of the
+        consignment with that id that this agent sealed."""
+        path, _, _ = await self._sent_record(consignment)
+        return path
 
     async def send(
         self,
@@ -337,7 +344,9 @@ class ReceiverAgent(Agent):
         await self.sync(idle=idle, timeout=timeout)
         return await self.inbox()
 
-    async def _consignment_file(self, consignment: Path | str) -> Path:
+    async def locate(self, consignment: Path | str) -> Path:
+        """The file of a consignment: `consignment` itself, or the file of the
+        consignment with that id that arrived in the inbox."""
         text = str(consignment)
         if isinstance(consignment, str) and is_consignment_id(text):
             row = await self.store.fetchone(
@@ -364,7 +373,8 @@ class ReceiverAgent(Agent):
         into the directory `destination`: check its digest, ask the escrow for
         the key part, check the signed release and the sender's certificate,
         then decrypt. Nothing is written unless every check passed."""
-        path = await self._consignment_file(consignment)
+        path = await self.locate(consignment)
+        await _require_file(path)
         info = await asyncio.to_thread(inspect, path)
         if info.escrow != self.escrow:
             raise AgentError(
@@ -417,6 +427,11 @@ class ReceiverAgent(Agent):
             files=tuple(opened.files),
             released_at=body.released_at,
         )
+
+
+async def _require_file(path: Path) -> None:
+    if not await asyncio.to_thread(path.is_file):
+        raise AgentError(f"no consignment file {path}", "check the path, or give the id")
 
 
 def _names(value: str) -> list[str]:
