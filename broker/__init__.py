@@ -7,6 +7,14 @@ transports.
 from __future__ import annotations
 
 from broker._amqp import AmqpTransport
+from broker._hpke import (
+    DEPOSIT_INFO,
+    RELEASE_INFO,
+    open_deposit,
+    open_key_part,
+    seal_deposit,
+    seal_key_part,
+)
 from broker._inprocess import InProcessBroker, InProcessTransport
 from broker.deposit import (
     ControlAttributes,
@@ -28,7 +36,7 @@ from broker.envelope import (
     sign_envelope,
     verify_envelope_signature,
 )
-from broker.errors import BrokerError, EnvelopeError, TransportError
+from broker.errors import BrokerError, EnvelopeError, SealedMessageError, TransportError
 from broker.settings import BrokerSettings
 from broker.transport import (
     DEFAULT_PREFETCH,
@@ -47,8 +55,10 @@ from broker.transport import (
 
 __all__ = [
     "DEFAULT_PREFETCH",
+    "DEPOSIT_INFO",
     "ESCROW",
     "MAX_ENVELOPE_BYTES",
+    "RELEASE_INFO",
     "SIGNATURE_CONTEXT",
     "AmqpTransport",
     "BrokerError",
@@ -71,6 +81,7 @@ __all__ = [
     "Policy",
     "ReceiverSpec",
     "Requeue",
+    "SealedMessageError",
     "SignedEnvelope",
     "Transport",
     "TransportConfig",
@@ -79,7 +90,11 @@ __all__ = [
     "connect_transport",
     "key_id",
     "new_envelope",
+    "open_deposit",
+    "open_key_part",
     "parse_canonical_json",
+    "seal_deposit",
+    "seal_key_part",
     "sign_envelope",
     "verify_envelope_signature",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "PublishRefused",
     "PublishTimeout",
     "QueueNotFound",
+    "SealedMessageError",
     "TopologyError",
     "TransportClosed",
     "TransportError",
@@ -115,3 +116,9 @@ class EnvelopeError(BrokerError):
     def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.reason = reason
+
+
+class SealedMessageError(BrokerError):
+    """An HPKE-sealed deposit or key part cannot be opened, or is not what it claims.
+
+    One message for every cause (wrong key, wrong context, altered): no oracle."""

@@ -171,6 +171,16 @@ class ErrorCode(StrEnum):
     DIGEST_MISMATCH = "digest_mismatch"
     UNKNOWN_USER = "unknown_user"
     INTERNAL = "internal"
+    #: Issued too long ago, in the future, or living too long (`detail` says which).
+    STALE = "stale"
+    #: The deposit's policy names another escrow.
+    WRONG_ESCROW = "wrong_escrow"
+    #: A receiver's key in the policy is not its current registered encryption key.
+    WRONG_KEY = "wrong_key"
+    #: The receiver did not ask within `ask_within_seconds` of its notification.
+    ASK_WINDOW_CLOSED = "ask_window_closed"
+    #: A control attribute this escrow does not enforce yet (receipt, co-signers).
+    UNSUPPORTED = "unsupported"
 
 
 class ErrorBody(_Reply):
@@ -178,6 +188,9 @@ class ErrorBody(_Reply):
     message: str = Field(max_length=1024)
     request_type: str = Field(default="", max_length=64)
     consignment_id: str | None = None
+    #: A finer reason where one exists, e.g. the certificate or request check that
+    #: failed (``revoked``, ``bad_signature``, ``expired``); for logs and users.
+    detail: str | None = Field(default=None, max_length=64)
 
 
 class EventKind(StrEnum):

@@ -35,6 +35,7 @@ from escrow_worker._identity import (
     read_identity_file,
     write_identity_file,
 )
+from escrow_worker._masterkey import Rotation, UnknownMasterKey, rotate_master_key
 from escrow_worker._operator import (
     Escrow,
     EscrowCertificates,
@@ -80,6 +81,8 @@ from escrow_worker.errors import (
     RequestReason,
     RequestRejected,
 )
+from escrow_worker.service import EscrowService, Outcome, Outgoing
+from escrow_worker.worker import EscrowWorker
 
 __all__ = [
     "OID_CSR_X25519_KEY",
@@ -101,18 +104,24 @@ __all__ = [
     "EscrowCertificates",
     "EscrowError",
     "EscrowPaths",
+    "EscrowService",
+    "EscrowWorker",
     "Identity",
     "IdentityFileError",
     "IdentityKeys",
     "MemoryReplayStore",
+    "Outcome",
+    "Outgoing",
     "Party",
     "ReplayKey",
     "ReplayStore",
     "RequestReason",
     "RequestRejected",
     "Role",
+    "Rotation",
     "SqliteReplayStore",
     "TrustPolicy",
+    "UnknownMasterKey",
     "UserRecord",
     "VerifiedRequest",
     "accept_request",
@@ -150,6 +159,7 @@ __all__ = [
     "read_identity_file",
     "register_user",
     "revoke_user",
+    "rotate_master_key",
     "sign_request",
     "transaction",
     "write_bytes",

@@ -76,8 +76,73 @@ REPLAY_SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS seen_requests_by_expiry ON seen_requests (expires_at)",
 )
 
+#: The escrow's work: deposits, per-receiver state, releases, every answered
+#: request with its signed reply, and the outbox of events still to publish.
+#: `part` is the escrow part (K2, or the wrapped K3s) AES-256-GCM encrypted under
+#: the master key `part_key_id` (`_masterkey`): never a key in clear.
+ESCROW_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS deposits (
+        consignment_id TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('split', 'escrowed')),
+        policy TEXT NOT NULL,
+        policy_digest BLOB NOT NULL,
+        part_key_id TEXT NOT NULL,
+        part BLOB NOT NULL,
+        consignment_digest TEXT NOT NULL,
+        plaintext_commitment TEXT NOT NULL,
+        consignment_size INTEGER NOT NULL,
+        sealed_at INTEGER NOT NULL,
+        deposited_at INTEGER NOT NULL,
+        request_id TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS deposits_by_sender ON deposits (sender)",
+    """CREATE TABLE IF NOT EXISTS deposit_receivers (
+        consignment_id TEXT NOT NULL REFERENCES deposits(consignment_id),
+        receiver TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        notified_at INTEGER,
+        releases INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER,
+        last_denied TEXT,
+        last_denied_at INTEGER,
+        PRIMARY KEY (consignment_id, receiver)
+    )""",
+    """CREATE TABLE IF NOT EXISTS releases (
+        request_id TEXT PRIMARY KEY,
+        consignment_id TEXT NOT NULL REFERENCES deposits(consignment_id),
+        receiver TEXT NOT NULL,
+        released_at INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS requests (
+        request_id TEXT PRIMARY KEY,
+        signer TEXT NOT NULL,
+        signer_name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        consignment_id TEXT,
+        decision TEXT NOT NULL,
+        reply_id TEXT NOT NULL,
+        reply_type TEXT NOT NULL,
+        reply BLOB NOT NULL,
+        at INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL REFERENCES requests(request_id),
+        destination TEXT NOT NULL,
+        message_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_by_request ON outbox (request_id)",
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL",
+)
+
 #: Everything `open_db` applies, in order. Append new features' statements here.
-SCHEMA: tuple[str, ...] = (*IDENTITY_SCHEMA, *REPLAY_SCHEMA)
+SCHEMA: tuple[str, ...] = (*IDENTITY_SCHEMA, *REPLAY_SCHEMA, *ESCROW_SCHEMA)
 
 
 def db_path(escrow_dir: Path) -> Path:

@@ -1,0 +1,202 @@
+"""The escrow's decisions, as pure functions over plain data.
+
+Each function takes what the database and the directory say (gathered by the
+handlers in `_handlers`) and the escrow's clock reading in whole Unix seconds,
+and returns None (go ahead) or a `Refusal` with a typed code and a message the
+requester can act on. No I/O, no clock, no randomness: the same facts give the
+same answer, so the time windows are testable to the second.
+
+Time windows are inclusive: a key is released at exactly `not_before`, at
+exactly `not_after`, and at exactly `notified_at + ask_within_seconds`; one
+second outside any of them is refused. `max_releases` counts per receiver.
+This module must never read a key part or decide anything about authenticity
+(that is `_requests` and `_certcheck`, before any decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from broker.deposit import ControlAttributes, Policy
+from broker.messages import ErrorCode
+from escrow_worker._policy import Party, TrustPolicy, may_send
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True)
+class ReceiverState:
+    """What the escrow holds about one receiver of one consignment."""
+
+    name: str
+    notified_at: int | None = None
+    releases: int = 0
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True)
+class DirectoryFacts:
+    """What the directory says about a party named in a deposit, now.
+
+    `current_key` is the raw X25519 key of its current, valid, unrevoked
+    encryption certificate, or None if it has none."""
+
+    name: str
+    registered: bool
+    current_key: bytes | None = None
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+
+def decide_deposit(
+    policy: Policy,
+    *,
+    requester: DirectoryFacts,
+    escrow_name: str,
+    already_deposited: bool,
+    receivers: Mapping[str, DirectoryFacts],
+    trust: TrustPolicy,
+) -> Refusal | None:
+    """May `requester` deposit a consignment under `policy` at this escrow?"""
+    if requester.name != policy.sender:
+        return Refusal(
+            ErrorCode.NOT_SENDER,
+            f"the policy names {policy.sender!r} as sender, not {requester.name!r}",
+        )
+    if policy.escrow != escrow_name:
+        return Refusal(
+            ErrorCode.WRONG_ESCROW,
+            f"the policy names escrow {policy.escrow!r}, not {escrow_name!r}; "
+            "seal it again for this escrow",
+        )
+    if already_deposited:
+        return Refusal(
+            ErrorCode.ALREADY_DEPOSITED, "a consignment with this id is already deposited"
+        )
+    unsupported = _unsupported(policy.attributes)
+    if unsupported is not None:
+        return unsupported
+    sender = Party(requester.name, requester.groups)
+    for spec in policy.receivers:
+        facts = receivers.get(spec.name)
+        if facts is None or not facts.registered:
+            return Refusal(
+                ErrorCode.UNKNOWN_USER,
+                f"receiver {spec.name!r} is not a registered, unrevoked party of this escrow",
+            )
+        if facts.current_key is None:
+            return Refusal(
+                ErrorCode.UNKNOWN_USER,
+                f"receiver {spec.name!r} has no current encryption certificate",
+            )
+        if facts.current_key != spec.encryption_key:
+            return Refusal(
+                ErrorCode.WRONG_KEY,
+                f"the key given for receiver {spec.name!r} is not its current encryption key; "
+                "look it up again and seal again",
+            )
+        trusted = may_send(sender, Party(facts.name, facts.groups), trust)
+        if not trusted:
+            return Refusal(ErrorCode.NOT_ALLOWED, trusted.reason or "the trust policy forbids it")
+    return None
+
+
+def _unsupported(attributes: ControlAttributes) -> Refusal | None:
+    if attributes.receipt_required:
+        return Refusal(
+            ErrorCode.UNSUPPORTED,
+            "this escrow does not yet enforce receipt_required; seal without it",
+        )
+    if attributes.cosigners:
+        return Refusal(
+            ErrorCode.UNSUPPORTED, "this escrow does not yet enforce cosigners; seal without them"
+        )
+    return None
+
+
+def decide_release(
+    policy: Policy,
+    state: ReceiverState | None,
+    *,
+    requester: str,
+    held_digest: str,
+    asked_digest: str,
+    now: int,
+) -> Refusal | None:
+    """May `requester` have the key part of this consignment at `now`?
+
+    `state` is the requester's row, None if it is not a receiver."""
+    if policy.receiver(requester) is None or state is None:
+        return Refusal(
+            ErrorCode.NOT_A_RECEIVER, f"{requester!r} is not a receiver of this consignment"
+        )
+    if state.revoked_at is not None:
+        return Refusal(ErrorCode.REVOKED, "the sender revoked this consignment for you")
+    if asked_digest != held_digest:
+        return Refusal(
+            ErrorCode.DIGEST_MISMATCH,
+            "the consignment you hold is not the one deposited (its digest differs)",
+        )
+    return check_window(policy.attributes, state, now=now)
+
+
+def check_window(
+    attributes: ControlAttributes, state: ReceiverState, *, now: int
+) -> Refusal | None:
+    """The control attributes that depend on time and on earlier releases."""
+    if attributes.not_before is not None and now < attributes.not_before:
+        return Refusal(
+            ErrorCode.NOT_YET,
+            f"the key is released from {attributes.not_before} (Unix time) on; "
+            f"ask again in {attributes.not_before - now} s",
+        )
+    if attributes.not_after is not None and now > attributes.not_after:
+        return Refusal(
+            ErrorCode.EXPIRED, f"the key was released only until {attributes.not_after} (Unix time)"
+        )
+    if attributes.ask_within_seconds is not None:
+        if state.notified_at is None:
+            return Refusal(ErrorCode.ASK_WINDOW_CLOSED, "you were never notified of it")
+        deadline = state.notified_at + attributes.ask_within_seconds
+        if now > deadline:
+            return Refusal(
+                ErrorCode.ASK_WINDOW_CLOSED,
+                f"the key had to be asked for within {attributes.ask_within_seconds} s "
+                "of the notification",
+            )
+    if attributes.max_releases is not None and state.releases >= attributes.max_releases:
+        return Refusal(
+            ErrorCode.EXHAUSTED,
+            f"the key was already released {state.releases} time(s), the most allowed",
+        )
+    return None
+
+
+def decide_sender_request(sender: str, *, requester: str, what: str) -> Refusal | None:
+    """Revoke and status: only the consignment's sender."""
+    if requester != sender:
+        return Refusal(ErrorCode.NOT_SENDER, f"only the sender may {what} this consignment")
+    return None
+
+
+def decide_revoke(
+    policy: Policy, names: tuple[str, ...], *, requester: str
+) -> tuple[Refusal | None, tuple[str, ...]]:
+    """Who a revoke request covers: `names`, or every receiver if empty."""
+    refusal = decide_sender_request(policy.sender, requester=requester, what="revoke")
+    if refusal is not None:
+        return refusal, ()
+    everyone = tuple(r.name for r in policy.receivers)
+    if not names:
+        return None, everyone
+    unknown = sorted(set(names) - set(everyone))
+    if unknown:
+        return Refusal(
+            ErrorCode.NOT_A_RECEIVER,
+            f"not receivers of this consignment: {', '.join(unknown)}",
+        ), ()
+    return None, tuple(n for n in everyone if n in set(names))

@@ -1,0 +1,298 @@
+"""Rows of the escrow's work tables (`_db.ESCROW_SCHEMA`): deposits, receivers,
+releases, answered requests and the outbox.
+
+Plain async functions on a connection; they never BEGIN or COMMIT, so a handler
+runs them inside its own transaction. This module must never decrypt a part
+(that is `_masterkey`) nor decide anything (that is `_decide`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aiosqlite
+
+from broker.deposit import Mode, Policy
+from escrow_worker._decide import ReceiverState
+
+
+@dataclass(frozen=True)
+class DepositRow:
+    consignment_id: str
+    sender: str
+    mode: Mode
+    policy: Policy
+    policy_digest: bytes
+    part_key_id: str
+    part: bytes
+    consignment_digest: str
+    plaintext_commitment: str
+    consignment_size: int
+    deposited_at: int
+
+    def __repr__(self) -> str:  # never the (encrypted) part
+        return f"<DepositRow {self.consignment_id} from {self.sender!r} ({self.mode})>"
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    request_id: str
+    signer: str
+    signer_name: str
+    type: str
+    request_sha256: str
+    decision: str
+    reply_id: str
+    reply_type: str
+    reply: bytes
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    request_id: str
+    destination: str
+    message_id: str
+    type: str
+    body: bytes
+
+
+_DEPOSIT_COLUMNS = (
+    "consignment_id, sender, mode, policy, policy_digest, part_key_id, part,"
+    " consignment_digest, plaintext_commitment, consignment_size, deposited_at"
+)
+
+
+async def get_deposit(conn: aiosqlite.Connection, consignment_id: str) -> DepositRow | None:
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE consignment_id = ?",  # noqa: S608
+            (consignment_id,),
+        )
+    )
+    if not rows:
+        return None
+    cid, sender, mode, policy, digest, key_id, part, cdigest, commitment, size, at = rows[0]
+    return DepositRow(
+        consignment_id=str(cid),
+        sender=str(sender),
+        mode=Mode(str(mode)),
+        policy=Policy.model_validate_json(str(policy)),
+        policy_digest=bytes(digest),
+        part_key_id=str(key_id),
+        part=bytes(part),
+        consignment_digest=str(cdigest),
+        plaintext_commitment=str(commitment),
+        consignment_size=int(size),
+        deposited_at=int(at),
+    )
+
+
+async def insert_deposit(
+    conn: aiosqlite.Connection, row: DepositRow, *, sealed_at: int, request_id: str
+) -> None:
+    await conn.execute(
+        f"INSERT INTO deposits ({_DEPOSIT_COLUMNS}, sealed_at, request_id)"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.consignment_id,
+            row.sender,
+            row.mode.value,
+            row.policy.canonical().decode("utf-8"),
+            row.policy_digest,
+            row.part_key_id,
+            row.part,
+            row.consignment_digest,
+            row.plaintext_commitment,
+            row.consignment_size,
+            row.deposited_at,
+            sealed_at,
+            request_id,
+        ),
+    )
+    await conn.executemany(
+        "INSERT INTO deposit_receivers (consignment_id, receiver, position, notified_at)"
+        " VALUES (?, ?, ?, ?)",
+        [
+            (row.consignment_id, spec.name, i, row.deposited_at)
+            for i, spec in enumerate(row.policy.receivers)
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class ReceiverRow:
+    state: ReceiverState
+    last_denied: str | None
+
+
+async def receivers(conn: aiosqlite.Connection, consignment_id: str) -> list[ReceiverRow]:
+    rows = await conn.execute_fetchall(
+        "SELECT receiver, notified_at, releases, revoked_at, last_denied"
+        " FROM deposit_receivers WHERE consignment_id = ? ORDER BY position",
+        (consignment_id,),
+    )
+    return [
+        ReceiverRow(ReceiverState(str(name), notified, int(releases), revoked), denied)
+        for name, notified, releases, revoked, denied in rows
+    ]
+
+
+async def receiver_state(
+    conn: aiosqlite.Connection, consignment_id: str, name: str
+) -> ReceiverState | None:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT notified_at, releases, revoked_at FROM deposit_receivers"
+            " WHERE consignment_id = ? AND receiver = ?",
+            (consignment_id, name),
+        )
+    )
+    if not rows:
+        return None
+    notified, releases, revoked = rows[0]
+    return ReceiverState(name, notified, int(releases), revoked)
+
+
+async def record_release(
+    conn: aiosqlite.Connection, consignment_id: str, name: str, *, request_id: str, now: int
+) -> None:
+    """One release: the request id is the primary key, so it counts once, ever."""
+    await conn.execute(
+        "INSERT INTO releases (request_id, consignment_id, receiver, released_at)"
+        " VALUES (?, ?, ?, ?)",
+        (request_id, consignment_id, name, now),
+    )
+    await conn.execute(
+        "UPDATE deposit_receivers SET releases = releases + 1"
+        " WHERE consignment_id = ? AND receiver = ?",
+        (consignment_id, name),
+    )
+
+
+async def record_denial(
+    conn: aiosqlite.Connection, consignment_id: str, name: str, reason: str, *, now: int
+) -> None:
+    await conn.execute(
+        "UPDATE deposit_receivers SET last_denied = ?, last_denied_at = ?"
+        " WHERE consignment_id = ? AND receiver = ?",
+        (reason, now, consignment_id, name),
+    )
+
+
+async def revoke(
+    conn: aiosqlite.Connection, consignment_id: str, names: Iterable[str], *, now: int
+) -> list[str]:
+    """Revoke `names`; return those that were not revoked before."""
+    newly: list[str] = []
+    for name in names:
+        cursor = await conn.execute(
+            "UPDATE deposit_receivers SET revoked_at = ?"
+            " WHERE consignment_id = ? AND receiver = ? AND revoked_at IS NULL",
+            (now, consignment_id, name),
+        )
+        if cursor.rowcount == 1:
+            newly.append(name)
+    return newly
+
+
+_REQUEST_COLUMNS = (
+    "request_id, signer, signer_name, type, request_sha256, decision, reply_id, reply_type, reply"
+)
+
+
+async def find_request(conn: aiosqlite.Connection, request_id: str) -> StoredRequest | None:
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id = ?",  # noqa: S608
+            (request_id,),
+        )
+    )
+    if not rows:
+        return None
+    rid, signer, name, type_, sha, decision, reply_id, reply_type, reply = rows[0]
+    return StoredRequest(
+        str(rid), str(signer), str(name), str(type_), str(sha), str(decision),
+        str(reply_id), str(reply_type), bytes(reply),
+    )  # fmt: skip
+
+
+async def insert_request(
+    conn: aiosqlite.Connection,
+    stored: StoredRequest,
+    *,
+    consignment_id: str | None,
+    now: int,
+) -> None:
+    await conn.execute(
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}, consignment_id, at)"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            stored.request_id,
+            stored.signer,
+            stored.signer_name,
+            stored.type,
+            stored.request_sha256,
+            stored.decision,
+            stored.reply_id,
+            stored.reply_type,
+            stored.reply,
+            consignment_id,
+            now,
+        ),
+    )
+
+
+async def add_outbox(
+    conn: aiosqlite.Connection,
+    request_id: str,
+    destination: str,
+    message_id: str,
+    type_: str,
+    body: bytes,
+    *,
+    now: int,
+) -> int:
+    cursor = await conn.execute(
+        "INSERT INTO outbox (request_id, destination, message_id, type, body, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (request_id, destination, message_id, type_, body, now),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+_OUTBOX_COLUMNS = "id, request_id, destination, message_id, type, body"
+
+
+def _outbox_row(row: aiosqlite.Row | tuple[object, ...]) -> OutboxRow:
+    id_, rid, dest, mid, type_, body = tuple(row)
+    assert isinstance(id_, int)
+    assert isinstance(body, bytes)
+    return OutboxRow(id_, str(rid), str(dest), str(mid), str(type_), body)
+
+
+async def unsent_for(conn: aiosqlite.Connection, request_id: str) -> list[OutboxRow]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
+        " WHERE request_id = ? AND sent_at IS NULL ORDER BY id",
+        (request_id,),
+    )
+    return [_outbox_row(r) for r in rows]
+
+
+async def unsent_before(conn: aiosqlite.Connection, before: int, limit: int) -> list[OutboxRow]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
+        " WHERE sent_at IS NULL AND created_at <= ? ORDER BY id LIMIT ?",
+        (before, limit),
+    )
+    return [_outbox_row(r) for r in rows]
+
+
+async def mark_sent(conn: aiosqlite.Connection, ids: Iterable[int], *, now: int) -> None:
+    await conn.executemany(
+        "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
+        [(now, i) for i in ids],
+    )

@@ -1,0 +1,593 @@
+"""`EscrowService`: what an escrow does with one request, without the transport.
+
+`handle(body)` runs steps 1-5 of docs/protocol.md ("What a worker does with one
+request") on the bytes of one message and returns an `Outcome`: dead-letter it,
+or the signed reply and the events to publish. `EscrowWorker` (`worker.py`)
+publishes them and acks. The service holds the escrow's keys, its master
+keyring and two database connections: one for reads outside any transaction,
+one for the single write transaction of each request (serialised here; across
+processes by SQLite's BEGIN IMMEDIATE).
+
+A decision is taken once per request id: the reply is stored in the same
+transaction as the state change and the outbox, and any later delivery of the
+same signed bytes gets the stored reply again. This module must never log a
+message body, a key or a passphrase, and never act on an unsigned field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypedDict
+
+import aiosqlite
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import BaseModel
+
+from broker import (
+    MAX_ENVELOPE_BYTES,
+    BrokerError,
+    Envelope,
+    Inbox,
+    Message,
+    Requeue,
+    SignedEnvelope,
+    new_envelope,
+    sign_envelope,
+)
+from broker.messages import ErrorBody, ErrorCode, MessageType, UnknownMessage, parse_body
+from escrow_worker import _store as store
+from escrow_worker._ca import EscrowPaths, load_escrow_key, read_certificate
+from escrow_worker._certcheck import require_aware
+from escrow_worker._db import open_db, transaction
+from escrow_worker._directory import escrow_name
+from escrow_worker._handlers import HANDLERS, Context, Notice, Result
+from escrow_worker._masterkey import Vault, adopt_keyring, ensure_keyring
+from escrow_worker._profile import Role, fingerprint
+from escrow_worker._replay import check_and_record
+from escrow_worker._requests import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SKEW,
+    VerifiedRequest,
+    authenticate_request,
+    check_times,
+)
+from escrow_worker.errors import (
+    CertificateRejected,
+    EscrowError,
+    RequestReason,
+    RequestRejected,
+)
+
+__all__ = ["REPLY_LIFETIME", "EscrowService", "Outcome", "Outgoing"]
+
+_log = logging.getLogger(__name__)
+
+#: Lifetime written into the escrow's replies and events. A stored reply is sent
+#: again, byte for byte, whenever its request comes again, so agents match it by
+#: `in_reply_to` and should not refuse it for age; the window only bounds how long
+#: a captured event looks current.
+REPLY_LIFETIME = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One signed message for one inbox."""
+
+    destination: str
+    message: Message
+    #: Set for outbox rows: mark it sent once published.
+    outbox_id: int | None = None
+    #: The destination is an authenticated, registered party: the escrow may
+    #: declare its inbox. False for the claimed (unauthenticated) reply_to.
+    declare: bool = True
+
+
+class _Who(TypedDict):
+    request_id: str
+    request_type: str
+    requester: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with one delivery."""
+
+    #: Unparseable or oversize: reject it to the dead-letter queue, send nothing.
+    dead_letter: bool
+    reply: Outgoing | None = None
+    events: tuple[Outgoing, ...] = ()
+    request_id: str | None = None
+    request_type: str | None = None
+    #: The authenticated requester's name (or "?" if it is not authenticated).
+    requester: str | None = None
+    #: For the log line: "ok", "refused:<code>", "resent:<decision>", ...
+    decision: str = ""
+    #: The reply is stored: a redelivery gets the same bytes again.
+    stored: bool = False
+
+
+def _wire_type(type_: str) -> str:
+    return f"{type_}.v1"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EscrowService:
+    """The escrow's request handling. Open with `await EscrowService.open(...)`."""
+
+    def __init__(
+        self,
+        *,
+        escrow_dir: Path,
+        name: str,
+        ca_certificate: x509.Certificate,
+        signing_key: Ed25519PrivateKey,
+        signing_certificate: x509.Certificate,
+        encryption_key: X25519PrivateKey,
+        encryption_certificate: x509.Certificate,
+        vault: Vault,
+        read: aiosqlite.Connection,
+        write: aiosqlite.Connection,
+        clock: Callable[[], datetime],
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
+        max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+        max_request_bytes: int = MAX_ENVELOPE_BYTES,
+    ) -> None:
+        self._dir = escrow_dir
+        self._name = name
+        self._ca = ca_certificate
+        self._signing_key = signing_key
+        self._signing_certificate = signing_certificate
+        self._signer = fingerprint(signing_certificate)
+        self._encryption_key = encryption_key
+        self._encryption_certificate = encryption_certificate
+        self._vault = vault
+        self._read = read
+        self._write = write
+        self._write_lock = asyncio.Lock()
+        self._clock = clock
+        self._max_skew = max_skew
+        self._max_lifetime = max_lifetime
+        self._max_request_bytes = max_request_bytes
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        escrow_dir: Path,
+        passphrase: bytes,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> EscrowService:
+        """Load the CA certificate, the escrow's signing and encryption keys, the
+        master keyring (created on first use) and open the database.
+
+        Raises `EscrowError` (e.g. `IdentityFileError("wrong_passphrase")`)."""
+        clock = clock if clock is not None else _utcnow
+        require_aware(clock())
+        paths = EscrowPaths(escrow_dir)
+        paths.require_initialised()
+        ca = read_certificate(paths.cert("ca"))
+        signing_certificate = read_certificate(paths.cert("signing"))
+        encryption_certificate = read_certificate(paths.cert("encryption"))
+        signing_key, encryption_key = await asyncio.gather(
+            asyncio.to_thread(load_escrow_key, escrow_dir, Role.SIGNING, passphrase),
+            asyncio.to_thread(load_escrow_key, escrow_dir, Role.ENCRYPTION, passphrase),
+        )
+        if not isinstance(signing_key, Ed25519PrivateKey) or not isinstance(
+            encryption_key, X25519PrivateKey
+        ):
+            raise EscrowError("the escrow's key files hold the wrong kinds of key", "restore them")
+        raw = Encoding.Raw, PublicFormat.Raw
+        if signing_key.public_key().public_bytes(
+            *raw
+        ) != signing_certificate.public_key().public_bytes(
+            *raw
+        ) or encryption_key.public_key().public_bytes(
+            *raw
+        ) != encryption_certificate.public_key().public_bytes(*raw):
+            raise EscrowError(
+                "the escrow's keys do not match its certificates", "restore the escrow directory"
+            )
+        keyring = await asyncio.to_thread(ensure_keyring, escrow_dir, passphrase, now=clock())
+        write = await open_db(paths.db)
+        try:
+            read = await open_db(paths.db)
+        except BaseException:
+            await write.close()
+            raise
+        try:
+            await adopt_keyring(write, keyring)
+            name = await escrow_name(read)
+        except BaseException:
+            await write.close()
+            await read.close()
+            raise
+        return cls(
+            escrow_dir=escrow_dir,
+            name=name,
+            ca_certificate=ca,
+            signing_key=signing_key,
+            signing_certificate=signing_certificate,
+            encryption_key=encryption_key,
+            encryption_certificate=encryption_certificate,
+            vault=Vault(escrow_dir, passphrase, keyring),
+            read=read,
+            write=write,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        """Close the database connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._write_lock:
+            await self._write.close()
+        await self._read.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def name(self) -> str:
+        """The escrow's name: the audience of requests, the `escrow` of policies."""
+        return self._name
+
+    @property
+    def escrow_dir(self) -> Path:
+        return self._dir
+
+    @property
+    def ca_certificate(self) -> x509.Certificate:
+        return self._ca
+
+    @property
+    def signing_certificate(self) -> x509.Certificate:
+        return self._signing_certificate
+
+    @property
+    def encryption_certificate(self) -> x509.Certificate:
+        """Agents seal deposits to this certificate's key (after checking it)."""
+        return self._encryption_certificate
+
+    def now(self) -> datetime:
+        now = self._clock()
+        require_aware(now)
+        return now
+
+    # -- signing ----------------------------------------------------------------
+
+    def _sign(
+        self,
+        type_: MessageType,
+        body: BaseModel,
+        *,
+        audience: str,
+        now: datetime,
+        correlation_id: str,
+    ) -> Message:
+        envelope = new_envelope(
+            type=type_.value,
+            body=body.model_dump(mode="json"),
+            audience=audience,
+            signer=self._signer,
+            now=now,
+            lifetime=REPLY_LIFETIME,
+        )
+        return Message(
+            body=sign_envelope(envelope, self._signing_key).to_wire(),
+            message_id=envelope.request_id,
+            type=_wire_type(type_.value),
+            correlation_id=correlation_id,
+        )
+
+    def _error(
+        self,
+        envelope: Envelope,
+        code: ErrorCode,
+        message: str,
+        *,
+        to: str,
+        now: datetime,
+        detail: str | None = None,
+        declare: bool = True,
+    ) -> Outgoing:
+        body = ErrorBody(
+            in_reply_to=envelope.request_id,
+            code=code,
+            message=message[:1024],
+            request_type=envelope.type,
+            detail=detail,
+        )
+        signed = self._sign(
+            MessageType.ERROR, body, audience=to, now=now, correlation_id=envelope.request_id
+        )
+        return Outgoing(to, signed, declare=declare)
+
+    # -- the steps ----------------------------------------------------------------
+
+    async def handle(self, data: bytes) -> Outcome:
+        """Steps 1-5 for the bytes of one delivery. Never raises for bad input;
+        raises `Requeue` when the database is busy (try the delivery again)."""
+        try:
+            return await self._handle(data)
+        except sqlite3.OperationalError as exc:
+            raise Requeue(f"the escrow database is busy ({exc})") from exc
+
+    async def _handle(self, data: bytes) -> Outcome:
+        now = self.now()
+        # 1. Size and parse; what cannot be parsed cannot be answered.
+        if len(data) > self._max_request_bytes:
+            return Outcome(dead_letter=True, decision="dead-letter:oversize")
+        try:
+            signed = SignedEnvelope.from_wire(data)
+            claimed = signed.unverified()
+        except BrokerError:
+            return Outcome(dead_letter=True, decision="dead-letter:malformed")
+        # 2. Authenticate, but leave freshness until a stored reply was looked for.
+        try:
+            request = await authenticate_request(
+                self._read,
+                data,
+                audience=self._name,
+                ca=self._ca,
+                now=now,
+                max_skew=self._max_skew,
+                max_lifetime=self._max_lifetime,
+                check_freshness=False,
+            )
+        except (RequestRejected, CertificateRejected) as exc:
+            return self._unauthenticated(claimed, exc, now)
+        envelope = request.envelope
+        base = _Who(
+            request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
+        )
+        if envelope.reply_to != request.sender:
+            reply = self._error(
+                envelope,
+                ErrorCode.UNAUTHENTICATED,
+                f"reply_to must be your own name {request.sender!r}",
+                to=request.sender,
+                now=now,
+                detail="reply_to",
+            )
+            return Outcome(False, reply, decision="refused:reply_to", **base)
+        # 3. Answered before: the same bytes from the same signer get the same reply.
+        digest = hashlib.sha256(signed.payload).hexdigest()
+        stored = await store.find_request(self._read, envelope.request_id)
+        if stored is not None:
+            return await self._again(self._read, stored, request, digest, now)
+        # 4. Freshness.
+        try:
+            check_times(envelope, now=now, max_skew=self._max_skew, max_lifetime=self._max_lifetime)
+        except RequestRejected as exc:
+            code = ErrorCode.MALFORMED if exc.reason is RequestReason.MALFORMED else ErrorCode.STALE
+            reply = self._error(
+                envelope, code, exc.message, to=request.sender, now=now, detail=exc.reason.value
+            )
+            return Outcome(False, reply, decision=f"refused:{exc.reason.value}", **base)
+        # The body must be one of the requests this escrow answers.
+        handler = HANDLERS.get((envelope.type, envelope.version))
+        if handler is None:
+            reply = self._error(
+                envelope,
+                ErrorCode.UNKNOWN_TYPE,
+                f"the escrow does not answer {envelope.type!r} version {envelope.version}",
+                to=request.sender,
+                now=now,
+            )
+            return Outcome(False, reply, decision="refused:unknown_type", **base)
+        try:
+            body = parse_body(envelope.type, envelope.version, envelope.body)
+        except UnknownMessage as exc:
+            reply = self._error(envelope, ErrorCode.MALFORMED, str(exc), to=request.sender, now=now)
+            return Outcome(False, reply, decision="refused:malformed", **base)
+        # 5. One transaction: record, decide, change state, store reply and outbox.
+        try:
+            async with self._write_lock, transaction(self._write) as conn:
+                stored = await store.find_request(conn, envelope.request_id)
+                if stored is not None:  # another worker answered it meanwhile
+                    return await self._again(conn, stored, request, digest, now)
+                try:
+                    await check_and_record(conn, request.replay_key(self._max_skew), now=now)
+                except RequestRejected as exc:
+                    reply = self._error(
+                        envelope, ErrorCode.REPLAYED, exc.message, to=request.sender, now=now
+                    )
+                    return Outcome(False, reply, decision="refused:replayed", **base)
+                context = Context(
+                    conn=conn,
+                    escrow_name=self._name,
+                    ca=self._ca,
+                    encryption_key=self._encryption_key,
+                    vault=self._vault,
+                    request=request,
+                    body=body,
+                    now=now,
+                )
+                result = await handler(context)
+                reply, events = await self._store_result(conn, request, digest, result, now)
+        except EscrowError as exc:
+            # Rolled back: nothing is stored, so the same request may be tried again.
+            _log.error("request %s failed inside the escrow: %s", envelope.request_id, exc.message)
+            reply = self._error(
+                envelope,
+                ErrorCode.INTERNAL,
+                "the escrow could not process the request; send it again later",
+                to=request.sender,
+                now=now,
+            )
+            return Outcome(False, reply, decision="failed:internal", **base)
+        decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
+        return Outcome(False, reply, events, decision=decision, stored=True, **base)
+
+    def _unauthenticated(
+        self, claimed: Envelope, exc: RequestRejected | CertificateRejected, now: datetime
+    ) -> Outcome:
+        """Answer to the claimed inbox, which nothing vouches for: never declared."""
+        base = _Who(request_id=claimed.request_id, request_type=claimed.type, requester="?")
+        decision = f"unauthenticated:{exc.reason.value}"
+        try:
+            Inbox(claimed.reply_to)
+        except BrokerError:
+            return Outcome(False, None, decision=decision, **base)
+        reply = self._error(
+            claimed,
+            ErrorCode.UNAUTHENTICATED,
+            exc.message,
+            to=claimed.reply_to,
+            now=now,
+            detail=exc.reason.value,
+            declare=False,
+        )
+        return Outcome(False, reply, decision=decision, **base)
+
+    async def _again(
+        self,
+        conn: aiosqlite.Connection,
+        stored: store.StoredRequest,
+        request: VerifiedRequest,
+        digest: str,
+        now: datetime,
+    ) -> Outcome:
+        envelope = request.envelope
+        base = _Who(
+            request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
+        )
+        if stored.signer != envelope.signer or stored.request_sha256 != digest:
+            reply = self._error(
+                envelope,
+                ErrorCode.REPLAYED,
+                f"request id {envelope.request_id} was already used for another request",
+                to=request.sender,
+                now=now,
+            )
+            return Outcome(False, reply, decision="refused:replayed", **base)
+        message = Message(
+            body=stored.reply,
+            message_id=stored.reply_id,
+            type=stored.reply_type,
+            correlation_id=stored.request_id,
+        )
+        unsent = await store.unsent_for(conn, stored.request_id)
+        events = tuple(self._outgoing(row) for row in unsent)
+        return Outcome(
+            False,
+            Outgoing(stored.signer_name, message),
+            events,
+            decision=f"resent:{stored.decision}",
+            stored=True,
+            **base,
+        )
+
+    @staticmethod
+    def _outgoing(row: store.OutboxRow) -> Outgoing:
+        message = Message(
+            body=row.body, message_id=row.message_id, type=row.type, correlation_id=row.request_id
+        )
+        return Outgoing(row.destination, message, outbox_id=row.id)
+
+    async def _store_result(
+        self,
+        conn: aiosqlite.Connection,
+        request: VerifiedRequest,
+        digest: str,
+        result: Result,
+        now: datetime,
+    ) -> tuple[Outgoing, tuple[Outgoing, ...]]:
+        envelope = request.envelope
+        t = int(now.timestamp())
+        reply = self._sign(
+            result.reply_type,
+            result.reply,
+            audience=request.sender,
+            now=now,
+            correlation_id=envelope.request_id,
+        )
+        await store.insert_request(
+            conn,
+            store.StoredRequest(
+                request_id=envelope.request_id,
+                signer=envelope.signer,
+                signer_name=request.sender,
+                type=envelope.type,
+                request_sha256=digest,
+                decision=result.decision,
+                reply_id=reply.message_id,
+                reply_type=reply.type,
+                reply=reply.body,
+            ),
+            consignment_id=result.consignment_id,
+            now=t,
+        )
+        events = []
+        for notice in result.notices:
+            events.append(await self._enqueue(conn, envelope.request_id, notice, now))
+        return Outgoing(request.sender, reply), tuple(events)
+
+    async def _enqueue(
+        self, conn: aiosqlite.Connection, request_id: str, notice: Notice, now: datetime
+    ) -> Outgoing:
+        message = self._sign(
+            notice.type,
+            notice.body,
+            audience=notice.destination,
+            now=now,
+            correlation_id=request_id,
+        )
+        outbox_id = await store.add_outbox(
+            conn,
+            request_id,
+            notice.destination,
+            message.message_id,
+            message.type,
+            message.body,
+            now=int(now.timestamp()),
+        )
+        return Outgoing(notice.destination, message, outbox_id=outbox_id)
+
+    # -- the outbox -----------------------------------------------------------------
+
+    async def mark_sent(self, outbox_ids: Iterable[int]) -> None:
+        """Record that these outbox messages were published (confirmed)."""
+        ids = list(outbox_ids)
+        if not ids:
+            return
+        try:
+            async with self._write_lock, transaction(self._write) as conn:
+                await store.mark_sent(conn, ids, now=int(self.now().timestamp()))
+        except sqlite3.OperationalError as exc:
+            # Not marked: they are published again later, with the same message ids.
+            _log.warning("could not mark %d outbox messages sent: %s", len(ids), exc)
+
+    async def pending_outbox(
+        self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500
+    ) -> Sequence[Outgoing]:
+        """Outbox messages still unsent `older_than` after they were stored, e.g.
+        because a worker died after its commit and the request never came back."""
+        before = int((self.now() - older_than).timestamp())
+        return [self._outgoing(row) for row in await store.unsent_before(self._read, before, limit)]

@@ -1,0 +1,178 @@
+"""`EscrowWorker`: consumes the escrow work queue and runs `EscrowService` on
+every request, up to `prefetch` at once.
+
+Per delivery, inside `Delivery.process()` (the one place that settles it):
+steps 1-5 are the service's; then 6. publish the reply and the outbox with
+publisher confirms and mark the outbox sent; 7. ack. An unparseable delivery is
+rejected to the dead-letter queue; a transient broker or database failure
+requeues it, and its next delivery gets the stored reply. Any other failure is
+logged and dead-lettered: the worker keeps serving. A background sweep publishes
+outbox messages left unsent by a worker that died after its commit.
+
+Several workers, in one process or many, may consume the same queue. This module
+must never log a message body, and never ack before the reply is confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from broker import BrokerError, Delivery, Inbox, Transport
+from broker.errors import TopologyError, Unroutable
+from escrow_worker.service import EscrowService, Outcome, Outgoing
+
+__all__ = ["EscrowWorker"]
+
+_log = logging.getLogger(__name__)
+
+
+class EscrowWorker:
+    """Serves the escrow work queue of `transport` with `service`.
+
+    ``await worker.run(stop)`` declares the escrow queues and consumes until
+    `stop` is set (or the transport closes); requests in progress then finish
+    before it returns. Cancelling `run` returns unfinished deliveries to the queue.
+    """
+
+    def __init__(
+        self,
+        service: EscrowService,
+        transport: Transport,
+        *,
+        prefetch: int = 32,
+        sweep_interval: float = 30.0,
+    ) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self._service = service
+        self._transport = transport
+        self._prefetch = prefetch
+        self._sweep_interval = sweep_interval
+        self._declared: set[str] = set()
+        #: Deliveries settled so far (answered, dead-lettered or requeued).
+        self.processed = 0
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop if stop is not None else asyncio.Event()
+        await self._transport.declare_escrow_queues()
+        tasks: set[asyncio.Task[None]] = set()
+        sweeper = asyncio.create_task(self._sweep(stop))
+        queue = self._transport.config.escrow_queue
+        try:
+            async with self._transport.consume(queue, prefetch=self._prefetch) as deliveries:
+                _log.info("escrow %r serving %s", self._service.name, queue)
+                stopping = asyncio.create_task(stop.wait())
+                try:
+                    while not stop.is_set():
+                        receiving = asyncio.ensure_future(anext(deliveries))
+                        await asyncio.wait(
+                            {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        if not receiving.done():
+                            receiving.cancel()  # loses nothing: see Deliveries
+                            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                                await receiving
+                            break
+                        try:
+                            delivery = receiving.result()
+                        except StopAsyncIteration:
+                            break  # the transport closed
+                        task = asyncio.create_task(self._process(delivery))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    if tasks:  # let the requests in progress finish
+                        await asyncio.gather(*tasks, return_exceptions=True)
+                except asyncio.CancelledError:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+                finally:
+                    stopping.cancel()
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        _log.info("escrow %r stopped serving %s", self._service.name, queue)
+
+    async def _process(self, delivery: Delivery) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome: Outcome | None = None
+        async with delivery.process():
+            outcome = await self._service.handle(delivery.body)
+            if outcome.dead_letter:
+                await delivery.reject(requeue=False)
+            else:
+                await self._publish([o for o in (outcome.reply,) if o is not None], outcome.events)
+        self.processed += 1
+        elapsed = (loop.time() - started) * 1000
+        if outcome is None:
+            _log.info("%s: not answered (%.1f ms)", delivery.message_id, elapsed)
+        else:
+            _log.info(
+                "%s %s from %s: %s (%.1f ms)",
+                outcome.request_id or delivery.message_id,
+                outcome.request_type or "-",
+                outcome.requester or "-",
+                outcome.decision,
+                elapsed,
+            )
+
+    async def _publish(self, replies: Sequence[Outgoing], events: Sequence[Outgoing]) -> None:
+        """Publish everything concurrently; mark what was confirmed; then raise the
+        first failure, if any (a transient one requeues the delivery)."""
+        items = [*replies, *events]
+        results = await asyncio.gather(*(self._send(o) for o in items), return_exceptions=True)
+        await self._service.mark_sent(
+            o.outbox_id
+            for o, result in zip(items, results, strict=True)
+            if result is None and o.outbox_id is not None
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _send(self, outgoing: Outgoing) -> None:
+        if outgoing.declare:
+            await self._declare(outgoing.destination)
+        try:
+            await self._transport.publish(Inbox(outgoing.destination), outgoing.message)
+        except Unroutable:
+            # Only an inbox nobody declared: the claimed reply_to of a request that
+            # failed authentication, or one the escrow could not declare.
+            _log.warning(
+                "%s for %s dropped: no such inbox", outgoing.message.type, outgoing.destination
+            )
+
+    async def _declare(self, identity: str) -> None:
+        """Declare a registered party's inbox once per worker, so that nothing the
+        escrow sends it (a notification above all) is lost before it connects."""
+        if identity in self._declared:
+            return
+        try:
+            await self._transport.declare_inbox(identity)
+        except TopologyError as exc:
+            _log.warning("cannot declare the inbox of %s: %s", identity, exc.message)
+        self._declared.add(identity)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        """Publish outbox messages that stayed unsent (a worker died after its commit)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._sweep_interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                pending = await self._service.pending_outbox()
+                if pending:
+                    _log.info("publishing %d outbox messages left unsent", len(pending))
+                    await self._publish((), pending)
+            except (BrokerError, OSError) as exc:
+                _log.warning("outbox sweep failed: %s", exc)
+            except Exception:
+                _log.exception("outbox sweep failed")
