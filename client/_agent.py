@@ -87,6 +87,11 @@ _HINTS: Final[dict[str, str]] = {
     ErrorCode.MALFORMED: "the escrow could not read the request; upgrade consign",
     ErrorCode.UNKNOWN_TYPE: "the escrow does not speak this request; upgrade it or consign",
     ErrorCode.INTERNAL: "the escrow failed; try again later or tell its operator",
+    ErrorCode.STALE: "check this machine's clock; the request was too old or from the future",
+    ErrorCode.WRONG_ESCROW: "the consignment names another escrow",
+    ErrorCode.WRONG_KEY: "a receiver's key changed since you looked it up; seal again",
+    ErrorCode.ASK_WINDOW_CLOSED: "the time to ask for the key part is over; ask the sender",
+    ErrorCode.UNSUPPORTED: "this escrow does not enforce that condition; seal without it",
 }
 
 
@@ -106,6 +111,7 @@ def refusal_error(body: ErrorBody) -> EscrowRefused:
         _HINTS.get(code),
         request_type=body.request_type,
         consignment_id=body.consignment_id,
+        reason=body.message,
     )
 
 
@@ -461,12 +467,8 @@ class Agent:
                 "unexpected_reply",
                 f"a {envelope.type} message cannot answer a {request['type']} request",
             )
+        _check_subject(MessageType(request["type"]), request["subject"], body)
         if isinstance(body, LookupReplyBody):
-            if body.name != request["subject"]:
-                raise UntrustedMessage(
-                    "unexpected_reply",
-                    f"a lookup reply for {body.name!r} answers a lookup of {request['subject']!r}",
-                )
             certs = verify.certificates(
                 body.name, body.signing_certificate, body.encryption_certificate, body.crl
             )
@@ -854,6 +856,33 @@ class Agent:
             state=row["state"],
             path=Path(row["path"]) if row["path"] else None,
             reason=row["reason"],
+        )
+
+
+def _check_subject(request_type: MessageType, subject: str, body: BaseModel) -> None:
+    """A reply must be about what its request asked: the name looked up, or the
+    consignment (and for a key request the digest) it named. Checked before the
+    reply is stored, so a forged or confused reply cannot stand in for the real one."""
+    if isinstance(body, LookupReplyBody):
+        if body.name != subject:
+            raise UntrustedMessage(
+                "unexpected_reply",
+                f"a lookup reply for {body.name!r} answers a lookup of {subject!r}",
+            )
+        return
+    cid = getattr(body, "consignment_id", None)
+    if request_type is MessageType.LOOKUP or cid is None:
+        return
+    wanted = subject.split(":")[0]
+    digest = getattr(body, "consignment_digest", None)
+    if cid != wanted or (
+        request_type is MessageType.KEY_REQUEST
+        and digest is not None
+        and digest != subject.split(":")[1]
+    ):
+        raise UntrustedMessage(
+            "wrong_consignment",
+            f"a {request_type} reply is about consignment {cid}, not {wanted} as asked",
         )
 
 

@@ -26,8 +26,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from broker import SealedMessageError, open_key_part, seal_deposit
 from broker.deposit import ControlAttributes, Deposit, KeyRelease, Mode
-from broker.hpke import SealedDataError, open_key_part, seal_deposit
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
@@ -403,7 +403,7 @@ class ReceiverAgent(Agent):
                 key_part = open_key_part(
                     body.sealed_key_part, self.identity.encryption_key, cid, body.policy_digest
                 )
-            except SealedDataError:
+            except SealedMessageError:
                 raise OpenError() from None
         else:
             key_part = body.sealed_key_part

@@ -93,9 +93,12 @@ class EscrowRefused(ClientError):
         *,
         request_type: str = "",
         consignment_id: str | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message, hint)
         self.code = code
+        #: The escrow's own words, without our framing.
+        self.reason = reason or message
         self.request_type = request_type
         self.consignment_id = consignment_id
 

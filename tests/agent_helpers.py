@@ -24,9 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel
 
-from broker import Inbox, Message, Transport, new_envelope, sign_envelope
+from broker import (
+    Inbox,
+    Message,
+    Transport,
+    new_envelope,
+    open_deposit,
+    seal_key_part,
+    sign_envelope,
+)
 from broker.deposit import Deposit, Mode
-from broker.hpke import open_deposit, seal_key_part
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,

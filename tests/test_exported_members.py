@@ -14,7 +14,6 @@ MODULES = [
     "client.agent",
     "broker",
     "broker.deposit",
-    "broker.hpke",
 ]
 
 

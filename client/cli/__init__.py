@@ -7,6 +7,7 @@ itself.
 import click
 
 from client.cli._base import ConsignGroup as _ConsignGroup
+from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
 from client.cli.inbox import inbox as _inbox
@@ -30,7 +31,7 @@ def main() -> None:
     """
 
 
-for _command in (_seal, _send, _inbox, _open, _revoke, _status, _events):
+for _command in (_demo, _seal, _send, _inbox, _open, _revoke, _status, _events):
     main.add_command(_command)
 main.add_command(_identity_group)
 main.add_command(_escrow_group)
