@@ -55,6 +55,8 @@ from broker.messages import (
     parse_body,
 )
 from escrow_worker import (
+    EscrowService,
+    EscrowWorker,
     Identity,
     Role,
     authenticate_request,
@@ -127,11 +129,24 @@ class Forger:
         return sign_envelope(envelope, key or self.key).to_wire()
 
     async def send(
-        self, transport: Transport, to: str, type: MessageType, body: BaseModel, **kw: Any
+        self,
+        transport: Transport,
+        to: str,
+        type: MessageType,
+        body: BaseModel,
+        *,
+        correlation_id: str | None = None,
+        **kw: Any,
     ) -> None:
         wire = self.wire(type, body, audience=to, **kw)
         await transport.publish(
-            Inbox(to), Message(body=wire, message_id=uuid.uuid4().hex, type=f"{type}.v1")
+            Inbox(to),
+            Message(
+                body=wire,
+                message_id=uuid.uuid4().hex,
+                type=f"{type}.v1",
+                correlation_id=correlation_id,
+            ),
         )
 
 
@@ -143,6 +158,42 @@ class _Held:
     revoked: dict[str, int] = field(default_factory=dict)
     releases: dict[str, int] = field(default_factory=dict)
     denied: dict[str, str] = field(default_factory=dict)
+
+
+class WorkerRunner:
+    """The real escrow worker for a `World`, which a test can stop and start
+    again (requests wait in the queue meanwhile)."""
+
+    def __init__(self, world: World, transport: Transport) -> None:
+        self.world = world
+        self.transport = transport
+        self.service: EscrowService | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WorkerRunner:
+        self.service = await EscrowService.open(self.world.escrow_dir, ESCROW_PASS)
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+        if self.service is not None:
+            await self.service.close()
+
+    async def start(self) -> None:
+        assert self.service is not None
+        assert self._task is None
+        self._stop = asyncio.Event()
+        worker = EscrowWorker(self.service, self.transport)
+        self._task = asyncio.create_task(worker.run(self._stop))
+        await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
 
 
 class ScriptedEscrow:
