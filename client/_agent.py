@@ -311,7 +311,7 @@ class Agent:
             kind = verify.parse(wire, me=self.name).envelope.type
         except UntrustedMessage:
             kind = _UNKNOWN
-        _log.warning("%s refused a %s message: %s", self.name, kind, exc.message)
+        _log.info("%s refused a %s message: %s", self.name, kind, exc.message)
         async with self.store.tx() as conn:
             await conn.execute(
                 "INSERT INTO refused (wire_hash, type, reason, message, received_at)"

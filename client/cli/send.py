@@ -12,8 +12,10 @@ from pathlib import Path
 
 import click
 
+from client._agent_store import Store
+from client._home import IdentityHome
 from client.agent import SenderAgent, Sent
-from client.cli._agentcli import AgentOptions, agent_options, progress, running
+from client.cli._agentcli import AgentOptions, agent_options, progress, running, state_dir
 from client.consignment import inspect
 from client.errors import AgentError
 from escrow_worker.cli import emit, json_option, status
@@ -76,18 +78,33 @@ def send(
 
 
 def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool) -> None:
+    """Copy the consignment file to `output`: no broker, no passphrase needed."""
     if output.exists():
         raise AgentError(f"{output} already exists", "choose another file name")
-
-    async def find() -> Path:
-        async with running(opts, SenderAgent) as agent:
-            return await agent.locate(consignment)
-
-    path = Path(consignment) if Path(consignment).is_file() else asyncio.run(find())
+    path = Path(consignment)
+    if not path.is_file():
+        path = asyncio.run(_sealed_file(opts, consignment))
     cid = inspect(path).consignment_id
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, output)
     except OSError as exc:
         raise AgentError(f"cannot write {output}: {exc.strerror}", "check the path") from exc
     emit({"consignment_id": cid, "file": str(output)}, as_json)
     status(f"OK wrote {output}; hand it over by any channel")
+
+
+async def _sealed_file(opts: AgentOptions, consignment_id: str) -> Path:
+    name = IdentityHome(opts.home).resolve(opts.as_name)
+    store = await Store.open(state_dir(opts.home, name))
+    try:
+        row = await store.fetchone(
+            "SELECT path FROM sent WHERE consignment_id = ?", (consignment_id,)
+        )
+    finally:
+        await store.close()
+    if row is None:
+        raise AgentError(
+            f"{name!r} sealed no consignment {consignment_id}", "give the consignment file instead"
+        )
+    return Path(row["path"])
