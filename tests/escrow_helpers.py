@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -49,6 +49,7 @@ from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW
 ESCROW_NAME = "acme"
 USERS = ("alice", "bob", "carol", "mallory")
 WAIT = 10.0
+T = TypeVar("T")
 
 
 class Clock:
@@ -121,6 +122,7 @@ def request(
     version: int = 1,
     key: Ed25519PrivateKey | None = None,
     signer: str | None = None,
+    nonce: bytes | None = None,
 ) -> bytes:
     """The wire bytes of a request signed by `identity`."""
     if isinstance(body, BaseModel):
@@ -135,6 +137,7 @@ def request(
         reply_to=identity.name if reply_to is None else reply_to,
         lifetime=lifetime,
         request_id=request_id,
+        nonce=nonce,
     )
     return sign_envelope(envelope, key or identity.signing_key).to_wire()
 
@@ -300,6 +303,17 @@ async def _wait_for_queue(transport: Transport) -> None:
             return
         except Exception:
             await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], expected: T, wait: float = WAIT) -> None:
+    """Poll `check()` until it returns `expected`, at most `wait` seconds."""
+    value = None
+    for _ in range(int(wait / 0.02)):
+        value = await check()
+        if value == expected:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still {value!r}, not {expected!r}, after {wait} s")
 
 
 async def table(conn: aiosqlite.Connection, sql: str, *args: object) -> list[tuple[Any, ...]]:

@@ -56,14 +56,13 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path, transport_factory: TransportFactory) -> AsyncIterator[Running]:
     setup = await make_escrow(tmp_path / "escrow")
-    async with await setup.open_service() as service:
-        worker_transport = await transport_factory()
-        async with running_worker(service, worker_transport):
-            agents = [
-                await Agent(setup, setup[name], await transport_factory()).start()
-                for name in ("alice", "bob", "carol", "mallory")
-            ]
-            yield Running(setup, service, *agents)
+    worker_transport = await transport_factory()
+    async with await setup.open_service() as service, running_worker(service, worker_transport):
+        agents = [
+            await Agent(setup, setup[name], await transport_factory()).start()
+            for name in ("alice", "bob", "carol", "mallory")
+        ]
+        yield Running(setup, service, *agents)
 
 
 def kinds(received: list[Received]) -> list[tuple[str, str | None]]:

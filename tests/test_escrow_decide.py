@@ -1,0 +1,180 @@
+"""The pure decision functions alone, at the boundaries of every time window and
+count: no database, no broker, no clock."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from broker import ControlAttributes, Policy, ReceiverSpec
+from broker.messages import ErrorCode
+from escrow_worker import Party, TrustPolicy
+from escrow_worker._decide import (
+    DirectoryFacts,
+    ReceiverState,
+    check_window,
+    decide_deposit,
+    decide_release,
+    decide_revoke,
+    decide_sender_request,
+)
+
+T = 1_900_000_000
+KEYS = {name: os.urandom(32) for name in ("alice", "bob", "carol")}
+DIGEST = "ab" * 32
+
+
+def policy(
+    receivers: tuple[str, ...] = ("bob", "carol"), escrow: str = "acme", **attributes: object
+) -> Policy:
+    return Policy(
+        escrow=escrow,
+        sender="alice",
+        receivers=tuple(ReceiverSpec(name=n, encryption_key=KEYS[n]) for n in receivers),
+        attributes=ControlAttributes(**attributes),  # type: ignore[arg-type]
+    )
+
+
+def window(now: int, state: ReceiverState | None = None, **attributes: object) -> ErrorCode | None:
+    state = state or ReceiverState("bob", notified_at=T)
+    refusal = check_window(ControlAttributes(**attributes), state, now=now)  # type: ignore[arg-type]
+    return None if refusal is None else refusal.code
+
+
+@pytest.mark.parametrize(("offset", "expected"), [(-1, ErrorCode.NOT_YET), (0, None), (1, None)])
+def test_not_before_is_inclusive(offset: int, expected: ErrorCode | None) -> None:
+    assert window(T + 100 + offset, not_before=T + 100) == expected
+
+
+@pytest.mark.parametrize(("offset", "expected"), [(-1, None), (0, None), (1, ErrorCode.EXPIRED)])
+def test_not_after_is_inclusive(offset: int, expected: ErrorCode | None) -> None:
+    assert window(T + 100 + offset, not_after=T + 100) == expected
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"), [(-1, None), (0, None), (1, ErrorCode.ASK_WINDOW_CLOSED)]
+)
+def test_ask_within_counts_from_the_notification(offset: int, expected: ErrorCode | None) -> None:
+    state = ReceiverState("bob", notified_at=T + 50)
+    assert window(T + 50 + 60 + offset, state, ask_within_seconds=60) == expected
+
+
+def test_ask_within_without_a_notification_is_refused() -> None:
+    assert window(T, ReceiverState("bob"), ask_within_seconds=60) == ErrorCode.ASK_WINDOW_CLOSED
+
+
+@pytest.mark.parametrize(
+    ("released", "expected"),
+    [(0, None), (2, None), (3, ErrorCode.EXHAUSTED), (4, ErrorCode.EXHAUSTED)],
+)
+def test_max_releases(released: int, expected: ErrorCode | None) -> None:
+    state = ReceiverState("bob", notified_at=T, releases=released)
+    assert window(T, state, max_releases=3) == expected
+
+
+def test_no_attributes_always_allow() -> None:
+    assert window(0) is None
+    assert window(2**52) is None
+
+
+def test_window_order_reports_the_first_failing_condition() -> None:
+    state = ReceiverState("bob", notified_at=T, releases=9)
+    assert window(T - 1, state, not_before=T, max_releases=1) == ErrorCode.NOT_YET
+
+
+def release(
+    p: Policy, state: ReceiverState | None, *, requester: str = "bob", digest: str = DIGEST
+) -> ErrorCode | None:
+    refusal = decide_release(
+        p, state, requester=requester, held_digest=DIGEST, asked_digest=digest, now=T
+    )
+    return None if refusal is None else refusal.code
+
+
+def test_release_to_a_receiver_in_its_window() -> None:
+    assert release(policy(), ReceiverState("bob", notified_at=T)) is None
+
+
+def test_release_refusals_in_order() -> None:
+    p = policy()
+    assert release(p, None, requester="mallory") == ErrorCode.NOT_A_RECEIVER
+    assert release(p, None) == ErrorCode.NOT_A_RECEIVER  # on the list but no row: refuse
+    revoked = ReceiverState("bob", notified_at=T, revoked_at=T)
+    assert release(p, revoked, digest="00" * 32) == ErrorCode.REVOKED
+    assert release(p, ReceiverState("bob", notified_at=T), digest="00" * 32) == (
+        ErrorCode.DIGEST_MISMATCH
+    )
+    assert release(policy(not_before=T + 1), ReceiverState("bob", notified_at=T)) == (
+        ErrorCode.NOT_YET
+    )
+
+
+def facts(name: str, *, registered: bool = True, key: bytes | None = None) -> DirectoryFacts:
+    return DirectoryFacts(name, registered, KEYS.get(name) if key is None else key)
+
+
+def deposit_code(
+    p: Policy,
+    *,
+    requester: str = "alice",
+    already: bool = False,
+    receivers: dict[str, DirectoryFacts] | None = None,
+    trust: TrustPolicy | None = None,
+) -> ErrorCode | None:
+    refusal = decide_deposit(
+        p,
+        requester=facts(requester),
+        escrow_name="acme",
+        already_deposited=already,
+        receivers=receivers if receivers is not None else {n: facts(n) for n in ("bob", "carol")},
+        trust=trust or TrustPolicy(),
+    )
+    return None if refusal is None else refusal.code
+
+
+def test_deposit_accepted() -> None:
+    assert deposit_code(policy()) is None
+
+
+def test_deposit_refusals() -> None:
+    assert deposit_code(policy(), requester="mallory") == ErrorCode.NOT_SENDER
+    assert deposit_code(policy(escrow="globex")) == ErrorCode.WRONG_ESCROW
+    assert deposit_code(policy(), already=True) == ErrorCode.ALREADY_DEPOSITED
+    assert deposit_code(policy(receipt_required=True)) == ErrorCode.UNSUPPORTED
+    assert deposit_code(policy(cosigners=("carol",))) == ErrorCode.UNSUPPORTED
+    unregistered = {"bob": facts("bob", registered=False), "carol": facts("carol")}
+    assert deposit_code(policy(), receivers=unregistered) == ErrorCode.UNKNOWN_USER
+    assert deposit_code(policy(), receivers={"bob": facts("bob")}) == ErrorCode.UNKNOWN_USER
+    no_key = {"bob": DirectoryFacts("bob", True, None), "carol": facts("carol")}
+    assert deposit_code(policy(), receivers=no_key) == ErrorCode.UNKNOWN_USER
+    rekeyed = {"bob": facts("bob", key=os.urandom(32)), "carol": facts("carol")}
+    assert deposit_code(policy(), receivers=rekeyed) == ErrorCode.WRONG_KEY
+
+
+def test_deposit_follows_the_trust_policy() -> None:
+    restricted = TrustPolicy(restricted=True)
+    assert deposit_code(policy(), trust=restricted) == ErrorCode.NOT_ALLOWED
+    # A party may always send to itself (the virtual safe).
+    own = policy(receivers=("alice",))
+    assert deposit_code(own, trust=restricted, receivers={"alice": facts("alice")}) is None
+    allowed = TrustPolicy(restricted=True, rules=frozenset({("*", "*")}))
+    assert deposit_code(policy(), trust=allowed) is None
+    assert Party("alice") == Party("alice")
+
+
+def test_revoke_and_status_only_by_the_sender() -> None:
+    p = policy()
+    assert decide_sender_request("alice", requester="alice", what="x") is None
+    refusal = decide_sender_request("alice", requester="bob", what="x")
+    assert refusal is not None
+    assert refusal.code == ErrorCode.NOT_SENDER
+    assert decide_revoke(p, (), requester="alice") == (None, ("bob", "carol"))
+    assert decide_revoke(p, ("carol",), requester="alice") == (None, ("carol",))
+    refused, names = decide_revoke(p, ("dave",), requester="alice")
+    assert refused is not None
+    assert refused.code == ErrorCode.NOT_A_RECEIVER
+    assert names == ()
+    refused, _ = decide_revoke(p, (), requester="bob")
+    assert refused is not None
+    assert refused.code == ErrorCode.NOT_SENDER
