@@ -183,6 +183,8 @@ class Agent:
         self._store = await Store.open(self.state_dir)
         try:
             await self.transport.declare_inbox(self.name)
+            # Idempotent; lets requests wait in the queue for a worker still starting.
+            await self.transport.declare_escrow_queues()
             await self._load_escrow()
             self._pump_task = asyncio.create_task(self._pump(), name=f"inbox {self.name}")
             await self._process()  # what an earlier run stored but did not process

@@ -31,11 +31,14 @@ def queues(prefix: str, names: tuple[str, ...] = ("alice", "bob", "carol")) -> l
     ]
 
 
-async def delete_topology(url: str, prefix: str) -> None:
+async def delete_topology(
+    url: str, prefix: str, names: tuple[str, ...] = ("alice", "bob", "carol")
+) -> None:
+    """Delete the queues and exchanges of one test's prefix (never the broker's)."""
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        for queue in queues(prefix):
+        for queue in queues(prefix, names):
             await channel.queue_delete(queue)
         for exchange in (f"{prefix}.inbox", f"{prefix}.dlx"):
             await channel.exchange_delete(exchange)
