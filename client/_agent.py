@@ -19,12 +19,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
 from broker.deposit import HEX_ID
@@ -67,6 +69,7 @@ _log = logging.getLogger(__name__)
 #: Requests live this long; the escrow accepts up to 15 minutes.
 REQUEST_LIFETIME: Final = timedelta(minutes=10)
 _BATCH: Final = 32  # inbox messages stored in one transaction
+_BIG: Final = 64 * 1024  # messages verified in a worker thread
 _UNKNOWN: Final = "unknown"
 
 #: What a user can do about each refusal of the escrow.
@@ -156,6 +159,7 @@ class Agent:
         self._last_activity = 0.0
         self._escrow_certs: verify.Certificates | None = None
         self._parties: dict[str, verify.Certificates] = {}
+        self._deferred: set[int] = set()  # spool rows waiting for a lookup
 
     # -- life cycle ------------------------------------------------------------
 
@@ -288,14 +292,20 @@ class Agent:
     async def _process(self) -> None:
         """Verify and file every stored message that is not waiting for a lookup."""
         async with self._process_lock:
-            rows = await self.store.fetchall(
-                "SELECT seq, wire_hash, wire, received_at FROM spool"
-                " WHERE state = 'new' ORDER BY seq"
-            )
-            for row in rows:
+            seqs = await self.store.fetchall("SELECT seq FROM spool ORDER BY seq")
+            for item in seqs:
+                if item["seq"] in self._deferred:
+                    continue  # until a lookup returns
+                row = await self.store.fetchone(
+                    "SELECT seq, wire_hash, wire, received_at FROM spool WHERE seq = ?",
+                    (item["seq"],),
+                )
+                if row is None:
+                    continue
                 try:
                     await self._file(row["seq"], row["wire_hash"], row["wire"], row["received_at"])
                 except _Deferred:
+                    self._deferred.add(row["seq"])
                     continue
                 except UntrustedMessage as exc:
                     await self._refuse(row["seq"], row["wire_hash"], row["wire"], exc)
@@ -305,6 +315,17 @@ class Agent:
                         row["wire_hash"],
                         row["wire"],
                         UntrustedMessage(f"certificate_{exc.reason}", exc.message),
+                    )
+                except sqlite3.Error:  # the state, not the message: try again later
+                    _log.exception("%s cannot store what arrived; will try again", self.name)
+                    break
+                except Exception as exc:  # never let one message wedge the inbox
+                    _log.exception("%s cannot file a message", self.name)
+                    await self._refuse(
+                        row["seq"],
+                        row["wire_hash"],
+                        row["wire"],
+                        UntrustedMessage("internal", f"the agent could not file it: {exc!r}"),
                     )
         self._mark_activity()
 
@@ -323,12 +344,22 @@ class Agent:
             await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
 
     async def _file(self, seq: int, wire_hash: str, wire: bytes, received_at: int) -> None:
-        message = verify.parse(wire, me=self.name)
+        # A chunk is ~1 MB of base64 to decode, re-encode and hash: a worker
+        # thread's job, so the event loop never stalls on it.
+        big = len(wire) > _BIG
+        if big:
+            message = await asyncio.to_thread(verify.parse, wire, me=self.name)
+        else:
+            message = verify.parse(wire, me=self.name)
         kind = message.envelope.type
         if kind in verify.FROM_ESCROW:
             self._verify_escrow_message(message)
         elif kind == MessageType.CHUNK:
-            self._verify_chunk(message)
+            certs, key = self._chunk_signer(message)
+            if big:
+                await asyncio.to_thread(verify.verify_with, message, certs, key)
+            else:
+                verify.verify_with(message, certs, key)
         else:
             raise UntrustedMessage("unexpected_type", f"a {kind} message does not belong here")
         body = message.body
@@ -345,6 +376,10 @@ class Agent:
 
     def _verify_escrow_message(self, message: verify.Unverified) -> None:
         ca, now = self.identity.ca_certificate, self.now()
+        # A lookup reply for the escrow's own name carries the certificate that
+        # signs it: how the agent learns it, and a fresh CRL, the first time.
+        if verify.self_certified_escrow(message, escrow=self.escrow, ca=ca, now=now) is not None:
+            return
         certs = self._escrow_certs
         if certs is not None and message.envelope.signer == fingerprint(certs.signing):
             try:
@@ -356,9 +391,6 @@ class Agent:
                 raise _Deferred from exc
             verify.verify_with(message, certs, key)
             return
-        fresh = verify.self_certified_escrow(message, escrow=self.escrow, ca=ca, now=now)
-        if fresh is not None:
-            return
         if self.escrow not in self._checked:
             self._need_lookup(self.escrow)  # the escrow may have a new certificate
             raise _Deferred
@@ -367,7 +399,10 @@ class Agent:
             f"a {message.envelope.type} message is not signed by escrow {self.escrow!r}",
         )
 
-    def _verify_chunk(self, message: verify.Unverified) -> None:
+    def _chunk_signer(
+        self, message: verify.Unverified
+    ) -> tuple[verify.Certificates, Ed25519PublicKey]:
+        """The checked certificates and key of the chunk's claimed sender."""
         sender = message.envelope.reply_to
         if not sender:
             raise UntrustedMessage("malformed", "a consignment chunk names no sender")
@@ -383,10 +418,16 @@ class Agent:
         ):
             self._need_lookup(sender)
             raise _Deferred
-        key = verify.signing_key(
-            certs, ca=self.identity.ca_certificate, now=self.now(), escrow=False
-        )
-        verify.verify_with(message, certs, key)
+        try:
+            key = verify.signing_key(
+                certs, ca=self.identity.ca_certificate, now=self.now(), escrow=False
+            )
+        except UntrustedCertificate as exc:
+            if exc.reason != "crl_stale" or sender in self._checked:
+                raise
+            self._need_lookup(sender)  # a fresh CRL, then try again
+            raise _Deferred from exc
+        return certs, key
 
     def _need_lookup(self, name: str) -> None:
         if name in self._lookups:
@@ -403,6 +444,7 @@ class Agent:
                 self._failed_lookups[name] = exc.message
             finally:
                 self._lookups.pop(name, None)
+                self._deferred.clear()  # try them again with what the lookup brought
             await self._process()
 
         self._lookups[name] = asyncio.create_task(run(), name=f"lookup {name}")
@@ -541,6 +583,8 @@ class Agent:
     async def _file_chunk(
         self, seq: int, message: verify.Unverified, body: ChunkBody, received_at: int
     ) -> None:
+        """Keep a verified chunk's data in a file of its own, then drop the message;
+        once every chunk is there, assemble and check the whole."""
         sender, cid = message.envelope.reply_to, body.consignment_id
         if body.index >= body.count or len(body.data) > MAX_CHUNK:
             raise UntrustedMessage(
@@ -555,58 +599,43 @@ class Agent:
             )
             row = next(iter(rows), None)
             if row is None or row[4] == "failed":
+                await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (cid,))
                 await conn.execute(
                     "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
                     " total_size, chunk_count, state, first_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (cid, *meta, "partial", received_at),
                 )
-            elif row[4] == "complete":  # sent again: we hold it already
-                await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                return
-            elif tuple(row[:4]) != meta:
+            elif tuple(row[:4]) != meta and row[4] != "complete":
                 raise UntrustedMessage(
                     "inconsistent_chunk",
                     f"chunk {body.index} of {cid} disagrees with the chunks before it",
                 )
             held = await conn.execute_fetchall(
-                "SELECT 1 FROM spool WHERE state = 'chunk' AND consignment_id = ? AND idx = ?",
-                (cid, body.index),
+                "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?", (cid, body.index)
             )
-            if held:
+            if (row is not None and row[4] == "complete") or held:  # sent again: kept already
                 await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
                 return
+        assembly = self._assembly(cid)
+        await asyncio.to_thread(assembly.keep, body.index, body.data)
+        async with self.store.tx() as conn:
             await conn.execute(
-                "UPDATE spool SET state = 'chunk', consignment_id = ?, idx = ? WHERE seq = ?",
-                (cid, body.index, seq),
+                "INSERT OR IGNORE INTO chunks (consignment_id, idx, size) VALUES (?, ?, ?)",
+                (cid, body.index, len(body.data)),
             )
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
             have = await conn.execute_fetchall(
-                "SELECT COUNT(*) FROM spool WHERE state = 'chunk' AND consignment_id = ?", (cid,)
+                "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (cid,)
             )
         if next(iter(have))[0] == body.count:
-            await self._assemble(cid, body.total_size, body.consignment_digest)
+            await self._assemble(cid, body.count, body.total_size, body.consignment_digest)
 
-    async def _assemble(self, cid: str, size: int, digest: str) -> None:
-        seqs = await self.store.fetchall(
-            "SELECT seq FROM spool WHERE state = 'chunk' AND consignment_id = ? ORDER BY idx",
-            (cid,),
-        )
-        assembly = Assembly(self.state_dir / "received", cid)
-        handle, hasher = await asyncio.to_thread(assembly.begin)
-        written = 0
-        try:
-            for row in seqs:
-                found = await self.store.fetchone(
-                    "SELECT wire FROM spool WHERE seq = ?", (row["seq"],)
-                )
-                assert found is not None
-                written += await asyncio.to_thread(assembly.add, handle, hasher, found["wire"])
-            kept = await asyncio.to_thread(
-                assembly.finish, handle, hasher, size=written, expected=(size, digest)
-            )
-        except BaseException:
-            handle.close()
-            assembly.discard()
-            raise
+    def _assembly(self, cid: str) -> Assembly:
+        return Assembly(self.state_dir / "received", cid)
+
+    async def _assemble(self, cid: str, count: int, size: int, digest: str) -> None:
+        assembly = self._assembly(cid)
+        kept = await asyncio.to_thread(assembly.assemble, count, size, digest)
         async with self.store.tx() as conn:
             if kept:
                 await conn.execute(
@@ -631,9 +660,8 @@ class Agent:
                         self._ts(),
                     ),
                 )
-            await conn.execute(
-                "DELETE FROM spool WHERE state = 'chunk' AND consignment_id = ?", (cid,)
-            )
+            await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (cid,))
+        await asyncio.to_thread(assembly.clear)
 
     # -- requests ----------------------------------------------------------------
 
@@ -713,6 +741,7 @@ class Agent:
         deadline = loop.time() + (self.reply_timeout if timeout is None else timeout)
         waiter = self._waiters.setdefault(request_id, loop.create_future())
         interval = self.resend_after
+        since = self._ts()
         try:
             if publish_first:
                 await self._publish(request_id, wire)
@@ -720,13 +749,8 @@ class Agent:
                 self._check_pump()
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise NoReply(
-                        f"no reply from escrow {self.escrow!r} within "
-                        f"{self.reply_timeout if timeout is None else timeout:g} s "
-                        f"(request {request_id})",
-                        "is an escrow worker running? the request is kept: ask again and "
-                        "the same request is sent again",
-                        request_id=request_id,
+                    raise await self._no_reply(
+                        request_id, self.reply_timeout if timeout is None else timeout, since
                     )
                 try:
                     async with asyncio.timeout(min(interval, left)):
@@ -739,6 +763,25 @@ class Agent:
                     waiter = self._waiters[request_id] = loop.create_future()
         finally:
             self._waiters.pop(request_id, None)
+
+    async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:
+        hint = (
+            "is an escrow worker running? the request is kept: ask again and the same "
+            "request is sent again"
+        )
+        refused = await self.store.fetchall(
+            "SELECT message FROM refused WHERE received_at >= ? ORDER BY seq DESC", (since,)
+        )
+        if refused:
+            hint = (
+                f"{len(refused)} message(s) were refused meanwhile, the last: "
+                f"{refused[0]['message']}; {hint}"
+            )
+        return NoReply(
+            f"no reply from escrow {self.escrow!r} within {waited:g} s (request {request_id})",
+            hint,
+            request_id=request_id,
+        )
 
     async def _publish(self, request_id: str, wire: bytes) -> None:
         row = await self.store.fetchone(
@@ -812,8 +855,7 @@ class Agent:
         counts = {
             r["consignment_id"]: r["n"]
             for r in await self.store.fetchall(
-                "SELECT consignment_id, COUNT(*) AS n FROM spool WHERE state = 'chunk'"
-                " GROUP BY consignment_id"
+                "SELECT consignment_id, COUNT(*) AS n FROM chunks GROUP BY consignment_id"
             )
         }
         refused = await self.store.fetchall("SELECT * FROM refused ORDER BY seq")

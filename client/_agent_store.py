@@ -1,8 +1,8 @@
 """An agent's durable state: one SQLite database in its state directory.
 
 - `spool`: every inbox message, stored (and committed) before it is acked, then
-  verified and moved to the table it belongs in; chunks stay here until their
-  consignment is whole.
+  verified and moved to the table it belongs in (a chunk's data to a file of
+  its own, listed in `chunks`, until its consignment is whole).
 - `requests`: every signed request, stored before it is published, with the
   verified reply once it came (so a retry re-sends the same bytes, and a reply
   is never decided twice).
@@ -36,12 +36,12 @@ _SCHEMA = (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         wire_hash TEXT NOT NULL UNIQUE,
         wire BLOB NOT NULL,
-        received_at INTEGER NOT NULL,
-        state TEXT NOT NULL DEFAULT 'new',
-        consignment_id TEXT,
-        idx INTEGER)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS spool_chunk
-        ON spool (consignment_id, idx) WHERE state = 'chunk'""",
+        received_at INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS chunks (
+        consignment_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (consignment_id, idx))""",
     """CREATE TABLE IF NOT EXISTS requests (
         request_id TEXT PRIMARY KEY,
         type TEXT NOT NULL,

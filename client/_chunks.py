@@ -2,25 +2,27 @@
 
 The sender cuts the file into pieces of at most 512 KiB, each a message signed
 by the sender and addressed to one receiver; the receiver stores each piece
-(verified) and, once it holds them all, writes them in index order to a file and
-compares the whole with the signed digest before keeping it. Functions here are
-synchronous and meant to run in a worker thread; they hold no key but the one
-handed in and never write outside the directory given.
+(verified) in a file of its own and, once it holds them all, writes them in
+index order to one file and compares the whole with the signed digest before
+keeping it. Functions here are synchronous and meant to run in a worker
+thread; they hold no key but the one handed in and never write outside the
+directory given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import blake3
 
-from broker.envelope import SignedEnvelope, new_envelope, sign_envelope
+from broker.envelope import new_envelope, sign_envelope
 from broker.messages import ChunkBody, MessageType
 from escrow_worker import Identity
 
@@ -98,51 +100,52 @@ def chunk_wire(
     return envelope.request_id, sign_envelope(envelope, identity.signing_key).to_wire()
 
 
-def chunk_data(wire: bytes) -> bytes:
-    """The data of a stored chunk message (verified when it was filed)."""
-    envelope = SignedEnvelope.from_wire(wire).unverified()
-    return ChunkBody.model_validate(envelope.body).data
-
-
 @dataclass(frozen=True)
 class Assembly:
-    """Writes chunks in order to a hidden file, then keeps it only if it checks."""
+    """Keeps each chunk's data in a file of its own, then writes them in order
+    to the final file, kept only if its size and digest are the signed ones."""
 
     directory: Path
     consignment_id: str
 
     @property
-    def partial(self) -> Path:
-        return self.directory / f".{self.consignment_id}.partial"
+    def parts(self) -> Path:
+        return self.directory / f".{self.consignment_id}.parts"
 
     @property
     def final(self) -> Path:
         return self.directory / f"{self.consignment_id}.consignment"
 
-    def begin(self) -> tuple[BinaryIO, blake3.blake3]:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return self.partial.open("wb"), blake3.blake3()
+    def keep(self, index: int, data: bytes) -> None:
+        """Write one chunk durably (fsync) before its message is dropped."""
+        self.parts.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.parts / str(index)
+        with path.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
-    @staticmethod
-    def add(handle: BinaryIO, hasher: blake3.blake3, wire: bytes) -> int:
-        data = chunk_data(wire)
-        handle.write(data)
-        hasher.update(data)
-        return len(data)
+    def assemble(self, count: int, size: int, digest: str) -> bool:
+        partial = self.directory / f".{self.consignment_id}.partial"
+        hasher = blake3.blake3()
+        written = 0
+        try:
+            with partial.open("wb") as out:
+                for index in range(count):
+                    with (self.parts / str(index)).open("rb") as part:
+                        while block := part.read(1 << 20):
+                            hasher.update(block)
+                            out.write(block)
+                            written += len(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if (written, hasher.hexdigest()) != (size, digest):
+                return False
+            os.replace(partial, self.final)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink()
 
-    def finish(
-        self, handle: BinaryIO, hasher: blake3.blake3, *, size: int, expected: tuple[int, str]
-    ) -> bool:
-        """Keep the file if its size and BLAKE3 digest are the signed ones."""
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-        if (size, hasher.hexdigest()) != expected:
-            self.discard()
-            return False
-        os.replace(self.partial, self.final)
-        return True
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.partial.unlink()
+    def clear(self) -> None:
+        shutil.rmtree(self.parts, ignore_errors=True)

@@ -5,6 +5,7 @@ of seal, send, inbox, open, revoke, status, events and demo, text and --json."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from client.cli._agentcli import PROGRESS_THRESHOLD, progress
 from tests.test_cli_identity import CONSIGN, Env, Result, assert_error
 
 ESCROW_PW = "operator passphrase"
@@ -317,3 +319,24 @@ def test_demo_runs_over_rabbitmq(tmp_path: Path, amqp_url: str) -> None:
         assert "(revoked)" in result.out
     finally:
         asyncio.run(delete_topology(amqp_url, prefix))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_for_large_work_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress("opening", PROGRESS_THRESHOLD - 1) as step:
+        assert step is None  # small: no bar
+    with progress("opening", PROGRESS_THRESHOLD) as step:
+        assert step is not None
+        step(PROGRESS_THRESHOLD // 2, PROGRESS_THRESHOLD)
+        step(PROGRESS_THRESHOLD, PROGRESS_THRESHOLD)
+    assert "opening" in terminal.getvalue()
+    assert "100%" in terminal.getvalue()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
+    with progress("opening", PROGRESS_THRESHOLD * 4) as step:
+        assert step is None
