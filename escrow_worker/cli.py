@@ -1,6 +1,7 @@
 """`consign escrow ...`: the operator's commands for the escrow's PKI. This module
 has the group, `init`, `register` and `sign-csr`; the directory commands are in
-`_cli_directory`, the policy commands in `_cli_policy`.
+`_cli_directory`, the policy commands in `_cli_policy`, the worker, master-key
+and dead-letter commands in `_cli_worker`.
 
 Thin wrappers around `_operator`, `_directory` and `_policy`: parse options, get
 passphrases, call, print. This module must never hold PKI logic, never take a
@@ -19,6 +20,7 @@ from escrow_worker._bundle import CertificateBundle
 from escrow_worker._ca import load_ca
 from escrow_worker._cli_directory import COMMANDS as DIRECTORY_COMMANDS
 from escrow_worker._cli_policy import policy
+from escrow_worker._cli_worker import COMMANDS as WORKER_COMMANDS
 from escrow_worker._cliutil import (
     ESCROW_PASSPHRASE_ENV,
     IDENTITY_PASSPHRASE_ENV,
@@ -60,7 +62,8 @@ def _days_option(default: int | None, what: str) -> Callable[[F], F]:
 
 @click.group("escrow")
 def escrow() -> None:
-    """Operate an escrow: its certificate authority, directory and trust policy.
+    """Operate an escrow: its certificate authority, directory, trust policy,
+    and the workers that answer requests over RabbitMQ.
 
     Private keys are sealed under the escrow passphrase, read from
     CONSIGN_ESCROW_PASSPHRASE or a passphrase file, never from the command line.
@@ -262,7 +265,7 @@ def sign_csr(
     status(f"OK certified {request.name!r}; the user runs `consign id import` on the bundle")
 
 
-for _command in (*DIRECTORY_COMMANDS, policy):
+for _command in (*DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS):
     escrow.add_command(_command)
 
 __all__ = [

@@ -52,6 +52,7 @@ class EscrowWorker:
         self._prefetch = prefetch
         self._sweep_interval = sweep_interval
         self._declared: set[str] = set()
+        self._publishing: set[int] = set()
         #: Deliveries settled so far (answered, dead-lettered or requeued).
         self.processed = 0
 
@@ -125,13 +126,22 @@ class EscrowWorker:
     async def _publish(self, replies: Sequence[Outgoing], events: Sequence[Outgoing]) -> None:
         """Publish everything concurrently; mark what was confirmed; then raise the
         first failure, if any (a transient one requeues the delivery)."""
-        items = [*replies, *events]
-        results = await asyncio.gather(*(self._send(o) for o in items), return_exceptions=True)
-        await self._service.mark_sent(
-            o.outbox_id
-            for o, result in zip(items, results, strict=True)
-            if result is None and o.outbox_id is not None
-        )
+        # An event this worker is publishing already (the same request delivered
+        # twice at once) is not published twice by it; other workers may, and the
+        # message id is what agents deduplicate on.
+        mine = [e for e in events if e.outbox_id not in self._publishing]
+        ids = {e.outbox_id for e in mine if e.outbox_id is not None}
+        self._publishing |= ids
+        try:
+            items = [*replies, *mine]
+            results = await asyncio.gather(*(self._send(o) for o in items), return_exceptions=True)
+            await self._service.mark_sent(
+                o.outbox_id
+                for o, result in zip(items, results, strict=True)
+                if result is None and o.outbox_id is not None
+            )
+        finally:
+            self._publishing -= ids
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -95,9 +95,12 @@ class EscrowSetup:
         return await EscrowService.open(self.directory, ESCROW_PASS, clock=self.clock)
 
 
-async def make_escrow(directory: Path, users: tuple[str, ...] = USERS) -> EscrowSetup:
-    """An escrow whose certificates were issued a day before NOW, with `users`."""
-    issued = NOW - timedelta(days=1)
+async def make_escrow(
+    directory: Path, users: tuple[str, ...] = USERS, *, now: datetime = NOW
+) -> EscrowSetup:
+    """An escrow whose certificates were issued a day before `now`, with `users`;
+    its clock starts at `now`."""
+    issued = now - timedelta(days=1)
     await init_escrow(directory, ESCROW_NAME, ESCROW_PASS, now=issued, log_n=LOG_N)
     identities: dict[str, Identity] = {}
     async with open_escrow(directory) as escrow:
@@ -106,7 +109,7 @@ async def make_escrow(directory: Path, users: tuple[str, ...] = USERS) -> Escrow
             identities[name] = await register_user(
                 escrow, ca, name, groups=(), now=issued, save=lambda i: None
             )
-    return EscrowSetup(directory, Clock(), identities)
+    return EscrowSetup(directory, Clock(now), identities)
 
 
 def request(

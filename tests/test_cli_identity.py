@@ -419,6 +419,7 @@ def test_readme_identity_commands_run(tmp_path: Path) -> None:
     """The README's identity section, run as written (with `set -e`)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme[readme.index("## Identity: setting up an escrow") :]
+    section = section[: section.index("\n## ", 1)]  # up to the next section
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     assert len(blocks) >= 5
     script = "set -euo pipefail\n" + "\n".join(blocks)
