@@ -57,8 +57,9 @@ class Agents(Env):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Agents]:
-    """An escrow "acme" on RabbitMQ (its own queue prefix), its worker in a
-    process of its own, and alice, bob and carol with their identities."""
+    """An escrow "acme" on RabbitMQ (its own queue prefix), `consign escrow
+    worker` in a process of its own, and alice, bob and carol with their
+    identities."""
     root = tmp_path_factory.mktemp("agents-cli")
     prefix = f"test-cli-{uuid.uuid4().hex[:10]}"
     agents = Agents(
@@ -85,22 +86,17 @@ def env(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Age
         assert imported.code == 0, imported
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
     worker_env.update(agents.vars)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.worker_process"],
-        cwd=Path(__file__).parent.parent,
-        env=worker_env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    # Agents declare the escrow queue themselves: requests wait there for the
+    # worker, so nothing needs to wait for it to be ready.
+    with (root / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            [CONSIGN, "escrow", "worker"], cwd=root, env=worker_env, stderr=log
+        )
     try:
-        assert worker.stdout is not None
-        assert worker.stdout.readline().strip() == "ready"
         yield agents
     finally:
         worker.terminate()
-        worker.wait(timeout=30)
-        if worker.stdout is not None:
-            worker.stdout.close()
+        assert worker.wait(timeout=30) == 0  # a clean stop on SIGTERM
         asyncio.run(delete_topology(amqp_url, prefix))
 
 
