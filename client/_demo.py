@@ -11,7 +11,6 @@ its own queue prefix).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from escrow_worker import (
 )
 
 ESCROW = "demo-escrow"
+DEMO_PREFIX = "consign-demo"
 #: The cheapest scrypt cost the readers accept: these keys live for seconds.
 _LOG_N = 14
 _PASSPHRASE = b"demo passphrase, thrown away at the end"
@@ -73,8 +73,10 @@ async def run_demo(workdir: Path, say: Say, *, amqp_url: str | None = None) -> D
     )
     settings = BrokerSettings()
     prefix = settings.queue_prefix if amqp_url else "demo"
-    if amqp_url and prefix == "consign":  # never mix with a real deployment's queues
-        prefix = f"consign-demo-{uuid.uuid4().hex[:8]}"
+    if amqp_url and prefix == "consign":
+        # Never mix with a real deployment's queues. One fixed prefix, so that
+        # repeated demos reuse their five queues instead of leaving new ones.
+        prefix = DEMO_PREFIX
     config = TransportConfig(prefix=prefix)
     where = f"RabbitMQ (queue prefix {prefix})" if amqp_url else "the in-process transport"
     async with (

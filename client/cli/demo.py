@@ -27,8 +27,9 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
     request denied after revocation.
 
     Needs no server: it runs on the in-process transport unless a RabbitMQ URL
-    is given (then on its own queue prefix, or CONSIGN_QUEUE_PREFIX). Everything
-    lives in a temporary directory removed at the end.
+    is given (then on queues of its own, prefix "consign-demo" or
+    CONSIGN_QUEUE_PREFIX, which stay for the next run). Everything else lives in
+    a temporary directory removed at the end.
     """
     steps: list[dict[str, str]] = []
 
