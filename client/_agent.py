@@ -35,7 +35,6 @@ from broker.errors import DeliveryLost
 from broker.messages import (
     ChunkBody,
     ErrorBody,
-    ErrorCode,
     EventBody,
     LookupBody,
     LookupReplyBody,
@@ -45,16 +44,16 @@ from broker.messages import (
 )
 from broker.transport import ESCROW, Delivery, Message, Transport
 from client import _agent_verify as verify
+from client._agent_files import assemble, check_subject, file_chunk, file_event, file_notify
+from client._agent_hints import refusal_error
+from client._agent_read import read_events, read_inbox
 from client._agent_store import Store
 from client._agent_types import (
     Event,
     InboxContents,
-    Notification,
     Party,
-    Received,
-    Refusal,
 )
-from client._chunks import MAX_CHUNK, Assembly
+from client._chunks import Assembly
 from client.errors import (
     AgentError,
     EscrowRefused,
@@ -72,31 +71,6 @@ _BATCH: Final = 32  # inbox messages stored in one transaction
 _BIG: Final = 64 * 1024  # messages verified in a worker thread
 _UNKNOWN: Final = "unknown"
 
-#: What a user can do about each refusal of the escrow.
-_HINTS: Final[dict[str, str]] = {
-    ErrorCode.REVOKED: "the sender revoked this consignment for you; ask the sender",
-    ErrorCode.NOT_YET: "the sender's conditions do not allow it yet; ask again later",
-    ErrorCode.EXPIRED: "the time to ask for this consignment is over; ask the sender to resend",
-    ErrorCode.EXHAUSTED: "the consignment was released as often as the sender allowed",
-    ErrorCode.NOT_A_RECEIVER: "this consignment is not addressed to you",
-    ErrorCode.NOT_SENDER: "only the consignment's sender may do this",
-    ErrorCode.NOT_ALLOWED: "the escrow's trust policy does not allow it; ask the operator",
-    ErrorCode.UNKNOWN_CONSIGNMENT: "check the consignment id; was it deposited at this escrow?",
-    ErrorCode.ALREADY_DEPOSITED: "this consignment is already deposited",
-    ErrorCode.DIGEST_MISMATCH: "your copy differs from the one deposited; get it again",
-    ErrorCode.UNKNOWN_USER: "check the name with the escrow operator (consign escrow users)",
-    ErrorCode.UNAUTHENTICATED: "check your identity and certificates (consign id show)",
-    ErrorCode.REPLAYED: "the escrow saw this request before with other bytes; ask again",
-    ErrorCode.MALFORMED: "the escrow could not read the request; upgrade consign",
-    ErrorCode.UNKNOWN_TYPE: "the escrow does not speak this request; upgrade it or consign",
-    ErrorCode.INTERNAL: "the escrow failed; try again later or tell its operator",
-    ErrorCode.STALE: "check this machine's clock; the request was too old or from the future",
-    ErrorCode.WRONG_ESCROW: "the consignment names another escrow",
-    ErrorCode.WRONG_KEY: "a receiver's key changed since you looked it up; seal again",
-    ErrorCode.ASK_WINDOW_CLOSED: "the time to ask for the key part is over; ask the sender",
-    ErrorCode.UNSUPPORTED: "this escrow does not enforce that condition; seal without it",
-}
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -104,18 +78,6 @@ def _utcnow() -> datetime:
 
 def _hash(wire: bytes) -> str:
     return hashlib.sha256(wire).hexdigest()
-
-
-def refusal_error(body: ErrorBody) -> EscrowRefused:
-    code = body.code.value
-    return EscrowRefused(
-        code,
-        f"the escrow refused the {body.request_type or 'request'}: {body.message} ({code})",
-        _HINTS.get(code),
-        request_type=body.request_type,
-        consignment_id=body.consignment_id,
-        reason=body.message,
-    )
 
 
 class _Deferred(Exception):
@@ -364,11 +326,21 @@ class Agent:
             raise UntrustedMessage("unexpected_type", f"a {kind} message does not belong here")
         body = message.body
         if isinstance(body, EventBody):
-            await self._file_event(seq, wire_hash, wire, body, received_at)
+            await file_event(self.store, seq, wire_hash, wire, body, received_at)
         elif isinstance(body, NotifyBody):
-            await self._file_notify(seq, wire, body, received_at)
+            await file_notify(self.store, self.escrow, seq, wire, body, received_at)
         elif isinstance(body, ChunkBody):
-            await self._file_chunk(seq, message, body, received_at)
+            assembly = Assembly(self.state_dir / "received", body.consignment_id)
+            sender = message.envelope.reply_to
+            if await file_chunk(self.store, assembly, seq, sender, body, received_at):
+                await assemble(
+                    self.store,
+                    assembly,
+                    body.count,
+                    body.total_size,
+                    body.consignment_digest,
+                    self._ts(),
+                )
         else:
             await self._file_reply(seq, wire, message)
 
@@ -451,49 +423,6 @@ class Agent:
 
     # -- filing ------------------------------------------------------------------
 
-    async def _file_event(
-        self, seq: int, wire_hash: str, wire: bytes, body: EventBody, received_at: int
-    ) -> None:
-        async with self.store.tx() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO events (wire_hash, consignment_id, kind, receiver, reason,"
-                " at, received_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    wire_hash,
-                    body.consignment_id,
-                    body.kind.value,
-                    body.receiver,
-                    body.reason,
-                    body.at,
-                    received_at,
-                    wire,
-                ),
-            )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-
-    async def _file_notify(self, seq: int, wire: bytes, body: NotifyBody, received_at: int) -> None:
-        if body.escrow != self.escrow:
-            raise UntrustedMessage(
-                "wrong_escrow", f"a notification names escrow {body.escrow!r}, not {self.escrow!r}"
-            )
-        async with self.store.tx() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO notifications (consignment_id, sender, escrow, deposited_at,"
-                " consignment_digest, consignment_size, received_at, wire)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    body.consignment_id,
-                    body.sender,
-                    body.escrow,
-                    body.deposited_at,
-                    body.consignment_digest,
-                    body.consignment_size,
-                    received_at,
-                    wire,
-                ),
-            )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-
     async def _file_reply(self, seq: int, wire: bytes, message: verify.Unverified) -> None:
         envelope, body = message.envelope, message.body
         in_reply_to = str(getattr(body, "in_reply_to", ""))
@@ -511,7 +440,7 @@ class Agent:
                 "unexpected_reply",
                 f"a {envelope.type} message cannot answer a {request['type']} request",
             )
-        _check_subject(MessageType(request["type"]), request["subject"], body)
+        check_subject(MessageType(request["type"]), request["subject"], body)
         if isinstance(body, LookupReplyBody):
             certs = verify.certificates(
                 body.name, body.signing_certificate, body.encryption_certificate, body.crl
@@ -579,89 +508,6 @@ class Agent:
                 self._escrow_certs = None  # stale CRL or renewed: look it up again
 
     # -- chunks ------------------------------------------------------------------
-
-    async def _file_chunk(
-        self, seq: int, message: verify.Unverified, body: ChunkBody, received_at: int
-    ) -> None:
-        """Keep a verified chunk's data in a file of its own, then drop the message;
-        once every chunk is there, assemble and check the whole."""
-        sender, cid = message.envelope.reply_to, body.consignment_id
-        if body.index >= body.count or len(body.data) > MAX_CHUNK:
-            raise UntrustedMessage(
-                "malformed", f"chunk {body.index} of {body.count} of {cid} is out of bounds"
-            )
-        meta = (sender, body.consignment_digest, body.total_size, body.count)
-        async with self.store.tx() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT sender, consignment_digest, total_size, chunk_count, state FROM received"
-                " WHERE consignment_id = ?",
-                (cid,),
-            )
-            row = next(iter(rows), None)
-            if row is None or row[4] == "failed":
-                await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (cid,))
-                await conn.execute(
-                    "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
-                    " total_size, chunk_count, state, first_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (cid, *meta, "partial", received_at),
-                )
-            elif tuple(row[:4]) != meta and row[4] != "complete":
-                raise UntrustedMessage(
-                    "inconsistent_chunk",
-                    f"chunk {body.index} of {cid} disagrees with the chunks before it",
-                )
-            held = await conn.execute_fetchall(
-                "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?", (cid, body.index)
-            )
-            if (row is not None and row[4] == "complete") or held:  # sent again: kept already
-                await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                return
-        assembly = self._assembly(cid)
-        await asyncio.to_thread(assembly.keep, body.index, body.data)
-        async with self.store.tx() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO chunks (consignment_id, idx, size) VALUES (?, ?, ?)",
-                (cid, body.index, len(body.data)),
-            )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-            have = await conn.execute_fetchall(
-                "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (cid,)
-            )
-        if next(iter(have))[0] == body.count:
-            await self._assemble(cid, body.count, body.total_size, body.consignment_digest)
-
-    def _assembly(self, cid: str) -> Assembly:
-        return Assembly(self.state_dir / "received", cid)
-
-    async def _assemble(self, cid: str, count: int, size: int, digest: str) -> None:
-        assembly = self._assembly(cid)
-        kept = await asyncio.to_thread(assembly.assemble, count, size, digest)
-        async with self.store.tx() as conn:
-            if kept:
-                await conn.execute(
-                    "UPDATE received SET state = 'complete', path = ?, completed_at = ?"
-                    " WHERE consignment_id = ?",
-                    (str(assembly.final), self._ts(), cid),
-                )
-            else:
-                reason = "the chunks do not add up to the signed digest"
-                await conn.execute(
-                    "UPDATE received SET state = 'failed', reason = ? WHERE consignment_id = ?",
-                    (reason, cid),
-                )
-                await conn.execute(
-                    "INSERT INTO refused (wire_hash, type, reason, message, received_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        cid,
-                        MessageType.CHUNK.value,
-                        "digest_mismatch",
-                        f"{cid}: {reason}",
-                        self._ts(),
-                    ),
-                )
-            await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (cid,))
-        await asyncio.to_thread(assembly.clear)
 
     # -- requests ----------------------------------------------------------------
 
@@ -830,104 +676,11 @@ class Agent:
 
     async def events(self, consignment_id: str | None = None) -> list[Event]:
         """Every verified escrow event kept so far (oldest first)."""
-        sql = "SELECT * FROM events"
-        params: tuple[str, ...] = ()
-        if consignment_id is not None:
-            sql += " WHERE consignment_id = ?"
-            params = (consignment_id,)
-        rows = await self.store.fetchall(sql + " ORDER BY at, seq", params)
-        return [
-            Event(
-                consignment_id=r["consignment_id"],
-                kind=r["kind"],
-                receiver=r["receiver"],
-                reason=r["reason"],
-                at=r["at"],
-                received_at=r["received_at"],
-            )
-            for r in rows
-        ]
+        return await read_events(self.store, consignment_id)
 
     async def inbox(self) -> InboxContents:
         """What arrived so far: notifications, consignments, events, refusals."""
-        notes = await self.store.fetchall("SELECT * FROM notifications ORDER BY received_at")
-        received = await self.store.fetchall("SELECT * FROM received ORDER BY first_at")
-        counts = {
-            r["consignment_id"]: r["n"]
-            for r in await self.store.fetchall(
-                "SELECT consignment_id, COUNT(*) AS n FROM chunks GROUP BY consignment_id"
-            )
-        }
-        refused = await self.store.fetchall("SELECT * FROM refused ORDER BY seq")
-        return InboxContents(
-            notifications=tuple(
-                Notification(
-                    consignment_id=r["consignment_id"],
-                    sender=r["sender"],
-                    escrow=r["escrow"],
-                    deposited_at=r["deposited_at"],
-                    consignment_digest=r["consignment_digest"],
-                    consignment_size=r["consignment_size"],
-                    received_at=r["received_at"],
-                )
-                for r in notes
-            ),
-            received=tuple(self._received(r, counts) for r in received),
-            events=tuple(await self.events()),
-            refused=tuple(
-                Refusal(
-                    type=r["type"],
-                    reason=r["reason"],
-                    message=r["message"],
-                    received_at=r["received_at"],
-                )
-                for r in refused
-            ),
-        )
-
-    @staticmethod
-    def _received(row: Any, counts: dict[str, int]) -> Received:
-        complete = row["state"] == "complete"
-        return Received(
-            consignment_id=row["consignment_id"],
-            sender=row["sender"],
-            consignment_digest=row["consignment_digest"],
-            size=row["total_size"],
-            chunks=row["chunk_count"],
-            chunks_received=row["chunk_count"]
-            if complete
-            else counts.get(row["consignment_id"], 0),
-            state=row["state"],
-            path=Path(row["path"]) if row["path"] else None,
-            reason=row["reason"],
-        )
-
-
-def _check_subject(request_type: MessageType, subject: str, body: BaseModel) -> None:
-    """A reply must be about what its request asked: the name looked up, or the
-    consignment (and for a key request the digest) it named. Checked before the
-    reply is stored, so a forged or confused reply cannot stand in for the real one."""
-    if isinstance(body, LookupReplyBody):
-        if body.name != subject:
-            raise UntrustedMessage(
-                "unexpected_reply",
-                f"a lookup reply for {body.name!r} answers a lookup of {subject!r}",
-            )
-        return
-    cid = getattr(body, "consignment_id", None)
-    if request_type is MessageType.LOOKUP or cid is None:
-        return
-    wanted = subject.split(":")[0]
-    digest = getattr(body, "consignment_digest", None)
-    if cid != wanted or (
-        request_type is MessageType.KEY_REQUEST
-        and digest is not None
-        and digest != subject.split(":")[1]
-    ):
-        raise UntrustedMessage(
-            "wrong_consignment",
-            f"a {request_type} reply is about consignment {cid}, not {wanted} as asked",
-        )
+        return await read_inbox(self.store)
 
 
 def is_consignment_id(value: str) -> bool:

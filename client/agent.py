@@ -68,7 +68,7 @@ from client.consignment import (
     seal_async,
     unseal_async,
 )
-from client.errors import AgentError, OpenError, UntrustedMessage
+from client.errors import AgentError, EscrowRefused, OpenError, UntrustedMessage
 
 __all__ = [
     "ConsignmentStatus",
@@ -113,7 +113,9 @@ class SenderAgent(Agent):
         progress: Progress | None = None,
     ) -> Sealed:
         """Look up the receivers, seal `inputs` into `output` and deposit the key
-        part at the escrow; returns once the escrow's signed receipt is checked."""
+        part at the escrow; returns once the escrow's signed receipt is checked.
+        If the escrow refuses the deposit, `output` is removed again (nobody
+        could open it); on `NoReply` it stays, as the deposit may have landed."""
         names = list(dict.fromkeys(to))
         if not names:
             raise AgentError("no receiver given", "name at least one receiver (--to NAME)")
@@ -130,7 +132,12 @@ class SenderAgent(Agent):
             attributes=attributes,
             progress=progress,
         )
-        receipt = await self._deposit(deposit, escrow)
+        try:
+            receipt = await self._deposit(deposit, escrow)
+        except (EscrowRefused, UntrustedMessage):
+            # Refused: a file whose key part nobody holds opens for no one.
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
         async with self.store.tx() as conn:
             await conn.execute(
                 "INSERT OR REPLACE INTO sent (consignment_id, path, mode, receivers,"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from broker import Inbox, Message, SignedEnvelope, Transport, canonical_json
-from broker.deposit import Mode
+from broker.deposit import ControlAttributes, Mode
 from broker.messages import KeyReleaseBody, LookupReplyBody, MessageType
 from client import (
     AgentError,
@@ -366,6 +366,16 @@ async def test_bad_input_is_refused_and_changes_nothing(
         with pytest.raises(EscrowRefused) as unknown:
             await alice.seal([tmp_path / "a.txt"], tmp_path / "a.consignment", to=["mallory"])
         assert unknown.value.code == "unknown_user"
+        assert not (tmp_path / "a.consignment").exists()
+        assert await alice.store.fetchall("SELECT * FROM sent") == []
+        with pytest.raises(EscrowRefused) as unsupported:  # the escrow cannot enforce it
+            await alice.seal(
+                [tmp_path / "a.txt"],
+                tmp_path / "a.consignment",
+                to=["bob"],
+                attributes=ControlAttributes(receipt_required=True),
+            )
+        assert unsupported.value.code == "unsupported"
         assert not (tmp_path / "a.consignment").exists()
         assert await alice.store.fetchall("SELECT * FROM sent") == []
         with pytest.raises(AgentError, match="sealed no consignment"):
