@@ -29,8 +29,8 @@ from typing import Self, TypedDict
 
 import aiosqlite
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 
@@ -121,6 +121,13 @@ def _wire_type(type_: str) -> str:
     return f"{type_}.v1"
 
 
+def _raw(key: object) -> bytes:
+    """Raw bytes of an Ed25519 or X25519 public key (anything else: empty)."""
+    if isinstance(key, Ed25519PublicKey | X25519PublicKey):
+        return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return b""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -193,14 +200,9 @@ class EscrowService:
             encryption_key, X25519PrivateKey
         ):
             raise EscrowError("the escrow's key files hold the wrong kinds of key", "restore them")
-        raw = Encoding.Raw, PublicFormat.Raw
-        if signing_key.public_key().public_bytes(
-            *raw
-        ) != signing_certificate.public_key().public_bytes(
-            *raw
-        ) or encryption_key.public_key().public_bytes(
-            *raw
-        ) != encryption_certificate.public_key().public_bytes(*raw):
+        if _raw(signing_key.public_key()) != _raw(signing_certificate.public_key()) or _raw(
+            encryption_key.public_key()
+        ) != _raw(encryption_certificate.public_key()):
             raise EscrowError(
                 "the escrow's keys do not match its certificates", "restore the escrow directory"
             )

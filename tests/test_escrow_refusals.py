@@ -142,6 +142,12 @@ async def tampered(w: World) -> Expect:
     return Expect(forged.to_wire(), "alice", "unauthenticated", detail="bad_signature")
 
 
+async def missing_signature(w: World) -> Expect:
+    signed = SignedEnvelope.from_wire(w.req("alice", "lookup", {"name": "bob"}))
+    unsigned = SignedEnvelope(payload=signed.payload, signature=b"")
+    return Expect(unsigned.to_wire(), "alice", "unauthenticated", detail="bad_signature")
+
+
 async def signed_by_another_key(w: World) -> Expect:
     data = w.req("alice", "lookup", {"name": "bob"}, key=Ed25519PrivateKey.generate())
     return Expect(data, "alice", "unauthenticated", detail="bad_signature")
@@ -413,6 +419,7 @@ CASES: dict[str, Case] = {
         envelope_fields_invalid,
         not_canonical,
         tampered,
+        missing_signature,
         signed_by_another_key,
         unknown_signer,
         encryption_certificate_as_signer,
