@@ -1,12 +1,30 @@
 """The client: sealing and opening consignments, agents and the command line.
 
-Public surface: `client.consignment` (seal, unseal and their types), identities
-and certificate checks, and `client.errors`. Modules starting with an underscore
+Public surface: `client.consignment` (seal, unseal and their types), the agents
+of the escrow protocol (`client.agent`: SenderAgent, ReceiverAgent and what they
+return), identities and certificate checks, and `client.errors`. Modules starting with an underscore
 are internal.
 """
 
 from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
 from client._trust import receiver_key, verify_encryption_certificate, verify_signing_certificate
+from client.agent import (
+    ConsignmentStatus,
+    Event,
+    InboxContents,
+    Notification,
+    OpenedConsignment,
+    Party,
+    Receipt,
+    Received,
+    ReceiverAgent,
+    ReceiverState,
+    Refusal,
+    Revoked,
+    Sealed,
+    SenderAgent,
+    Sent,
+)
 from client.consignment import (
     ConsignmentInfo,
     FileEntry,
@@ -22,30 +40,53 @@ from client.consignment import (
     unseal_async,
 )
 from client.errors import (
+    AgentError,
     ClientError,
+    EscrowRefused,
     IdentityError,
+    NoReply,
     OpenError,
     SealError,
     UnsafePathError,
     UntrustedCertificate,
+    UntrustedMessage,
 )
 
 __all__ = [
     "DEFAULT_HOME",
+    "AgentError",
     "ClientError",
     "ConsignmentInfo",
+    "ConsignmentStatus",
     "CreatedRequest",
+    "EscrowRefused",
+    "Event",
     "FileEntry",
     "IdentityError",
     "IdentityHome",
+    "InboxContents",
+    "NoReply",
+    "Notification",
     "OpenError",
     "Opened",
+    "OpenedConsignment",
+    "Party",
+    "Receipt",
+    "Received",
+    "ReceiverAgent",
+    "ReceiverState",
     "Recipient",
+    "Refusal",
+    "Revoked",
     "SealError",
+    "Sealed",
     "Sender",
+    "SenderAgent",
+    "Sent",
     "Source",
     "UnsafePathError",
     "UntrustedCertificate",
+    "UntrustedMessage",
     "consignment_digest",
     "inspect",
     "load_identity",

@@ -8,12 +8,16 @@ byte, key or MAC was wrong.
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
     "ClientError",
+    "EscrowRefused",
     "IdentityError",
+    "NoReply",
     "OpenError",
     "SealError",
     "UnsafePathError",
     "UntrustedCertificate",
+    "UntrustedMessage",
 ]
 
 
@@ -66,6 +70,52 @@ class IdentityError(ClientError):
     """A local identity cannot be created, read or completed; `reason` is a short
     code ("wrong_passphrase", "damaged", "malformed", "inconsistent", "missing",
     "mismatch", "exists")."""
+
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class AgentError(ClientError):
+    """An agent cannot do what was asked: no broker, an unknown consignment, a
+    local state it cannot use."""
+
+
+class EscrowRefused(ClientError):
+    """The escrow answered a request with a typed `error`: `code` is the escrow's
+    `broker.messages.ErrorCode` value (e.g. "revoked", "not_a_receiver")."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        *,
+        request_type: str = "",
+        consignment_id: str | None = None,
+        reason: str = "",
+    ) -> None:
+        super().__init__(message, hint)
+        self.code = code
+        #: The escrow's own words, without our framing.
+        self.reason = reason or message
+        self.request_type = request_type
+        self.consignment_id = consignment_id
+
+
+class NoReply(ClientError):
+    """The escrow did not answer in time. The signed request is kept: asking again
+    re-sends the same bytes, so the escrow never decides twice."""
+
+    def __init__(self, message: str, hint: str | None = None, *, request_id: str) -> None:
+        super().__init__(message, hint)
+        self.request_id = request_id
+
+
+class UntrustedMessage(ClientError):
+    """A message from the wire failed a check and was not used; `reason` says which
+    ("malformed", "bad_signature", "not_from_escrow", "unexpected_reply",
+    "wrong_consignment", "digest_mismatch", ...)."""
 
     def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
         super().__init__(message, hint)

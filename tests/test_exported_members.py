@@ -7,7 +7,14 @@ import importlib
 
 import pytest
 
-MODULES = ["client", "client.consignment", "client.errors", "broker", "broker.deposit"]
+MODULES = [
+    "client",
+    "client.consignment",
+    "client.errors",
+    "client.agent",
+    "broker",
+    "broker.deposit",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -28,7 +35,8 @@ def test_all_is_complete_and_resolves(name: str) -> None:
 @pytest.mark.parametrize("package", ["client", "broker"])
 def test_package_reexports_its_public_modules(package: str) -> None:
     module = importlib.import_module(package)
-    for sub in {"client": ["client.consignment", "client.errors"], "broker": ["broker.deposit"]}[
-        package
-    ]:
+    for sub in {
+        "client": ["client.consignment", "client.errors", "client.agent"],
+        "broker": ["broker.deposit"],
+    }[package]:
         assert set(importlib.import_module(sub).__all__) <= set(module.__all__)

@@ -9,6 +9,7 @@ never be swallowed here.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
@@ -20,6 +21,10 @@ from escrow_worker.errors import EscrowError
 
 class ConsignGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        # The AMQP client logs connection chatter (e.g. a channel closed while an
+        # agent shuts down) as warnings; a command reports what matters itself.
+        for noisy in ("aiormq", "aio_pika"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         try:
             return super().invoke(ctx)
         except (ClientError, EscrowError, BrokerError) as exc:

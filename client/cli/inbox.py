@@ -1,0 +1,101 @@
+"""`consign inbox` and `consign events`: fetch what arrived in your inbox (each
+message verified and stored before it is acked) and list it.
+
+Thin wrappers around `ReceiverAgent.fetch` and `events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+
+import click
+
+from client.agent import InboxContents, ReceiverAgent
+from client.cli._agentcli import AgentOptions, agent_options, iso, running
+from escrow_worker.cli import emit, json_option, status
+
+_wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds the inbox must stay quiet before the listing.",
+)
+
+
+async def _fetch(opts: AgentOptions, wait: float) -> InboxContents:
+    async with running(opts, ReceiverAgent) as agent:
+        return await agent.fetch(idle=wait, timeout=max(opts.timeout, wait))
+
+
+def _data(contents: InboxContents) -> dict[str, list[dict[str, object]]]:
+    def plain(item: object) -> dict[str, object]:
+        data = asdict(item)  # type: ignore[call-overload]
+        return {k: (str(v) if k == "path" and v is not None else v) for k, v in data.items()}
+
+    return {
+        "notifications": [plain(n) for n in contents.notifications],
+        "received": [plain(r) for r in contents.received],
+        "events": [plain(e) for e in contents.events],
+        "refused": [plain(r) for r in contents.refused],
+    }
+
+
+def _event_line(event: dict[str, object]) -> str:
+    parts = [str(iso(event["at"])), str(event["consignment_id"]), str(event["kind"])]  # type: ignore[arg-type]
+    if event["receiver"]:
+        parts.append(f"receiver={event['receiver']}")
+    if event["reason"]:
+        parts.append(f"reason={event['reason']}")
+    return "  ".join(parts)
+
+
+@click.command()
+@_wait_option
+@agent_options
+@json_option
+def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
+    """Fetch your inbox and list what arrived: notifications of consignments
+    waiting for you at the escrow, consignments received over the broker (checked
+    against their digest), the escrow's events, and messages refused as
+    untrustworthy."""
+    data = _data(asyncio.run(_fetch(opts, wait)))
+    lines: list[str] = []
+    for n in data["notifications"]:
+        lines.append(
+            f"notified  {n['consignment_id']}  from {n['sender']}  {n['consignment_size']} bytes"
+            f"  deposited {iso(n['deposited_at'])}"  # type: ignore[arg-type]
+        )
+    for r in data["received"]:
+        where = (
+            r["path"]
+            if r["state"] == "complete"
+            else r["reason"] or (f"{r['chunks_received']}/{r['chunks']} chunks")
+        )
+        lines.append(f"{r['state']:<9} {r['consignment_id']}  from {r['sender']}  {where}")
+    for e in data["events"]:
+        lines.append(f"event     {_event_line(e)}")
+    for x in data["refused"]:
+        lines.append(f"refused   {x['type']}  {x['reason']}: {x['message']}")
+    emit(data, as_json, "\n".join(lines))
+    status(
+        f"OK {len(data['notifications'])} notification(s), {len(data['received'])} "
+        f"consignment(s), {len(data['events'])} event(s), {len(data['refused'])} refused"
+    )
+
+
+@click.command()
+@click.argument("consignment_id", required=False, metavar="[ID]")
+@_wait_option
+@agent_options
+@json_option
+def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json: bool) -> None:
+    """Fetch your inbox and list the escrow's events about your consignments
+    (deposited, notified, released, denied and why, revoked), oldest first;
+    only those of consignment ID if given."""
+    data = _data(asyncio.run(_fetch(opts, wait)))["events"]
+    if consignment_id is not None:
+        data = [e for e in data if e["consignment_id"] == consignment_id]
+    emit(data, as_json, "\n".join(_event_line(e) for e in data))
+    status(f"OK {len(data)} event(s)")

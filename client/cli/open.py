@@ -1,0 +1,68 @@
+"""`consign open`: open a consignment with the key part the escrow releases.
+
+A thin wrapper around `ReceiverAgent.open`: nothing is written unless every
+check passed (digest, signed release, sender's certificate and signature,
+every chunk, the commitment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from client.agent import OpenedConsignment, ReceiverAgent
+from client.cli._agentcli import AgentOptions, agent_options, iso, progress, running
+from escrow_worker.cli import emit, json_option, status
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # open() reports it
+
+
+@click.command("open")
+@click.argument("consignment", metavar="FILE_OR_ID")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to open the files into (created if missing).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace files that already exist there.")
+@agent_options
+@json_option
+def open_(
+    opts: AgentOptions, consignment: str, output: Path, overwrite: bool, as_json: bool
+) -> None:
+    """Open a consignment: a FILE, or the ID of one that arrived in your inbox.
+
+    Checks the file's digest, asks the escrow for the key part (a signed
+    release, checked against the escrow's certificate), checks the sender's
+    certificate and signature, and decrypts into --output. A refusal by the
+    escrow (revoked, expired, ...) is reported with its reason.
+    """
+
+    async def go() -> OpenedConsignment:
+        async with running(opts, ReceiverAgent) as agent:
+            path = await agent.locate(consignment)
+            size = await asyncio.to_thread(_size, path)
+            with progress("opening", size) as step:
+                return await agent.open(consignment, output, overwrite=overwrite, progress=step)
+
+    opened = asyncio.run(go())
+    data = {
+        "consignment_id": opened.consignment_id,
+        "sender": opened.sender,
+        "mode": opened.mode.value,
+        "released_at": iso(opened.released_at),
+        "directory": str(opened.destination),
+        "files": [{"name": f.name, "size": f.size, "mode": f.mode} for f in opened.files],
+    }
+    text = "\n".join(f"{opened.destination / f.name}  {f.size}" for f in opened.files)
+    emit(data, as_json, text)
+    status(f"OK opened {len(opened.files)} file(s) from {opened.sender} into {opened.destination}")

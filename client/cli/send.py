@@ -1,0 +1,110 @@
+"""`consign send`: send a consignment to its receivers' inboxes over RabbitMQ, or
+write it out for any other channel (`-o`).
+
+A thin wrapper around `SenderAgent.send`. It must never change the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import click
+
+from client._agent_store import Store
+from client._home import IdentityHome
+from client.agent import SenderAgent, Sent
+from client.cli._agentcli import AgentOptions, agent_options, progress, running, state_dir
+from client.consignment import inspect
+from client.errors import AgentError
+from escrow_worker.cli import emit, json_option, status
+
+
+@click.command()
+@click.argument("consignment", metavar="FILE_OR_ID")
+@click.option(
+    "--to",
+    "receivers",
+    multiple=True,
+    metavar="NAME",
+    help="Send to this receiver (repeatable) [default: those it was sealed for].",
+)
+@click.option(
+    "-o",
+    "--file",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the consignment to this file for another channel (mail, FTP, ...) "
+    "instead of sending it over the broker.",
+)
+@agent_options
+@json_option
+def send(
+    opts: AgentOptions,
+    consignment: str,
+    receivers: tuple[str, ...],
+    output: Path | None,
+    as_json: bool,
+) -> None:
+    """Send a consignment (its FILE, or the ID `consign seal` printed) to the
+    receivers' inboxes as signed chunks of at most 512 KiB.
+
+    The consignment is useless without the escrow's key part, so it may travel
+    by any channel: with -o/--file it is written to a file instead.
+    """
+    if output is not None:
+        _write_out(opts, consignment, output, as_json)
+        return
+
+    async def go() -> Sent:
+        async with running(opts, SenderAgent) as agent:
+            path = await agent.locate(consignment)
+            size = (await asyncio.to_thread(path.stat)).st_size
+            with progress("sending", size) as step:
+                return await agent.send(consignment, to=receivers or None, progress=step)
+
+    sent = asyncio.run(go())
+    emit(
+        {
+            "consignment_id": sent.consignment_id,
+            "receivers": list(sent.receivers),
+            "chunks": sent.chunks,
+            "size": sent.size,
+        },
+        as_json,
+    )
+    status(f"OK sent to the inbox of {', '.join(sent.receivers)} in {sent.chunks} chunk(s)")
+
+
+def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool) -> None:
+    """Copy the consignment file to `output`: no broker, no passphrase needed."""
+    if output.exists():
+        raise AgentError(f"{output} already exists", "choose another file name")
+    path = Path(consignment)
+    if not path.is_file():
+        path = asyncio.run(_sealed_file(opts, consignment))
+    cid = inspect(path).consignment_id
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, output)
+    except OSError as exc:
+        raise AgentError(f"cannot write {output}: {exc.strerror}", "check the path") from exc
+    emit({"consignment_id": cid, "file": str(output)}, as_json)
+    status(f"OK wrote {output}; hand it over by any channel")
+
+
+async def _sealed_file(opts: AgentOptions, consignment_id: str) -> Path:
+    name = IdentityHome(opts.home).resolve(opts.as_name)
+    store = await Store.open(state_dir(opts.home, name))
+    try:
+        row = await store.fetchone(
+            "SELECT path FROM sent WHERE consignment_id = ?", (consignment_id,)
+        )
+    finally:
+        await store.close()
+    if row is None:
+        raise AgentError(
+            f"{name!r} sealed no consignment {consignment_id}", "give the consignment file instead"
+        )
+    return Path(row["path"])
