@@ -36,7 +36,8 @@ __all__ = [
     "key_id",
 ]
 
-ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,255}$")
+#: 248 so that the header line "escrow <name>" stays within the 256-byte line limit.
+ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,248}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")

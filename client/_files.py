@@ -120,6 +120,9 @@ class Unpacker:
         self._staging: Path | None = None
         self._spool: BinaryIO | None = None
         self._created_dest = False
+        #: A refusal found in the manifest, raised by the caller only once the
+        #: trailer signature proved the sender wrote it; until then bytes are dropped.
+        self.refusal: ClientError | None = None
 
     # -- receiving plaintext ------------------------------------------------------
     def __call__(self, data: memoryview) -> None:
@@ -128,6 +131,8 @@ class Unpacker:
             pos = self._take_head(data)
             if self.entries is None:
                 return
+        if self.refusal is not None:
+            return
         while pos < len(data):
             while self._left == 0:
                 self._open_next()
@@ -159,9 +164,12 @@ class Unpacker:
             entries = decode(bytes(self._head))
             if 4 + self._need_head + sum(e.size for e in entries) != self._payload_size:
                 raise ManifestFormatError
-            check_entries(entries)
-            self._prepare(entries)
             self.entries = entries
+            try:
+                check_entries(entries)
+                self._prepare(entries)
+            except ClientError as exc:
+                self.refusal = exc
         return pos
 
     def _open_next(self) -> None:

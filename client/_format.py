@@ -119,7 +119,7 @@ def _check_fields(h: Header) -> None:
     if len(h.consignment_id) != 16:
         raise FormatError("consignment id must be 16 bytes")
     if not ESCROW_ADDRESS.match(h.escrow):
-        raise FormatError("escrow address must be 1-255 printable ASCII characters")
+        raise FormatError("escrow name must be 1-248 printable ASCII characters")
     for value, size in (
         (h.policy_digest, 32),
         (h.sender_key, 32),

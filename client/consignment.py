@@ -467,6 +467,8 @@ def unseal(
                 raise OpenError() from None
             if not hmac.compare_digest(plain_hash.digest(), commitment):
                 raise OpenError()
+            if unpacker.refusal is not None:
+                raise unpacker.refusal
             entries = unpacker.commit()
         except (PayloadError, ManifestFormatError):
             unpacker.abort()

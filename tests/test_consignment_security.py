@@ -374,3 +374,47 @@ def test_open_error_carries_a_hint_but_no_detail() -> None:
     assert info.value.hint
     assert "signature" not in str(info.value)
     assert "MAC" not in str(info.value)
+
+
+def test_unsafe_names_under_a_bad_trailer_are_an_open_error_not_a_name_error(
+    tmp_path: Path,
+) -> None:
+    """Until the trailer signature verifies, the manifest is only as authentic as K,
+    which every co-receiver holds: its names must not be blamed on the sender."""
+    manifest, payload = _manifest(["../escape"])
+    sealed, deposit = seal_raw_manifest(manifest, payload, BOB)
+    forged = bytearray(sealed)
+    forged[-1] ^= 1  # the trailer signature
+    dest = tmp_path / "out"
+    with pytest.raises(OpenError):
+        _open(bytes(forged), BOB.encryption, deposit.release_for("bob"), dest)
+    assert not dest.exists()
+    with pytest.raises(UnsafePathError):
+        _open(sealed, BOB.encryption, deposit.release_for("bob"), dest)
+    assert not dest.exists()
+
+
+def test_the_longest_escrow_name_seals_and_opens_and_a_longer_one_is_refused() -> None:
+    from client.consignment import Source
+
+    for escrow, ok in (("e" * 248, True), ("e" * 249, False)):
+        out = io.BytesIO()
+        if not ok:
+            with pytest.raises(SealError):
+                seal(
+                    [Source("f", io.BytesIO(b"x"), 1)],
+                    out,
+                    sender=ALICE.sender,
+                    receivers=[BOB.recipient],
+                    escrow=escrow,
+                )
+            continue
+        deposit = seal(
+            [Source("f", io.BytesIO(b"x"), 1)],
+            out,
+            sender=ALICE.sender,
+            receivers=[BOB.recipient],
+            escrow=escrow,
+        )
+        opened, _ = open_bytes(out.getvalue(), BOB, deposit)
+        assert opened == b"x"
