@@ -7,7 +7,7 @@ file, in alternating order. Consignment runs in its own process (bench/_consign_
 so that its peak RSS is its own; its time is the time spent inside seal()/unseal()
 (the SDK call); the process wall time, with interpreter start-up and imports, is
 printed too. age's time is its process wall time. Ratios are medians over rounds.
-The last line is exactly:
+A warm-up round comes first and is not counted. The last line is exactly:
 
     seal_ratio=<ours/age> open_ratio=<ours/age> peak_rss_mib=<our peak RSS>
 """
@@ -118,13 +118,24 @@ def main() -> None:
         file=sys.stderr,
     )
     rows = []
-    for round_no in range(args.rounds):
+    # Round 0 is a warm-up, not counted: the first gigabytes a VM hands out are
+    # much slower to touch than pages it has handed out before, for both tools.
+    for round_no in range(args.rounds + 1):
         results: dict[str, float] = {}
         rss = 0
         steps = ["age seal", "ours seal", "age open", "ours open"]
         if round_no % 2:
             steps = ["ours seal", "age seal", "ours open", "age open"]
         for step in steps:
+            # Every run writes a new file: Consignment seals to a temporary file and
+            # renames it (nothing partial on a crash) while age truncates in place, and
+            # on a VM pages just freed are cheaper than fresh ones; removing each
+            # tool's previous output first gives both the same start.
+            previous = {"ours seal": ours_sealed, "age seal": age_sealed, "age open": age_out}
+            if step in previous:
+                previous[step].unlink(missing_ok=True)
+            elif step == "ours open":
+                shutil.rmtree(ours_out, ignore_errors=True)
             if step == "ours seal":
                 results["ours_seal"], results["ours_seal_wall"], r = run_ours(
                     "seal", keydir, src, ours_sealed
@@ -148,9 +159,11 @@ def main() -> None:
         if not filecmp.cmp(src, age_out, shallow=False):
             sys.exit("error: age did not round-trip the file")
         results["rss_mib"] = rss / 1024
-        rows.append(results)
+        if round_no:
+            rows.append(results)
+        label = f"round {round_no}" if round_no else "warm-up"
         print(
-            f"round {round_no + 1}: seal ours {results['ours_seal']:.3f}s "
+            f"{label}: seal ours {results['ours_seal']:.3f}s "
             f"(process {results['ours_seal_wall']:.3f}s) age {results['age_seal']:.3f}s | "
             f"open ours {results['ours_open']:.3f}s (process {results['ours_open_wall']:.3f}s) "
             f"age {results['age_open']:.3f}s | our peak RSS {results['rss_mib']:.1f} MiB",

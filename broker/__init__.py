@@ -6,52 +6,104 @@ transports.
 
 from __future__ import annotations
 
-from broker._amqp import AmqpTransport
-from broker._hpke import (
-    DEPOSIT_INFO,
-    RELEASE_INFO,
-    open_deposit,
-    open_key_part,
-    seal_deposit,
-    seal_key_part,
-)
-from broker._inprocess import InProcessBroker, InProcessTransport
-from broker.deposit import (
-    ControlAttributes,
-    Deposit,
-    KeyRelease,
-    Mode,
-    Policy,
-    ReceiverSpec,
-    key_id,
-)
-from broker.envelope import (
-    MAX_ENVELOPE_BYTES,
-    SIGNATURE_CONTEXT,
-    Envelope,
-    SignedEnvelope,
-    canonical_json,
-    new_envelope,
-    parse_canonical_json,
-    sign_envelope,
-    verify_envelope_signature,
-)
-from broker.errors import BrokerError, EnvelopeError, SealedMessageError, TransportError
-from broker.settings import BrokerSettings
-from broker.transport import (
-    DEFAULT_PREFETCH,
-    ESCROW,
-    DeadLetter,
-    Deliveries,
-    Delivery,
-    Destination,
-    EscrowQueue,
-    Inbox,
-    Message,
-    Requeue,
-    Transport,
-    TransportConfig,
-)
+from typing import TYPE_CHECKING
+
+from broker._lazy import lazy_exports as _lazy_exports
+
+if TYPE_CHECKING:
+    from broker._amqp import AmqpTransport
+    from broker._connect import connect_transport
+    from broker._hpke import (
+        DEPOSIT_INFO,
+        RELEASE_INFO,
+        open_deposit,
+        open_key_part,
+        seal_deposit,
+        seal_key_part,
+    )
+    from broker._inprocess import InProcessBroker, InProcessTransport
+    from broker.deposit import (
+        ControlAttributes,
+        Deposit,
+        KeyRelease,
+        Mode,
+        Policy,
+        ReceiverSpec,
+        key_id,
+    )
+    from broker.envelope import (
+        MAX_ENVELOPE_BYTES,
+        SIGNATURE_CONTEXT,
+        Envelope,
+        SignedEnvelope,
+        canonical_json,
+        new_envelope,
+        parse_canonical_json,
+        sign_envelope,
+        verify_envelope_signature,
+    )
+    from broker.errors import BrokerError, EnvelopeError, SealedMessageError, TransportError
+    from broker.settings import BrokerSettings
+    from broker.transport import (
+        DEFAULT_PREFETCH,
+        ESCROW,
+        DeadLetter,
+        Deliveries,
+        Delivery,
+        Destination,
+        EscrowQueue,
+        Inbox,
+        Message,
+        Requeue,
+        Transport,
+        TransportConfig,
+    )
+
+_EXPORTS = {
+    "DEFAULT_PREFETCH": "broker.transport",
+    "DEPOSIT_INFO": "broker._hpke",
+    "ESCROW": "broker.transport",
+    "MAX_ENVELOPE_BYTES": "broker.envelope",
+    "RELEASE_INFO": "broker._hpke",
+    "SIGNATURE_CONTEXT": "broker.envelope",
+    "AmqpTransport": "broker._amqp",
+    "BrokerError": "broker.errors",
+    "BrokerSettings": "broker.settings",
+    "ControlAttributes": "broker.deposit",
+    "DeadLetter": "broker.transport",
+    "Deliveries": "broker.transport",
+    "Delivery": "broker.transport",
+    "Deposit": "broker.deposit",
+    "Destination": "broker.transport",
+    "Envelope": "broker.envelope",
+    "EnvelopeError": "broker.errors",
+    "EscrowQueue": "broker.transport",
+    "InProcessBroker": "broker._inprocess",
+    "InProcessTransport": "broker._inprocess",
+    "Inbox": "broker.transport",
+    "KeyRelease": "broker.deposit",
+    "Message": "broker.transport",
+    "Mode": "broker.deposit",
+    "Policy": "broker.deposit",
+    "ReceiverSpec": "broker.deposit",
+    "Requeue": "broker.transport",
+    "SealedMessageError": "broker.errors",
+    "SignedEnvelope": "broker.envelope",
+    "Transport": "broker.transport",
+    "TransportConfig": "broker.transport",
+    "TransportError": "broker.errors",
+    "canonical_json": "broker.envelope",
+    "connect_transport": "broker._connect",
+    "key_id": "broker.deposit",
+    "new_envelope": "broker.envelope",
+    "open_deposit": "broker._hpke",
+    "open_key_part": "broker._hpke",
+    "parse_canonical_json": "broker.envelope",
+    "seal_deposit": "broker._hpke",
+    "seal_key_part": "broker._hpke",
+    "sign_envelope": "broker.envelope",
+    "verify_envelope_signature": "broker.envelope",
+}
 
 __all__ = [
     "DEFAULT_PREFETCH",
@@ -99,22 +151,4 @@ __all__ = [
     "verify_envelope_signature",
 ]
 
-_MEMORY_URL = "memory://"
-
-
-def connect_transport(url: str | None, config: TransportConfig | None = None) -> Transport:
-    """A transport for `url`, not yet started: use ``async with connect_transport(url) as t``.
-
-    ``None`` or ``memory://`` gives a fresh `InProcessTransport` (the embedded
-    default; share it, or its `broker`, between the parts of one process);
-    ``amqp://`` or ``amqps://`` an `AmqpTransport`.
-    """
-    if url is None or url == _MEMORY_URL:
-        return InProcessTransport(config)
-    scheme = url.partition("://")[0].lower()
-    if scheme in ("amqp", "amqps"):
-        return AmqpTransport(url, config)
-    raise BrokerError(
-        f"unsupported transport URL scheme {scheme!r}",
-        hint="use memory:// (in-process) or amqp://user:password@host:5672/",
-    )
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

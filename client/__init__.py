@@ -6,51 +6,109 @@ return), identities and certificate checks, and `client.errors`. Modules startin
 are internal.
 """
 
-from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
-from client._trust import receiver_key, verify_encryption_certificate, verify_signing_certificate
-from client.agent import (
-    ConsignmentStatus,
-    Event,
-    InboxContents,
-    Notification,
-    OpenedConsignment,
-    Party,
-    Receipt,
-    Received,
-    ReceiverAgent,
-    ReceiverState,
-    Refusal,
-    Revoked,
-    Sealed,
-    SenderAgent,
-    Sent,
-)
-from client.consignment import (
-    ConsignmentInfo,
-    FileEntry,
-    Opened,
-    Recipient,
-    Sender,
-    Source,
-    consignment_digest,
-    inspect,
-    seal,
-    seal_async,
-    unseal,
-    unseal_async,
-)
-from client.errors import (
-    AgentError,
-    ClientError,
-    EscrowRefused,
-    IdentityError,
-    NoReply,
-    OpenError,
-    SealError,
-    UnsafePathError,
-    UntrustedCertificate,
-    UntrustedMessage,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from broker._lazy import lazy_exports as _lazy_exports
+
+if TYPE_CHECKING:
+    from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
+    from client._trust import (
+        receiver_key,
+        verify_encryption_certificate,
+        verify_signing_certificate,
+    )
+    from client.agent import (
+        ConsignmentStatus,
+        Event,
+        InboxContents,
+        Notification,
+        OpenedConsignment,
+        Party,
+        Receipt,
+        Received,
+        ReceiverAgent,
+        ReceiverState,
+        Refusal,
+        Revoked,
+        Sealed,
+        SenderAgent,
+        Sent,
+    )
+    from client.consignment import (
+        ConsignmentInfo,
+        FileEntry,
+        Opened,
+        Recipient,
+        Sender,
+        Source,
+        consignment_digest,
+        inspect,
+        seal,
+        seal_async,
+        unseal,
+        unseal_async,
+    )
+    from client.errors import (
+        AgentError,
+        ClientError,
+        EscrowRefused,
+        IdentityError,
+        NoReply,
+        OpenError,
+        SealError,
+        UnsafePathError,
+        UntrustedCertificate,
+        UntrustedMessage,
+    )
+
+_EXPORTS = {
+    "DEFAULT_HOME": "client._home",
+    "AgentError": "client.errors",
+    "ClientError": "client.errors",
+    "ConsignmentInfo": "client.consignment",
+    "ConsignmentStatus": "client.agent",
+    "CreatedRequest": "client._home",
+    "EscrowRefused": "client.errors",
+    "Event": "client.agent",
+    "FileEntry": "client.consignment",
+    "IdentityError": "client.errors",
+    "IdentityHome": "client._home",
+    "InboxContents": "client.agent",
+    "NoReply": "client.errors",
+    "Notification": "client.agent",
+    "OpenError": "client.errors",
+    "Opened": "client.consignment",
+    "OpenedConsignment": "client.agent",
+    "Party": "client.agent",
+    "Receipt": "client.agent",
+    "Received": "client.agent",
+    "ReceiverAgent": "client.agent",
+    "ReceiverState": "client.agent",
+    "Recipient": "client.consignment",
+    "Refusal": "client.agent",
+    "Revoked": "client.agent",
+    "SealError": "client.errors",
+    "Sealed": "client.agent",
+    "Sender": "client.consignment",
+    "SenderAgent": "client.agent",
+    "Sent": "client.agent",
+    "Source": "client.consignment",
+    "UnsafePathError": "client.errors",
+    "UntrustedCertificate": "client.errors",
+    "UntrustedMessage": "client.errors",
+    "consignment_digest": "client.consignment",
+    "inspect": "client.consignment",
+    "load_identity": "client._home",
+    "receiver_key": "client._trust",
+    "seal": "client.consignment",
+    "seal_async": "client.consignment",
+    "unseal": "client.consignment",
+    "unseal_async": "client.consignment",
+    "verify_encryption_certificate": "client._trust",
+    "verify_signing_certificate": "client._trust",
+}
 
 __all__ = [
     "DEFAULT_HOME",
@@ -98,3 +156,5 @@ __all__ = [
     "verify_encryption_certificate",
     "verify_signing_certificate",
 ]
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -40,3 +40,17 @@ def test_package_reexports_its_public_modules(package: str) -> None:
         "broker": ["broker.deposit"],
     }[package]:
         assert set(importlib.import_module(sub).__all__) <= set(module.__all__)
+
+
+def test_sealing_does_not_import_the_transports_or_the_escrow() -> None:
+    """`import client.consignment` stays light: no aio-pika, no escrow worker."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, client.consignment; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aio_pika', 'aiormq', "
+        "'escrow_worker', 'aiosqlite', 'click'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -12,12 +12,13 @@ import pytest
 def test_all_is_complete(package: str) -> None:
     module = importlib.import_module(package)
     exported = set(module.__all__)
+    # dir(), not vars(): broker and client resolve their exports lazily (PEP 562).
     public = {
         name
-        for name, value in vars(module).items()
+        for name in dir(module)
         if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
-        and name not in {"annotations"}
+        and not isinstance(getattr(module, name), types.ModuleType)
+        and name not in {"annotations", "TYPE_CHECKING"}
     }
     assert exported == public
     assert len(exported) == len(module.__all__)  # no duplicates
