@@ -49,7 +49,7 @@ from client._format import (
 )
 from client._manifest import FileEntry, ManifestFormatError, collect, encode
 from client._stream import PayloadError, decrypt_payload, encrypt_payload
-from client.errors import OpenError, SealError
+from client.errors import ClientError, OpenError, SealError
 
 __all__ = [
     "ConsignmentInfo",
@@ -324,7 +324,11 @@ def _input(source: Path | str | BinaryIO) -> Iterator[BinaryIO]:
     try:
         f = open(source, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise OpenError() from exc
+        # A local file problem, not a verdict on the consignment: say which.
+        raise ClientError(
+            f"cannot read {str(source)!r}: {exc.strerror}",
+            hint="check the path and that you may read the file",
+        ) from exc
     with f:
         yield f
 

@@ -418,3 +418,24 @@ def test_the_longest_escrow_name_seals_and_opens_and_a_longer_one_is_refused() -
         )
         opened, _ = open_bytes(out.getvalue(), BOB, deposit)
         assert opened == b"x"
+
+
+def test_a_missing_consignment_file_says_so_not_that_it_is_damaged(tmp_path: Path) -> None:
+    from client.consignment import consignment_digest, inspect
+    from client.errors import ClientError
+
+    for call in (
+        lambda: inspect(tmp_path / "nope"),
+        lambda: consignment_digest(tmp_path / "nope"),
+        lambda: unseal(
+            tmp_path / "nope",
+            tmp_path / "out",
+            identity=BOB.encryption,
+            release=seal_bytes({"f": b"x"}, [BOB])[1].release_for("bob"),
+            sender_key=ALICE.signing.public_key(),
+        ),
+    ):
+        with pytest.raises(ClientError, match="cannot read") as info:
+            call()
+        assert not isinstance(info.value, OpenError)
+    assert not (tmp_path / "out").exists()
