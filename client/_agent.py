@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from broker.deposit import HEX_ID
 from broker.envelope import new_envelope, sign_envelope
-from broker.errors import DeliveryLost
+from broker.errors import DeliveryLost, Unroutable
 from broker.messages import (
     ChunkBody,
     ErrorBody,
@@ -68,6 +68,8 @@ _log = logging.getLogger(__name__)
 #: Requests live this long; the escrow accepts up to 15 minutes.
 REQUEST_LIFETIME: Final = timedelta(minutes=10)
 _BATCH: Final = 32  # inbox messages stored in one transaction
+#: Seconds between publishes while no escrow worker has declared its queue.
+_NO_QUEUE_RETRY: Final = 0.25
 _BIG: Final = 64 * 1024  # messages verified in a worker thread
 _UNKNOWN: Final = "unknown"
 
@@ -148,9 +150,9 @@ class Agent:
             return
         self._store = await Store.open(self.state_dir)
         try:
+            # Only the agent's own inbox: the escrow's queues are the workers' to
+            # declare, so an agent's broker account needs no rights on them.
             await self.transport.declare_inbox(self.name)
-            # Idempotent; lets requests wait in the queue for a worker still starting.
-            await self.transport.declare_escrow_queues()
             await self._load_escrow()
             self._pump_task = asyncio.create_task(self._pump(), name=f"inbox {self.name}")
             await self._process()  # what an earlier run stored but did not process
@@ -588,27 +590,38 @@ class Agent:
         waiter = self._waiters.setdefault(request_id, loop.create_future())
         interval = self.resend_after
         since = self._ts()
+        unsent = False  # the escrow's queue did not exist yet at the last publish
         try:
             if publish_first:
-                await self._publish(request_id, wire)
+                unsent = not await self._publish(request_id, wire)
             while await self.store.reply_of(request_id) is None:
                 self._check_pump()
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise await self._no_reply(
-                        request_id, self.reply_timeout if timeout is None else timeout, since
-                    )
+                    waited = self.reply_timeout if timeout is None else timeout
+                    if unsent:
+                        raise self._no_worker(request_id, waited)
+                    raise await self._no_reply(request_id, waited, since)
                 try:
-                    async with asyncio.timeout(min(interval, left)):
+                    async with asyncio.timeout(min(_NO_QUEUE_RETRY if unsent else interval, left)):
                         await asyncio.shield(waiter)
                 except TimeoutError:
                     if loop.time() < deadline:
-                        await self._publish(request_id, wire)  # the same bytes again
-                        interval *= 2
+                        if not unsent:
+                            interval *= 2
+                        unsent = not await self._publish(request_id, wire)  # the same bytes
                 else:
                     waiter = self._waiters[request_id] = loop.create_future()
         finally:
             self._waiters.pop(request_id, None)
+
+    def _no_worker(self, request_id: str, waited: float) -> AgentError:
+        return AgentError(
+            f"no escrow worker has started on this broker within {waited:g} s: the escrow's "
+            f"work queue {self.transport.config.escrow_queue!r} does not exist "
+            f"(request {request_id} is kept)",
+            "start one (consign escrow worker) with the same CONSIGN_QUEUE_PREFIX, then ask again",
+        )
 
     async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:
         hint = (
@@ -629,18 +642,26 @@ class Agent:
             request_id=request_id,
         )
 
-    async def _publish(self, request_id: str, wire: bytes) -> None:
+    async def _publish(self, request_id: str, wire: bytes) -> bool:
+        """Publish a stored request; False if the escrow's queue does not exist yet."""
         row = await self.store.fetchone(
             "SELECT type FROM requests WHERE request_id = ?", (request_id,)
         )
         kind = row["type"] if row is not None else "request"
-        await self.transport.publish(
-            ESCROW, Message(body=wire, message_id=request_id, type=f"{kind}.v1")
-        )
+        try:
+            await self.transport.publish(
+                ESCROW, Message(body=wire, message_id=request_id, type=f"{kind}.v1")
+            )
+        except Unroutable:
+            # No worker has declared the escrow's queues yet; agents do not declare
+            # them (their broker accounts need no rights there): try again shortly.
+            _log.info("request %s: no escrow work queue yet; waiting for a worker", request_id)
+            return False
         async with self.store.tx() as conn:
             await conn.execute(
                 "UPDATE requests SET sent = sent + 1 WHERE request_id = ?", (request_id,)
             )
+        return True
 
     # -- directory -----------------------------------------------------------------
 

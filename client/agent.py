@@ -28,6 +28,7 @@ from pathlib import Path
 
 from broker import SealedMessageError, open_key_part, seal_deposit
 from broker.deposit import ControlAttributes, Deposit, KeyRelease, Mode
+from broker.errors import Unroutable
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
@@ -256,8 +257,8 @@ class SenderAgent(Agent):
         size = (await asyncio.to_thread(path.stat)).st_size
         chunk = _chunks.chunk_size(self.transport.config.max_message_size)
         count = _chunks.chunk_count(size, chunk)
-        for receiver in receivers:
-            await self.transport.declare_inbox(receiver)
+        # No declaring here: the escrow declared each receiver's inbox when it
+        # took the deposit, and a sender's broker account needs no such right.
         slots = asyncio.Semaphore(_IN_FLIGHT)
         chunks = _chunks.read_chunks(path, chunk)
         done = 0
@@ -279,6 +280,13 @@ class SenderAgent(Agent):
                     Inbox(receiver),
                     Message(body=wire, message_id=message_id, type=f"{MessageType.CHUNK}.v1"),
                 )
+            except Unroutable as exc:
+                raise AgentError(
+                    f"{receiver} has no inbox on this broker, so consignment {cid} "
+                    "cannot be sent to it",
+                    f"is {receiver} a receiver of it? (the escrow declares receivers' "
+                    "inboxes at deposit); or send the file by another channel",
+                ) from exc
             finally:
                 slots.release()
 

@@ -586,6 +586,16 @@ class EscrowService:
             # Not marked: they are published again later, with the same message ids.
             _log.warning("could not mark %d outbox messages sent: %s", len(ids), exc)
 
+    async def prune_seen(self) -> int:
+        """Forget request ids and nonces whose envelopes expired (plus the clock
+        skew): the freshness check refuses those envelopes anyway, and stored
+        replies are kept. Returns how many were forgotten."""
+        async with self._write_lock, transaction(self._write) as conn:
+            cursor = await conn.execute(
+                "DELETE FROM seen_requests WHERE expires_at < ?", (int(self.now().timestamp()),)
+            )
+            return cursor.rowcount
+
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500
     ) -> Sequence[Outgoing]:

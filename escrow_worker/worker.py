@@ -7,7 +7,8 @@ publisher confirms and mark the outbox sent; 7. ack. An unparseable delivery is
 rejected to the dead-letter queue; a transient broker or database failure
 requeues it, and its next delivery gets the stored reply. Any other failure is
 logged and dead-lettered: the worker keeps serving. A background sweep publishes
-outbox messages left unsent by a worker that died after its commit.
+outbox messages left unsent by a worker that died after its commit (or that
+the broker refused), and prunes the replay table of expired request ids.
 
 Several workers, in one process or many, may consume the same queue. This module
 must never log a message body, and never ack before the reply is confirmed.
@@ -138,7 +139,7 @@ class EscrowWorker:
             await self._service.mark_sent(
                 o.outbox_id
                 for o, result in zip(items, results, strict=True)
-                if result is None and o.outbox_id is not None
+                if result is True and o.outbox_id is not None
             )
         finally:
             self._publishing -= ids
@@ -146,31 +147,43 @@ class EscrowWorker:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _send(self, outgoing: Outgoing) -> None:
-        if outgoing.declare:
-            await self._declare(outgoing.destination)
+    async def _send(self, outgoing: Outgoing) -> bool:
+        """Publish one message; False if no queue took it (nothing is raised for
+        that: the request was answered, and an outbox row stays unsent for the
+        sweep to try again)."""
+        if outgoing.declare and not await self._declare(outgoing.destination):
+            return False
         try:
             await self._transport.publish(Inbox(outgoing.destination), outgoing.message)
         except Unroutable:
-            # Only an inbox nobody declared: the claimed reply_to of a request that
-            # failed authentication, or one the escrow could not declare.
+            # A reply to an inbox nobody declared (the claimed reply_to of a request
+            # that failed authentication) is dropped; an outbox row stays unsent.
             _log.warning(
-                "%s for %s dropped: no such inbox", outgoing.message.type, outgoing.destination
+                "%s for %s not delivered: no such inbox%s",
+                outgoing.message.type,
+                outgoing.destination,
+                "; kept in the outbox" if outgoing.outbox_id is not None else "",
             )
+            return False
+        return True
 
-    async def _declare(self, identity: str) -> None:
+    async def _declare(self, identity: str) -> bool:
         """Declare a registered party's inbox once per worker, so that nothing the
-        escrow sends it (a notification above all) is lost before it connects."""
+        escrow sends it (a notification above all) is lost before it connects.
+        False if the broker refused; it is tried again next time."""
         if identity in self._declared:
-            return
+            return True
         try:
             await self._transport.declare_inbox(identity)
         except TopologyError as exc:
             _log.warning("cannot declare the inbox of %s: %s", identity, exc.message)
+            return False
         self._declared.add(identity)
+        return True
 
     async def _sweep(self, stop: asyncio.Event) -> None:
-        """Publish outbox messages that stayed unsent (a worker died after its commit)."""
+        """Publish outbox messages that stayed unsent (a worker died after its commit),
+        and forget the request ids of expired envelopes."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_interval):
@@ -182,6 +195,8 @@ class EscrowWorker:
                 if pending:
                     _log.info("publishing %d outbox messages left unsent", len(pending))
                     await self._publish((), pending)
+                if forgotten := await self._service.prune_seen():
+                    _log.info("forgot %d expired request ids", forgotten)
             except (BrokerError, OSError) as exc:
                 _log.warning("outbox sweep failed: %s", exc)
             except Exception:

@@ -19,6 +19,7 @@ import pytest
 
 from broker import Inbox, Message, SignedEnvelope, Transport, canonical_json
 from broker.deposit import ControlAttributes, Mode
+from broker.errors import QueueNotFound
 from broker.messages import KeyReleaseBody, LookupReplyBody, MessageType
 from client import (
     AgentError,
@@ -210,6 +211,35 @@ async def test_lost_reply_is_recovered_by_resending_the_same_request(
     async with sender(world, transport, tmp_path) as alice:
         status = await alice.status(cid)
         assert [r.releases for r in status.receivers] == [1]
+
+
+async def test_an_agent_waits_for_the_first_worker_and_says_when_there_is_none(
+    world: World, transport: Transport, transport_factory: TransportFactory, tmp_path: Path
+) -> None:
+    """Agents do not declare the escrow's queues (their broker accounts need no
+    rights there): with no worker ever started, a request fails with an error
+    that says so; a worker that starts while the agent waits answers it."""
+    lonely = sender(world, transport, tmp_path / "first", reply_timeout=0.6)
+    with pytest.raises(AgentError, match="no escrow worker has started on this broker") as err:
+        await lonely.start()
+    assert err.value.hint is not None
+    assert "consign escrow worker" in err.value.hint
+    with pytest.raises(QueueNotFound):  # and the agent did not declare it
+        await transport.get(transport.config.escrow_queue)
+
+    async def late_worker() -> WorkerRunner:
+        await asyncio.sleep(0.7)
+        runner = WorkerRunner(world, await transport_factory())
+        return await runner.__aenter__()
+
+    starting = asyncio.create_task(late_worker())
+    try:
+        async with sender(world, transport, tmp_path / "second") as alice:
+            cid = await seal_report(alice, tmp_path, ["bob"])
+            assert (await alice.status(cid)).consignment_id == cid
+    finally:
+        runner = await starting
+        await runner.__aexit__(None, None, None)
 
 
 def tamper(wire: bytes) -> bytes:

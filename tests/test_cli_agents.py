@@ -86,8 +86,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Age
         assert imported.code == 0, imported
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
     worker_env.update(agents.vars)
-    # Agents declare the escrow queue themselves: requests wait there for the
-    # worker, so nothing needs to wait for it to be ready.
+    # Nothing waits for the worker to be ready: an agent that finds no escrow
+    # queue yet publishes again until a worker has declared it.
     with (root / "worker.log").open("w") as log:
         worker = subprocess.Popen(
             [CONSIGN, "escrow", "worker"], cwd=root, env=worker_env, stderr=log

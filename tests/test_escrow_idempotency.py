@@ -13,6 +13,7 @@ import aiosqlite
 import pytest
 
 from broker import ESCROW, ControlAttributes, Deposit, EscrowQueue, Message
+from broker.errors import TopologyError
 from broker.messages import KeyReleaseBody, MessageType
 from escrow_worker import EscrowWorker
 from tests.conftest import TransportFactory
@@ -20,6 +21,7 @@ from tests.escrow_helpers import (
     WAIT,
     Agent,
     EscrowSetup,
+    _wait_for_queue,
     deposit_body,
     eventually,
     key_request_body,
@@ -38,6 +40,12 @@ async def releases(setup: EscrowSetup) -> tuple[int, int]:
         rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM releases"))
         counted = list(await conn.execute_fetchall("SELECT SUM(releases) FROM deposit_receivers"))
     return int(rows[0][0]), int(counted[0][0] or 0)
+
+
+async def seen_ids(setup: EscrowSetup) -> int:
+    async with aiosqlite.connect(setup.directory / "escrow.db") as conn:
+        rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM seen_requests"))
+    return int(rows[0][0])
 
 
 async def deposited(
@@ -88,8 +96,12 @@ async def test_a_duplicate_gets_the_same_reply_bytes_even_after_expiry(
         second = await bob.ask(data)
         assert isinstance(first.body, KeyReleaseBody)
         assert second.raw == first.raw
-        # Long after the request expired, a retry of the same bytes still gets it.
+        # Long after the request expired its id is forgotten by the replay
+        # table (the sweep prunes it), yet a retry of the same bytes still gets it.
+        assert await seen_ids(setup) >= 2
         setup.clock.advance(3600)
+        assert await service.prune_seen() >= 2
+        assert await seen_ids(setup) == 0
         third = await bob.ask(data)
         assert third.raw == first.raw
         assert await releases(setup) == (1, 1)
@@ -239,3 +251,47 @@ async def test_max_releases_holds_under_concurrency(
         outcomes[received.type if received.code is None else received.code] += 1
     assert outcomes == {"key-release": 3, "exhausted": 9}
     assert await releases(setup) == (3, 3)
+
+
+async def test_a_notification_the_broker_refused_stays_in_the_outbox_until_sent(
+    tmp_path: Path, transport_factory: TransportFactory
+) -> None:
+    """The broker refuses to declare bob's inbox: alice still gets her receipt,
+    bob's notification is not marked sent (nor lost), and once the broker
+    accepts, the sweep delivers it."""
+    setup = await make_escrow(tmp_path / "escrow")
+    transport = await transport_factory()
+    declare = transport.declare_inbox
+    refuse = True
+
+    async def flaky_declare(identity: str) -> str:
+        if refuse and identity == "bob":
+            raise TopologyError("access refused to the inbox (test)")
+        return await declare(identity)
+
+    transport.declare_inbox = flaky_declare  # type: ignore[method-assign]
+    async with await setup.open_service() as service:
+        worker = EscrowWorker(service, transport, sweep_interval=0.05)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await _wait_for_queue(transport)
+            alice = await Agent(setup, setup["alice"], await transport_factory()).start()
+            deposit = await deposited(setup, alice)
+            setup.clock.advance(60)  # the sweep takes rows older than 30 s
+            # alice's events are marked sent; bob's notification is not
+            await eventually(lambda: _pending(service), ["bob"])
+            refuse = False
+            await eventually(lambda: _pending(service), [])
+            bob = Agent(setup, setup["bob"], await transport_factory())
+            notice = await bob.receive()
+            assert notice is not None
+            assert notice.type == MessageType.NOTIFY
+            assert notice.body.consignment_id == deposit.consignment_id
+        finally:
+            stop.set()
+            await task
+
+
+async def _pending(service: Any) -> list[str]:
+    return [o.destination for o in await service.pending_outbox()]
