@@ -74,6 +74,7 @@ class Figures:
     requests: int
     seconds: float
     latencies: list[float]  # seconds, sorted
+    server_cpu: float | None  # CPU seconds the serving process used meanwhile
 
     @property
     def per_s(self) -> float:
@@ -88,6 +89,10 @@ class Figures:
             f"{target:<6} in_flight={in_flight:<3} requests={self.requests:<5} "
             f"per_s={self.per_s:7.0f} p50_ms={statistics.median(self.latencies) * 1000:7.2f} "
             f"p99_ms={self.quantile_ms(0.99):7.2f}"
+        ) + (
+            ""
+            if self.server_cpu is None
+            else f" server_cpu_ms_per_req={self.server_cpu / self.requests * 1000:.2f}"
         )
 
 
@@ -126,7 +131,7 @@ class Client:
     async def purge(self, queue: str) -> None:
         await (await self._publish.get_queue(queue, ensure=False)).purge()
 
-    async def run(self, queue: str, datas: list[bytes], in_flight: int) -> Figures:
+    async def run(self, queue: str, server: int, datas: list[bytes], in_flight: int) -> Figures:
         loop = asyncio.get_running_loop()
         ids = [request_id_of(d) for d in datas]
         slots = asyncio.Semaphore(in_flight)
@@ -153,10 +158,24 @@ class Client:
                 await reply
                 latencies.append(time.perf_counter() - sent)
 
+        cpu = _cpu_seconds(server)
         start = time.perf_counter()
         async with asyncio.timeout(300):
             await asyncio.gather(*(one(d, i) for d, i in zip(datas, ids, strict=True)))
-        return Figures(len(datas), time.perf_counter() - start, sorted(latencies))
+        elapsed = time.perf_counter() - start
+        after = _cpu_seconds(server)
+        used = None if cpu is None or after is None else after - cpu
+        return Figures(len(datas), elapsed, sorted(latencies), used)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` (Linux /proc; else None)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def main() -> None:
@@ -186,12 +205,11 @@ async def main() -> None:
             await transport.declare_escrow_queues()
             inbox = await transport.declare_inbox("bob")
             alice = await transport.declare_inbox("alice")
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    CONSIGN, "escrow", "worker", "--prefetch", str(args.in_flight),
-                    "--log-level", "warning", env=env,
-                )
+            worker = await asyncio.create_subprocess_exec(
+                CONSIGN, "escrow", "worker", "--prefetch", str(args.in_flight),
+                "--log-level", "warning", env=env,
             )  # fmt: skip
+            processes.append(worker)
             echo_server = await asyncio.create_subprocess_exec(
                 sys.executable, ECHO_SERVER, args.amqp_url, echo_queue, str(args.in_flight),
                 stdout=asyncio.subprocess.PIPE,
@@ -226,11 +244,15 @@ async def main() -> None:
 
             results: dict[tuple[str, int], Figures] = {}
             async with Client(args.amqp_url, inbox) as client:
-                for target in (config.escrow_queue, echo_queue):
-                    await client.run(target, warm_up, args.in_flight)
+                targets = (
+                    ("ours", config.escrow_queue, worker.pid),
+                    ("echo", echo_queue, echo_server.pid),
+                )
+                for _, target, pid in targets:
+                    await client.run(target, pid, warm_up, args.in_flight)
                 for datas, in_flight in ((throughput, args.in_flight), (latency, 1)):
-                    for name, target in (("ours", config.escrow_queue), ("echo", echo_queue)):
-                        figures = await client.run(target, datas, in_flight)
+                    for name, target, pid in targets:
+                        figures = await client.run(target, pid, datas, in_flight)
                         results[name, in_flight] = figures
                         print(figures.line(name, in_flight), flush=True)
                         await client.purge(alice)  # the sender's events: unread

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from escrow_worker._profile import (
     OID_EKU_ENCRYPTION,
@@ -28,6 +29,24 @@ from escrow_worker._profile import (
 from escrow_worker.errors import CertificateRejected, CertReason
 
 _ASK_OPERATOR = "ask the escrow operator for a current certificate"
+
+
+# Signatures that verified, by the exact DER of what was signed and of the CA.
+# A signature check is a pure function of those bytes, so remembering a success
+# changes no decision; a failure is never remembered (it is checked every time).
+# Everything else (validity times, revocation, usage, names) is checked each time.
+_VERIFIED: set[tuple[bytes, bytes]] = set()
+_VERIFIED_MAX = 4096
+
+
+def _signature_known_good(signed: bytes, ca: x509.Certificate) -> bool:
+    return (signed, ca.public_bytes(Encoding.DER)) in _VERIFIED
+
+
+def _remember_good(signed: bytes, ca: x509.Certificate) -> None:
+    if len(_VERIFIED) >= _VERIFIED_MAX:  # a crude bound: re-verifying is only slower
+        _VERIFIED.clear()
+    _VERIFIED.add((signed, ca.public_bytes(Encoding.DER)))
 
 
 def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) -> None:
@@ -57,12 +76,14 @@ def check_crl(
     """The CRL is signed by the CA and (unless the escrow checks its own freshly
     written CRL) its next update is not past."""
     ca_key = ca.public_key()
+    der = crl.public_bytes(Encoding.DER)
     if (
         not isinstance(ca_key, Ed25519PublicKey)
         or crl.issuer != ca.subject
-        or not crl.is_signature_valid(ca_key)
+        or not (_signature_known_good(der, ca) or crl.is_signature_valid(ca_key))
     ):
         _reject(CertReason.CRL_INVALID, "the revocation list is not signed by the escrow's CA")
+    _remember_good(der, ca)
     next_update = crl.next_update_utc
     if require_current and (next_update is None or next_update < now):
         _reject(
@@ -77,6 +98,9 @@ def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
         _reject(CertReason.WRONG_USAGE, "the CA certificate cannot stand in for a party's")
     if cert.issuer == cert.subject:
         _reject(CertReason.SELF_SIGNED, "certificate is self-signed, not issued by the escrow")
+    der = cert.public_bytes(Encoding.DER)
+    if _signature_known_good(der, ca):
+        return
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
@@ -85,6 +109,7 @@ def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
             "certificate is not issued by this escrow's CA",
             "it belongs to another escrow or was forged; use one this escrow issued",
         ) from exc
+    _remember_good(der, ca)
 
 
 def _check_usage(cert: x509.Certificate, role: Role, escrow: bool) -> None:
