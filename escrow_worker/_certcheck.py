@@ -11,6 +11,7 @@ one expected. Pure: certificates, CRL and `now` in; a public key or a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
@@ -39,14 +40,17 @@ _VERIFIED: set[tuple[bytes, bytes]] = set()
 _VERIFIED_MAX = 4096
 
 
-def _signature_known_good(signed: bytes, ca: x509.Certificate) -> bool:
-    return (signed, ca.public_bytes(Encoding.DER)) in _VERIFIED
-
-
-def _remember_good(signed: bytes, ca: x509.Certificate) -> None:
+def _verified_once(signed: bytes, ca: x509.Certificate, verify: Callable[[], bool]) -> bool:
+    """`verify()` (a CA signature check over `signed`), unless it succeeded before."""
+    key = (signed, ca.public_bytes(Encoding.DER))
+    if key in _VERIFIED:
+        return True
+    if not verify():
+        return False
     if len(_VERIFIED) >= _VERIFIED_MAX:  # a crude bound: re-verifying is only slower
         _VERIFIED.clear()
-    _VERIFIED.add((signed, ca.public_bytes(Encoding.DER)))
+    _VERIFIED.add(key)
+    return True
 
 
 def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) -> None:
@@ -76,14 +80,14 @@ def check_crl(
     """The CRL is signed by the CA and (unless the escrow checks its own freshly
     written CRL) its next update is not past."""
     ca_key = ca.public_key()
-    der = crl.public_bytes(Encoding.DER)
     if (
         not isinstance(ca_key, Ed25519PublicKey)
         or crl.issuer != ca.subject
-        or not (_signature_known_good(der, ca) or crl.is_signature_valid(ca_key))
+        or not _verified_once(
+            crl.public_bytes(Encoding.DER), ca, lambda: crl.is_signature_valid(ca_key)
+        )
     ):
         _reject(CertReason.CRL_INVALID, "the revocation list is not signed by the escrow's CA")
-    _remember_good(der, ca)
     next_update = crl.next_update_utc
     if require_current and (next_update is None or next_update < now):
         _reject(
@@ -98,18 +102,19 @@ def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
         _reject(CertReason.WRONG_USAGE, "the CA certificate cannot stand in for a party's")
     if cert.issuer == cert.subject:
         _reject(CertReason.SELF_SIGNED, "certificate is self-signed, not issued by the escrow")
-    der = cert.public_bytes(Encoding.DER)
-    if _signature_known_good(der, ca):
-        return
+
+    def verify() -> bool:
+        cert.verify_directly_issued_by(ca)  # raises unless issued by `ca`
+        return True
+
     try:
-        cert.verify_directly_issued_by(ca)
+        _verified_once(cert.public_bytes(Encoding.DER), ca, verify)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
         raise CertificateRejected(
             CertReason.UNTRUSTED_ISSUER,
             "certificate is not issued by this escrow's CA",
             "it belongs to another escrow or was forged; use one this escrow issued",
         ) from exc
-    _remember_good(der, ca)
 
 
 def _check_usage(cert: x509.Certificate, role: Role, escrow: bool) -> None:
