@@ -11,12 +11,14 @@ one expected. Pure: certificates, CRL and `now` in; a public key or a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from escrow_worker._profile import (
     OID_EKU_ENCRYPTION,
@@ -28,6 +30,27 @@ from escrow_worker._profile import (
 from escrow_worker.errors import CertificateRejected, CertReason
 
 _ASK_OPERATOR = "ask the escrow operator for a current certificate"
+
+
+# Signatures that verified, by the exact DER of what was signed and of the CA.
+# A signature check is a pure function of those bytes, so remembering a success
+# changes no decision; a failure is never remembered (it is checked every time).
+# Everything else (validity times, revocation, usage, names) is checked each time.
+_VERIFIED: set[tuple[bytes, bytes]] = set()
+_VERIFIED_MAX = 4096
+
+
+def _verified_once(signed: bytes, ca: x509.Certificate, verify: Callable[[], bool]) -> bool:
+    """`verify()` (a CA signature check over `signed`), unless it succeeded before."""
+    key = (signed, ca.public_bytes(Encoding.DER))
+    if key in _VERIFIED:
+        return True
+    if not verify():
+        return False
+    if len(_VERIFIED) >= _VERIFIED_MAX:  # a crude bound: re-verifying is only slower
+        _VERIFIED.clear()
+    _VERIFIED.add(key)
+    return True
 
 
 def _reject(reason: CertReason, message: str, hint: str | None = _ASK_OPERATOR) -> None:
@@ -60,7 +83,9 @@ def check_crl(
     if (
         not isinstance(ca_key, Ed25519PublicKey)
         or crl.issuer != ca.subject
-        or not crl.is_signature_valid(ca_key)
+        or not _verified_once(
+            crl.public_bytes(Encoding.DER), ca, lambda: crl.is_signature_valid(ca_key)
+        )
     ):
         _reject(CertReason.CRL_INVALID, "the revocation list is not signed by the escrow's CA")
     next_update = crl.next_update_utc
@@ -77,8 +102,13 @@ def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
         _reject(CertReason.WRONG_USAGE, "the CA certificate cannot stand in for a party's")
     if cert.issuer == cert.subject:
         _reject(CertReason.SELF_SIGNED, "certificate is self-signed, not issued by the escrow")
+
+    def verify() -> bool:
+        cert.verify_directly_issued_by(ca)  # raises unless issued by `ca`
+        return True
+
     try:
-        cert.verify_directly_issued_by(ca)
+        _verified_once(cert.public_bytes(Encoding.DER), ca, verify)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
         raise CertificateRejected(
             CertReason.UNTRUSTED_ISSUER,

@@ -8,6 +8,7 @@ never hold a private key.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -128,6 +129,13 @@ async def store_certificate(
 _CERT_COLUMNS = "name, role, fingerprint, serial, not_before, not_after, revoked_at, der"
 
 
+# Parsing is a pure function of the stored bytes: the same DER gives the same
+# object, so a worker parses each certificate and each CRL once. The bytes are
+# still read from the database at every use, so a new CRL takes effect at once.
+_parse_certificate = functools.lru_cache(maxsize=1024)(x509.load_der_x509_certificate)
+_parse_crl = functools.lru_cache(maxsize=8)(load_crl)
+
+
 def _cert_record(row: aiosqlite.Row | tuple[object, ...]) -> CertificateRecord:
     name, role, fp, serial, nb, na, revoked, der = tuple(row)
     assert isinstance(der, bytes)
@@ -141,7 +149,7 @@ def _cert_record(row: aiosqlite.Row | tuple[object, ...]) -> CertificateRecord:
         not_before=datetime.fromtimestamp(nb, UTC),
         not_after=datetime.fromtimestamp(na, UTC),
         revoked_at=_dt(revoked if isinstance(revoked, int) else None),
-        certificate=x509.load_der_x509_certificate(der),
+        certificate=_parse_certificate(der),
     )
 
 
@@ -249,7 +257,7 @@ async def current_crl_der(conn: aiosqlite.Connection) -> bytes:
 
 async def current_crl(conn: aiosqlite.Connection) -> x509.CertificateRevocationList:
     """The CRL as stored now: consulted at the moment of every check."""
-    return load_crl(await current_crl_der(conn))
+    return _parse_crl(await current_crl_der(conn))
 
 
 def select_current(

@@ -165,6 +165,8 @@ class EscrowService:
         self._read = read
         self._write = write
         self._write_lock = asyncio.Lock()
+        #: Outbox ids waiting for `mark_sent`'s next transaction.
+        self._to_mark: list[int] = []
         self._clock = clock
         self._max_skew = max_skew
         self._max_lifetime = max_lifetime
@@ -579,12 +581,20 @@ class EscrowService:
         ids = list(outbox_ids)
         if not ids:
             return
-        try:
-            async with self._write_lock, transaction(self._write) as conn:
-                await store.mark_sent(conn, ids, now=int(self.now().timestamp()))
-        except sqlite3.OperationalError as exc:
-            # Not marked: they are published again later, with the same message ids.
-            _log.warning("could not mark %d outbox messages sent: %s", len(ids), exc)
+        # Under load many requests wait for the write lock at once: whoever gets
+        # it marks every id queued so far in one transaction (one commit, not
+        # one each). Ours are committed when we hold the lock, by us or earlier.
+        self._to_mark.extend(ids)
+        async with self._write_lock:
+            batch, self._to_mark = self._to_mark, []
+            if not batch:
+                return
+            try:
+                async with transaction(self._write) as conn:
+                    await store.mark_sent(conn, batch, now=int(self.now().timestamp()))
+            except sqlite3.OperationalError as exc:
+                # Not marked: they are published again later, with the same message ids.
+                _log.warning("could not mark %d outbox messages sent: %s", len(batch), exc)
 
     async def prune_seen(self) -> int:
         """Forget request ids and nonces whose envelopes expired (plus the clock
