@@ -5,18 +5,20 @@ alice, bob and carol registered with cheap scrypt costs, the real escrow worker
 and the real agents, on the in-process transport (no server) or on RabbitMQ
 when a URL is given. Each step is reported through `say(step, text)`. This
 module must never touch anything outside its temporary directory (on RabbitMQ:
-its own queue prefix).
+a queue prefix of its own run, deleted at the end).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broker import BrokerSettings, Mode, Transport, TransportConfig, connect_transport
+from broker import Mode, Transport, TransportConfig, connect_transport
 from client.agent import ReceiverAgent, SenderAgent
 from client.errors import EscrowRefused
 from escrow_worker import (
@@ -32,6 +34,7 @@ from escrow_worker import (
 
 ESCROW = "demo-escrow"
 DEMO_PREFIX = "consign-demo"
+_log = logging.getLogger(__name__)
 #: The cheapest scrypt cost the readers accept: these keys live for seconds.
 _LOG_N = 14
 _PASSPHRASE = b"demo passphrase, thrown away at the end"
@@ -71,12 +74,9 @@ async def run_demo(workdir: Path, say: Say, *, amqp_url: str | None = None) -> D
         f"escrow {ESCROW!r} created (CA {fingerprint(certs.ca)[:16]}...); "
         "alice, bob and carol registered, each with a signing and an encryption certificate",
     )
-    settings = BrokerSettings()
-    prefix = settings.queue_prefix if amqp_url else "demo"
-    if amqp_url and prefix == "consign":
-        # Never mix with a real deployment's queues. One fixed prefix, so that
-        # repeated demos reuse their five queues instead of leaving new ones.
-        prefix = DEMO_PREFIX
+    # Never the queues of a real deployment, nor of another demo running at the
+    # same time: a prefix of this run's own, deleted at the end.
+    prefix = f"{DEMO_PREFIX}-{uuid.uuid4().hex[:8]}" if amqp_url else "demo"
     config = TransportConfig(prefix=prefix)
     where = f"RabbitMQ (queue prefix {prefix})" if amqp_url else "the in-process transport"
     async with (
@@ -91,6 +91,27 @@ async def run_demo(workdir: Path, say: Say, *, amqp_url: str | None = None) -> D
         finally:
             stop.set()
             await worker
+            if amqp_url:
+                await _delete_topology(amqp_url, config, people)
+
+
+async def _delete_topology(url: str, config: TransportConfig, people: dict[str, Identity]) -> None:
+    """Delete the run's queues and exchanges from RabbitMQ (best effort: what
+    cannot be deleted is left, prefixed, for the operator)."""
+    import aio_pika  # only over RabbitMQ
+
+    queues = [config.escrow_queue, config.dead_letter_queue]
+    queues += [config.inbox_queue(name) for name in people]
+    try:
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in queues:
+                await channel.queue_delete(queue)
+            for exchange in (config.inbox_exchange, config.dead_letter_exchange):
+                await channel.exchange_delete(exchange)
+    except (aio_pika.exceptions.AMQPError, OSError) as exc:
+        _log.warning("could not delete the demo's queues (prefix %s): %s", config.prefix, exc)
 
 
 async def _story(

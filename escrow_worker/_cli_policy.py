@@ -12,6 +12,7 @@ import click
 from escrow_worker import _policy
 from escrow_worker._cliutil import emit, escrow_dir_option, json_option, run, status
 from escrow_worker._db import transaction
+from escrow_worker._directory import get_user
 from escrow_worker._operator import open_escrow
 
 
@@ -122,11 +123,18 @@ def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> N
 @click.argument("receiver")
 @json_option
 def check(escrow_dir: Path, sender: str, receiver: str, as_json: bool) -> None:
-    """Say whether SENDER may send to RECEIVER under the current policy (exit 0
-    either way; the answer is the data)."""
+    """Say whether SENDER may send to RECEIVER now: both registered and not
+    revoked, and the trust policy allowing it (exit 0 either way; the answer is
+    the data)."""
 
     async def go() -> _policy.Decision:
         async with open_escrow(escrow_dir) as esc:
+            for name in (sender, receiver):
+                user = await get_user(esc.conn, name)
+                if user is not None and user.revoked_at is not None:
+                    return _policy.Decision(
+                        False, f"{name} was revoked on {user.revoked_at:%Y-%m-%d %H:%M} UTC"
+                    )
             policy = await _policy.load_policy(esc.conn)
             return _policy.may_send(
                 await _policy.party(esc.conn, sender),

@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -36,6 +36,16 @@ DEFAULT_LOG_N = 17
 MIN_LOG_N, MAX_LOG_N = 14, 20
 _R, _P = 8, 1
 MAX_FILE_BYTES = 1 << 20
+
+
+#: Where each kind of file's passphrase comes from, for the wrong-passphrase hint.
+_PASSPHRASE_HINTS: Final[dict[str, str]] = {
+    "escrow-key": "check the escrow passphrase (CONSIGN_ESCROW_PASSPHRASE or "
+    "--escrow-passphrase-file)",
+    "escrow-master-keyring": "check the escrow passphrase (CONSIGN_ESCROW_PASSPHRASE or "
+    "--escrow-passphrase-file)",
+    "identity": "check the identity passphrase (CONSIGN_IDENTITY_PASSPHRASE or --passphrase-file)",
+}
 
 
 def _b64(data: bytes) -> str:
@@ -133,5 +143,7 @@ def unseal(data: bytes, passphrase: bytes, *, kind: str) -> bytes:
         raise IdentityFileError(
             "wrong_passphrase",
             f"wrong passphrase for this {kind} file",
-            "check the passphrase (its environment variable or --passphrase-file)",
+            _PASSPHRASE_HINTS.get(
+                kind, "check the passphrase (its environment variable or --passphrase-file)"
+            ),
         ) from exc

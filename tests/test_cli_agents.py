@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -306,13 +307,46 @@ def test_demo_runs_without_a_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.rabbitmq
-def test_demo_runs_over_rabbitmq(tmp_path: Path, amqp_url: str) -> None:
+def test_demo_runs_over_rabbitmq_apart_from_a_real_escrow(tmp_path: Path, amqp_url: str) -> None:
+    """A real deployment's prefix in the environment (as after the walkthrough):
+    the demo uses and then deletes queues of its own, and a request waiting in
+    the real escrow's queue stays there."""
     prefix = f"test-demo-{uuid.uuid4().hex[:10]}"
+    real_queue = f"{prefix}.escrow.requests"
+
+    async def waiting_request(publish: bool) -> int:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(
+                real_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            if publish:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(b"a real request"), routing_key=real_queue
+                )
+            return queue.declaration_result.message_count or 0
+
+    async def exists(queue: str) -> bool:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(queue, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return False
+            return True
+
     try:
+        asyncio.run(waiting_request(publish=True))
         result = Env(tmp_path).run("demo", "--amqp-url", amqp_url, CONSIGN_QUEUE_PREFIX=prefix)
         assert demo_steps(result) == STORY
-        assert f"RabbitMQ (queue prefix {prefix})" in result.out
         assert "(revoked)" in result.out
+        used = re.search(r"RabbitMQ \(queue prefix (consign-demo-[0-9a-f]{8})\)", result.out)
+        assert used is not None, result.out
+        assert not asyncio.run(exists(f"{used.group(1)}.escrow.requests"))
+        assert not asyncio.run(exists(f"{used.group(1)}.inbox.bob"))
+        assert asyncio.run(waiting_request(publish=False)) == 1
     finally:
         asyncio.run(delete_topology(amqp_url, prefix))
 

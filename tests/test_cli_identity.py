@@ -222,7 +222,11 @@ def test_show_local_identity_after_import(world: Env) -> None:
 @pytest.mark.parametrize(
     ("args", "passphrase", "fragment"),
     [
-        (("id", "show", "--file", "alice.identity"), "wrong", "wrong passphrase"),
+        (
+            ("id", "show", "--file", "alice.identity"),
+            "wrong",
+            "check the identity passphrase (CONSIGN_IDENTITY_PASSPHRASE",
+        ),
         (("id", "show", "--file", "no-such-file"), ALICE_PW, "cannot read"),
         (("id", "show", "--file", "bob.pem"), ALICE_PW, "not a identity file"),
         (("id", "show", "nobody"), BOB_PW, "no identity 'nobody'"),
@@ -277,7 +281,7 @@ def _users(world: Env) -> object:
         (
             ("escrow", "register", "zoe"),
             {"CONSIGN_IDENTITY_PASSPHRASE": "x", "CONSIGN_ESCROW_PASSPHRASE": "wrong"},
-            "wrong passphrase",
+            "check the escrow passphrase (CONSIGN_ESCROW_PASSPHRASE",
         ),
         (("escrow", "sign-csr", "alice.identity"), {}, "certificate request refused"),
         (("escrow", "sign-csr", "bob-home/bob.csr"), {}, "already registered"),
@@ -413,6 +417,16 @@ def test_policy_commands(world: Env) -> None:
     assert world.run("escrow", "policy", "check", "alice", "bob").out.startswith("denied")
     assert world.run("escrow", "policy", "mode", "open").code == 0
     assert world.run("escrow", "policy", "check", "bob", "alice").out == "allowed\n"
+    # A revoked user may neither send nor receive, whatever the policy says.
+    made = world.run("escrow", "register", "gina", CONSIGN_IDENTITY_PASSPHRASE=ALICE_PW)
+    assert made.code == 0, made
+    assert world.run("escrow", "policy", "check", "alice", "gina").out == "allowed\n"
+    assert world.run("escrow", "revoke", "gina").code == 0
+    for pair in (("alice", "gina"), ("gina", "alice")):
+        revoked = world.run("escrow", "policy", "check", *pair, "--json")
+        assert revoked.code == 0, revoked
+        assert revoked.json()["allowed"] is False
+        assert "gina was revoked on" in revoked.json()["reason"]
 
 
 def test_readme_identity_commands_run(tmp_path: Path) -> None:

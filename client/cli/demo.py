@@ -27,9 +27,10 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
     request denied after revocation.
 
     Needs no server: it runs on the in-process transport unless a RabbitMQ URL
-    is given (then on queues of its own, prefix "consign-demo" or
-    CONSIGN_QUEUE_PREFIX, which stay for the next run). Everything else lives in
-    a temporary directory removed at the end.
+    is given (then on queues of this run's own, prefixed "consign-demo-",
+    whatever CONSIGN_QUEUE_PREFIX says, and deleted at the end: a real escrow
+    on the same broker is never touched). Everything else lives in a temporary
+    directory removed at the end.
     """
     steps: list[dict[str, str]] = []
 
