@@ -86,12 +86,22 @@ def iso(when: datetime | None) -> str | None:
     return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _need_escrow_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    if value is None:
+        raise click.UsageError(
+            "which escrow? set CONSIGN_ESCROW_DIR to the escrow data directory, "
+            "or pass --escrow-dir DIR",
+            ctx,
+        )
+    return value
+
+
 escrow_dir_option = click.option(
     "--escrow-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="CONSIGN_ESCROW_DIR",
-    required=True,
-    help="Escrow data directory [env CONSIGN_ESCROW_DIR].",
+    callback=_need_escrow_dir,
+    help="Escrow data directory [env CONSIGN_ESCROW_DIR; required].",
 )
 
 

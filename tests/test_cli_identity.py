@@ -451,3 +451,12 @@ def test_readme_identity_commands_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "OK revoked 'bob'" in proc.stderr
     assert (tmp_path / "acme.crl").read_text().startswith("-----BEGIN X509 CRL-----")
+
+
+@pytest.mark.parametrize("command", [("escrow", "users"), ("escrow", "info"), ("escrow", "worker")])
+def test_no_escrow_directory_says_which_variable(world: Env, command: tuple[str, ...]) -> None:
+    result = world.run(*command, unset=("CONSIGN_ESCROW_DIR",))
+    assert result.code == 2, result
+    assert "set CONSIGN_ESCROW_DIR to the escrow data directory" in result.err
+    assert "--escrow-dir" in result.err
+    assert "Traceback" not in result.err
