@@ -42,7 +42,7 @@ from broker.messages import (
 )
 from broker.transport import Inbox, Message
 from client import _chunks
-from client._agent import Agent, is_consignment_id
+from client._agent import Agent, is_consignment_id, require_consignment_id, require_name
 from client._agent_store import dumps
 from client._agent_types import (
     ConsignmentStatus,
@@ -307,7 +307,8 @@ class SenderAgent(Agent):
 
     async def revoke(self, consignment_id: str, receivers: Sequence[str] = ()) -> Revoked:
         """Revoke the consignment for `receivers` (empty: every receiver)."""
-        names = tuple(sorted(set(receivers)))
+        require_consignment_id(consignment_id)
+        names = tuple(sorted(set(map(require_name, receivers))))
         _, body, _, _ = await self.request(
             MessageType.REVOKE,
             RevokeBody(consignment_id=consignment_id, receivers=names),
@@ -323,6 +324,7 @@ class SenderAgent(Agent):
 
     async def status(self, consignment_id: str) -> ConsignmentStatus:
         """What the escrow holds about the consignment, receiver by receiver."""
+        require_consignment_id(consignment_id)
         _, body, _, _ = await self.request(
             MessageType.STATUS, StatusBody(consignment_id=consignment_id), subject=consignment_id
         )

@@ -241,6 +241,10 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
     not_yours = env.as_("bob", "status", "0" * 32)
     assert_error(not_yours, "(unknown_consignment)")
 
+    bad_name = env.as_("alice", "seal", "x.txt", "--to", "Bad Name", "-o", "b.consignment")
+    assert_error(bad_name, "'Bad Name' is not a user name", "consign escrow users")
+    assert not (env.root / "b.consignment").exists()
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -277,6 +281,26 @@ def test_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], message: str
     assert result.out == ""
     assert message in result.err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (("status", "0000"), "the id that `consign seal` printed"),
+        (("revoke", "0000"), "the id that `consign seal` printed"),
+        (("revoke", "A" * 32), f"lowercase: {'a' * 32}"),
+        (("status", "0" * 31 + "g"), "the id that `consign seal` printed"),
+        (("events", "0" * 33), "the id that `consign seal` printed"),
+    ],
+)
+def test_a_mistyped_id_is_an_error_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], hint: str
+) -> None:
+    # Checked before any identity, passphrase or broker is needed.
+    result = Env(tmp_path).run(*args)
+    assert_error(
+        result, f"error: {args[1]!r} is not a consignment id (32 lowercase hex digits)", hint
+    )
 
 
 def demo_steps(result: Result) -> list[str]:

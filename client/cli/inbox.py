@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import click
 
+from client._agent import require_consignment_id
 from client.agent import InboxContents, ReceiverAgent
 from client.cli._agentcli import AgentOptions, agent_options, iso, running
 from escrow_worker.cli import emit, json_option, status
@@ -94,6 +95,8 @@ def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json:
     """Fetch your inbox and list the escrow's events about your consignments
     (deposited, notified, released, denied and why, revoked), oldest first;
     only those of consignment ID if given."""
+    if consignment_id is not None:
+        require_consignment_id(consignment_id)
     data = _data(asyncio.run(_fetch(opts, wait)))["events"]
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]

@@ -8,6 +8,7 @@ import asyncio
 
 import click
 
+from client._agent import require_consignment_id
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
 from client.cli._agentcli import AgentOptions, agent_options, iso, running
 from escrow_worker.cli import emit, json_option
@@ -30,6 +31,7 @@ def revoke(
 ) -> None:
     """Revoke consignment ID before its key part is released: the escrow then
     refuses every later request from the receivers named (or all of them)."""
+    require_consignment_id(consignment_id)  # before asking for a passphrase
 
     async def go() -> Revoked:
         async with running(opts, SenderAgent) as agent:
@@ -50,6 +52,7 @@ def revoke(
 def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
     """Ask the escrow about consignment ID: when it was deposited, and per
     receiver when it was notified, how often released, revoked or last denied."""
+    require_consignment_id(consignment_id)  # before asking for a passphrase
 
     async def go() -> ConsignmentStatus:
         async with running(opts, SenderAgent) as agent:
