@@ -303,6 +303,20 @@ def test_a_mistyped_id_is_an_error_not_a_traceback(
     )
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "what"),
+    [
+        ("CONSIGN_MAX_MESSAGE_SIZE", "-5", "greater than or equal to 1024"),
+        ("CONSIGN_DELIVERY_LIMIT", "abc", "a valid integer"),
+    ],
+)
+def test_a_bad_broker_setting_names_the_variable(
+    tmp_path: Path, variable: str, value: str, what: str
+) -> None:
+    result = Env(tmp_path).run("status", "0" * 32, **{variable: value})
+    assert_error(result, f"error: {variable}: input should be", what, f"hint: fix {variable}")
+
+
 def demo_steps(result: Result) -> list[str]:
     assert result.code == 0, result
     return [line.split()[0] for line in result.out.splitlines()]
