@@ -147,7 +147,10 @@ async def test_revocation_before_release_denies_with_reason_and_event(
     ):
         cid = await seal_report(alice, tmp_path, ["bob", "carol"])
         revoked = await alice.revoke(cid, ["bob"])
-        assert revoked.revoked == ("bob",)
+        assert (revoked.revoked, revoked.already_revoked) == (("bob",), ())
+        assert revoked.releases == {"bob": 0}
+        again = await alice.revoke(cid, ["bob"])
+        assert (again.revoked, again.already_revoked) == (("bob",), ("bob",))
         with pytest.raises(EscrowRefused) as refused:
             await bob.open(tmp_path / "r.consignment", tmp_path / "out-bob")
         assert refused.value.code == "revoked"

@@ -154,6 +154,23 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
 
     revoked = env.as_("alice", "revoke", cid, "--receiver", "carol")
     assert (revoked.code, revoked.out) == (0, f"consignment_id: {cid}\nrevoked: carol\n")
+    assert revoked.err == "OK revoked for carol\n"
+    again = env.as_("alice", "revoke", cid, "--receiver", "carol", "--json")
+    assert again.code == 0, again
+    assert json.loads(again.out) == {
+        "consignment_id": cid,
+        "revoked": ["carol"],
+        "already_revoked": ["carol"],
+        "releases": {"carol": 0},
+    }
+    assert again.err == "OK carol already revoked before, nothing changed\n"
+    after_release = env.as_("alice", "revoke", cid, "--receiver", "bob")
+    assert after_release.code == 0, after_release
+    assert after_release.err.splitlines() == [
+        "OK revoked for bob",
+        "note: bob already received the key part (released once); "
+        "revoking only stops further releases",
+    ]
     env.as_("carol", "inbox")
     denied = env.as_("carol", "open", cid, "-o", "carol-out")
     assert_error(denied, "refused the key-request", "(revoked)", "hint: the sender revoked")
@@ -177,6 +194,7 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
         ("released", "bob"),
         ("revoked", "carol"),
         ("denied", "carol"),
+        ("revoked", "bob"),
     ]:
         assert expected in kinds
     text_events = env.as_("alice", "events", cid)
