@@ -259,6 +259,14 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
     not_yours = env.as_("bob", "status", "0" * 32)
     assert_error(not_yours, "(unknown_consignment)")
 
+    later = env.as_(
+        "alice", "seal", "x.txt", "--to", "bob", "--not-before", "2090-01-01", "-o", "l.consignment"
+    )
+    too_soon = env.as_("bob", "open", "l.consignment", "-o", "l-out")
+    assert_error(too_soon, "released from 2090-01-01T00:00:00Z on; ask again in ", "(not_yet)")
+    assert "Unix time" not in too_soon.err
+    assert consignment_id(later)
+
     bad_name = env.as_("alice", "seal", "x.txt", "--to", "Bad Name", "-o", "b.consignment")
     assert_error(bad_name, "'Bad Name' is not a user name", "consign escrow users")
     assert not (env.root / "b.consignment").exists()
