@@ -29,7 +29,7 @@ from typing import Any, Final, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
-from broker.deposit import HEX_ID, NAME
+from broker.deposit import HEX_ID, NAME, ControlAttributes
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import DeliveryLost, Unroutable
 from broker.messages import (
@@ -58,6 +58,7 @@ from client.errors import (
     AgentError,
     EscrowRefused,
     NoReply,
+    SealError,
     UntrustedCertificate,
     UntrustedMessage,
 )
@@ -729,4 +730,17 @@ def require_name(value: str) -> str:
         f"{value!r} is not a user name",
         "a name starts with a letter or digit and has at most 128 letters, digits "
         "and . _ @ + - (consign escrow users lists them)",
+    )
+
+
+def check_release_window(attributes: ControlAttributes | None, *, now: int) -> None:
+    """Refuse to seal what nobody could ever open: a release window already over
+    at `now` (the escrow would refuse every request as expired)."""
+    if attributes is None or attributes.not_after is None or attributes.not_after > now:
+        return
+    when = datetime.fromtimestamp(attributes.not_after, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise SealError(
+        f"the release window is already over (not after {when}): "
+        "nobody could ever open this consignment",
+        "give a later --not-after, or none; nothing was sealed or deposited",
     )

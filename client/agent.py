@@ -42,7 +42,13 @@ from broker.messages import (
 )
 from broker.transport import Inbox, Message
 from client import _chunks
-from client._agent import Agent, is_consignment_id, require_consignment_id, require_name
+from client._agent import (
+    Agent,
+    check_release_window,
+    is_consignment_id,
+    require_consignment_id,
+    require_name,
+)
 from client._agent_store import dumps
 from client._agent_types import (
     ConsignmentStatus,
@@ -127,6 +133,7 @@ class SenderAgent(Agent):
         names = list(dict.fromkeys(to))
         if not names:
             raise AgentError("no receiver given", "name at least one receiver (--to NAME)")
+        check_release_window(attributes, now=self._ts())
         parties = await asyncio.gather(*(self.lookup(name) for name in names))
         escrow = await self.escrow_party()
         path = Path(await asyncio.to_thread(os.path.abspath, output))

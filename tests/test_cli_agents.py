@@ -294,7 +294,23 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
                 "--not-after",
                 "2030-01-01",
             ),
-            "not_after must be later than not_before",
+            "--not-after (2030-01-01T00:00:00Z) must be later than --not-before "
+            "(2030-01-02T00:00:00Z)",
+        ),
+        (
+            (
+                "seal",
+                "x.txt",
+                "--to",
+                "b",
+                "-o",
+                "o",
+                "--not-before",
+                "2030-01-01",
+                "--not-after",
+                "2030-01-01",
+            ),
+            "must be later than --not-before",
         ),
         (("open", "x"), "Missing option '-o'"),
         (("revoke",), "Missing argument 'ID'"),
@@ -341,6 +357,21 @@ def test_a_bad_broker_setting_names_the_variable(
 ) -> None:
     result = Env(tmp_path).run("status", "0" * 32, **{variable: value})
     assert_error(result, f"error: {variable}: input should be", what, f"hint: fix {variable}")
+
+
+@pytest.mark.parametrize("not_after", ["2020-01-01", "1577836800"])
+def test_seal_refuses_a_release_window_already_over(tmp_path: Path, not_after: str) -> None:
+    (tmp_path / "x.txt").write_text("x")
+    # Refused before any identity or broker is needed, so nothing is deposited.
+    result = Env(tmp_path).run(
+        "seal", "x.txt", "--to", "bob", "-o", "o.consignment", "--not-after", not_after
+    )
+    assert_error(
+        result,
+        "error: the release window is already over (not after 2020-01-01T00:00:00Z)",
+        "hint: give a later --not-after",
+    )
+    assert not (tmp_path / "o.consignment").exists()
 
 
 def demo_steps(result: Result) -> list[str]:
