@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from client.cli._agentcli import PROGRESS_THRESHOLD, progress
 from tests.test_cli_identity import CONSIGN, Env, Result, assert_error
@@ -270,6 +271,27 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
     bad_name = env.as_("alice", "seal", "x.txt", "--to", "Bad Name", "-o", "b.consignment")
     assert_error(bad_name, "'Bad Name' is not a user name", "consign escrow users")
     assert not (env.root / "b.consignment").exists()
+
+
+@pytest.mark.rabbitmq
+def test_an_unreachable_broker_is_said_in_words(env: Agents, amqp_url: str) -> None:
+    refused = env.as_("alice", "status", "0" * 32, "--amqp-url", "amqp://u:pw@127.0.0.1:5999/")
+    assert_error(
+        refused,
+        "error: cannot connect to RabbitMQ at 127.0.0.1:5999: connection refused",
+        "hint: is RabbitMQ running there",
+    )
+    assert len(refused.err.splitlines()) == 2  # no library log line before ours
+    assert "u:pw" not in refused.err
+    novhost = str(URL(amqp_url).with_path("/novhost"))
+    missing = env.as_("alice", "status", "0" * 32, "--amqp-url", novhost)
+    assert_error(
+        missing,
+        "refused the vhost 'novhost' (missing, or no permission for this user)",
+        "hint: check the vhost",
+    )
+    assert len(missing.err.splitlines()) == 2
+    assert "0x" not in missing.err
 
 
 @pytest.mark.parametrize(

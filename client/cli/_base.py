@@ -28,6 +28,9 @@ class ConsignGroup(click.Group):
         # agent shuts down) as warnings; a command reports what matters itself.
         for noisy in ("aiormq", "aio_pika"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        # aiormq logs a failed connect as an error before raising it; the
+        # transport raises it as ConnectionFailed, in words, so once is enough.
+        logging.getLogger("aiormq.connection").addFilter(_not_connect_failures)
         try:
             return super().invoke(ctx)
         except (ClientError, EscrowError, BrokerError) as exc:
@@ -53,3 +56,7 @@ def describe_invalid(exc: ValidationError) -> str:
     shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
     field = f"{where}: " if where else ""
     return f"invalid {exc.title}: {field}{first['msg']}{shown}"
+
+
+def _not_connect_failures(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("error when creating transport")
