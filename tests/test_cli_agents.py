@@ -153,6 +153,9 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     assert opened.err.strip() == "OK opened 1 file(s) from alice into bob-out"
     assert (env.root / "bob-out" / "report.txt").read_text() == "quarterly numbers\n"
 
+    mallory = env.as_("alice", "revoke", cid, "--receiver", "mallory")
+    assert_error(mallory, "(not_a_receiver)", "hint: name only receivers the consignment")
+    assert "not addressed to you" not in mallory.err
     revoked = env.as_("alice", "revoke", cid, "--receiver", "carol")
     assert (revoked.code, revoked.out) == (0, f"consignment_id: {cid}\nrevoked: carol\n")
     assert revoked.err == "OK revoked for carol\n"
@@ -267,6 +270,13 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
     assert_error(too_soon, "released from 2090-01-01T00:00:00Z on; ask again in ", "(not_yet)")
     assert "Unix time" not in too_soon.err
     assert consignment_id(later)
+
+    nowhere = env.as_("alice", "seal", "x.txt", "--to", "bob", "-o", "no/such/dir/x.consignment")
+    assert_error(
+        nowhere,
+        f"cannot write '{env.root}/no/such/dir/x.consignment'",
+        f"hint: the directory '{env.root}/no/such/dir' does not exist; create it or choose",
+    )
 
     bad_name = env.as_("alice", "seal", "x.txt", "--to", "Bad Name", "-o", "b.consignment")
     assert_error(bad_name, "'Bad Name' is not a user name", "consign escrow users")
