@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -143,6 +144,9 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     assert [n["consignment_id"] for n in data["notifications"]] == [cid]
     assert [(r["consignment_id"], r["state"]) for r in data["received"]] == [(cid, "complete")]
     assert data["refused"] == []
+    (notification,) = data["notifications"]
+    for key in ("deposited_at", "received_at"):  # the same ISO 8601 as status and seal
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", notification[key]), notification
     text = env.as_("bob", "inbox")  # kept from before: listed again
     assert f"notified  {cid}  from alice" in text.out
     assert f"complete  {cid}  from alice" in text.out
@@ -157,7 +161,7 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     assert_error(mallory, "(not_a_receiver)", "hint: name only receivers the consignment")
     assert "not addressed to you" not in mallory.err
     revoked = env.as_("alice", "revoke", cid, "--receiver", "carol")
-    assert (revoked.code, revoked.out) == (0, f"consignment_id: {cid}\nrevoked: carol\n")
+    assert (revoked.code, revoked.out) == (0, f"consignment: {cid}\nrevoked: carol\n")
     assert revoked.err == "OK revoked for carol\n"
     again = env.as_("alice", "revoke", cid, "--receiver", "carol", "--json")
     assert again.code == 0, again
@@ -191,6 +195,9 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     events = env.as_("alice", "events", cid, "--json")
     assert events.code == 0, events
     kinds = [(e["kind"], e["receiver"]) for e in json.loads(events.out)]
+    for event in json.loads(events.out):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["at"]), event
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["received_at"]), event
     for expected in [
         ("deposited", None),
         ("notified", "bob"),
@@ -228,8 +235,13 @@ def test_send_for_another_channel_and_escrowed_mode(env: Agents) -> None:
     info = json.loads(sealed.out)
     assert (info["mode"], info["receivers"]) == ("escrowed", ["bob"])
     assert info["receipt"]["sender"] == "alice"
+    over_broker = env.as_("alice", "send", info["consignment_id"])
+    assert over_broker.out == f"consignment: {info['consignment_id']}\nreceivers: bob\n" + (
+        f"chunks: 1\nsize: {info['size']}\n"
+    )
     copy = env.as_("alice", "send", info["consignment_id"], "-o", "mail/plan.consignment")
     assert copy.code == 0, copy
+    assert copy.out == f"consignment: {info['consignment_id']}\nfile: mail/plan.consignment\n"
     assert (env.root / "mail" / "plan.consignment").read_bytes() == (
         env.root / "plan.consignment"
     ).read_bytes()

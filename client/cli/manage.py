@@ -49,7 +49,7 @@ def revoke(
             "releases": None if revoked.releases is None else dict(revoked.releases),
         },
         as_json,
-        f"consignment_id: {revoked.consignment_id}\nrevoked: {', '.join(revoked.revoked) or '-'}",
+        f"consignment: {revoked.consignment_id}\nrevoked: {', '.join(revoked.revoked) or '-'}",
     )
     for line in revoke_report(newly, list(revoked.already_revoked), released):
         say(line)
