@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -94,6 +95,40 @@ def _wrapped(doing: str) -> Iterator[None]:
         ) from exc
     except (*_LINK_ERRORS, TimeoutError) as exc:
         raise ConnectionFailed(f"{doing}: {exc!r}", hint="is RabbitMQ running?") from exc
+
+
+def _connect_failed(url: str, exc: BaseException, timeout: float) -> ConnectionFailed:
+    """Why connecting failed, in words: never the library's repr."""
+    parsed = URL(url)
+    port = parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
+    where = f"{parsed.host}:{port}" if parsed.host else _where(url)
+    if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc):
+        # RabbitMQ closes the connection instead of opening it: the vhost.
+        vhost = parsed.path[1:] or "/"
+        return ConnectionFailed(
+            f"RabbitMQ at {where} refused the vhost {vhost!r} "
+            "(missing, or no permission for this user)",
+            hint="check the vhost at the end of the URL (amqp://user:pass@host:5672/ is the "
+            "default vhost '/'); `rabbitmqctl list_vhosts` and `list_permissions` show them",
+        )
+    causes = [exc, exc.__cause__, exc.__context__]
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        reason = "connection refused"
+        hint = "is RabbitMQ running there, and are the host and port in the URL right?"
+    elif any(isinstance(c, socket.gaierror) for c in causes):
+        reason = f"unknown host {parsed.host!r}"
+        hint = "check the host name in the URL"
+    elif isinstance(exc, TimeoutError):
+        reason = f"no answer within {timeout:g} s"
+        hint = "is the host reachable, and is RabbitMQ listening on that port?"
+    elif isinstance(exc, ValueError):
+        reason = "the URL is not valid"
+        hint = "write it as amqp://user:password@host:5672/vhost"
+    else:
+        cause = next((c for c in causes if isinstance(c, OSError) and c.strerror), None)
+        reason = str(cause.strerror).lower() if cause is not None else type(exc).__name__
+        hint = "is RabbitMQ running, and is the URL right?"
+    return ConnectionFailed(f"cannot connect to RabbitMQ at {where}: {reason}", hint=hint)
 
 
 async def _close_quietly(channel: AbstractChannel) -> None:
@@ -259,10 +294,7 @@ class AmqpTransport(Transport):
                 hint="check the user name and password in the URL",
             ) from exc
         except (*_LINK_ERRORS, TimeoutError, ValueError) as exc:
-            raise ConnectionFailed(
-                f"cannot connect to RabbitMQ at {self.url}: {exc!r}",
-                hint="is RabbitMQ running, and is the URL right?",
-            ) from exc
+            raise _connect_failed(self._url, exc, self._connect_timeout) from exc
         try:
             with _wrapped(f"opening channels on {self.url}"):
                 self._publish_channel = await connection.channel(

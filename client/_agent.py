@@ -29,7 +29,7 @@ from typing import Any, Final, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
-from broker.deposit import HEX_ID
+from broker.deposit import HEX_ID, NAME, ControlAttributes
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import DeliveryLost, Unroutable
 from broker.messages import (
@@ -58,6 +58,7 @@ from client.errors import (
     AgentError,
     EscrowRefused,
     NoReply,
+    SealError,
     UntrustedCertificate,
     UntrustedMessage,
 )
@@ -668,6 +669,7 @@ class Agent:
     async def lookup(self, name: str) -> Party:
         """Ask the escrow's directory for `name`'s certificates and check them
         against the CA and the CRL (the escrow's own for the escrow's name)."""
+        require_name(name)
         _, body, _, _ = await self.request(MessageType.LOOKUP, LookupBody(name=name), subject=name)
         assert isinstance(body, LookupReplyBody)
         certs = verify.certificates(
@@ -706,3 +708,39 @@ class Agent:
 
 def is_consignment_id(value: str) -> bool:
     return bool(HEX_ID.match(value))
+
+
+def require_consignment_id(value: str) -> str:
+    """`value` if it is a consignment id, else an `AgentError` saying so (before
+    anything is signed or sent)."""
+    if is_consignment_id(value):
+        return value
+    if is_consignment_id(value.lower()):
+        hint = f"consignment ids are lowercase: {value.lower()}"
+    else:
+        hint = "copy the id that `consign seal` printed (or `consign inbox` lists)"
+    raise AgentError(f"{value!r} is not a consignment id (32 lowercase hex digits)", hint)
+
+
+def require_name(value: str) -> str:
+    """`value` if it can be a registered user's name, else an `AgentError`."""
+    if NAME.match(value):
+        return value
+    raise AgentError(
+        f"{value!r} is not a user name",
+        "a name starts with a letter or digit and has at most 128 letters, digits "
+        "and . _ @ + - (consign escrow users lists them)",
+    )
+
+
+def check_release_window(attributes: ControlAttributes | None, *, now: int) -> None:
+    """Refuse to seal what nobody could ever open: a release window already over
+    at `now` (the escrow would refuse every request as expired)."""
+    if attributes is None or attributes.not_after is None or attributes.not_after > now:
+        return
+    when = datetime.fromtimestamp(attributes.not_after, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise SealError(
+        f"the release window is already over (not after {when}): "
+        "nobody could ever open this consignment",
+        "give a later --not-after, or none; nothing was sealed or deposited",
+    )

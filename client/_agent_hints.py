@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from broker.messages import ErrorBody, ErrorCode
+from broker.messages import ErrorBody, ErrorCode, MessageType
 from client.errors import EscrowRefused
 
 #: What a user can do about each refusal of the escrow.
@@ -35,12 +35,22 @@ HINTS: Final[dict[str, str]] = {
 }
 
 
+#: Where a code means something else for one request type: (code, type) -> hint.
+REQUEST_HINTS: Final[dict[tuple[str, str], str]] = {
+    (ErrorCode.NOT_A_RECEIVER, MessageType.REVOKE): (
+        "name only receivers the consignment was sealed for (`consign status ID` lists them), "
+        "or leave out --receiver to revoke it for all of them"
+    ),
+}
+
+
 def refusal_error(body: ErrorBody) -> EscrowRefused:
     code = body.code.value
+    hint = REQUEST_HINTS.get((code, body.request_type)) or HINTS.get(code)
     return EscrowRefused(
         code,
         f"the escrow refused the {body.request_type or 'request'}: {body.message} ({code})",
-        HINTS.get(code),
+        hint,
         request_type=body.request_type,
         consignment_id=body.consignment_id,
         reason=body.message,

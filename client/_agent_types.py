@@ -5,6 +5,7 @@ Nothing here does I/O. Times are whole Unix seconds (UTC), as on the wire.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,15 @@ class Sent:
 
 @dataclass(frozen=True)
 class Revoked:
+    """The receivers a revoke covers (all revoked from then on). `already_revoked`
+    were revoked before this request; `releases` is how often each of them had
+    been given the key part (None: the escrow's status could not be read):
+    revoking after a release only stops further releases."""
+
     consignment_id: str
     revoked: tuple[str, ...]
+    already_revoked: tuple[str, ...] = ()
+    releases: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,15 @@ class IdentityHome:
                         "import the certificate bundle from the operator instead",
                     )
                 self._pin(identity.ca_certificate, ca_fingerprint)
-                write_bytes(self.identity_path(identity.name), data, private=True)
+                target = self.identity_path(identity.name)
+                if target.exists():
+                    raise IdentityError(
+                        "exists",
+                        f"an identity {identity.name!r} already exists in {self.root}",
+                        f"it is imported already (`consign id show {identity.name}`); to "
+                        f"replace it, move {target} away first, or import into another --home",
+                    )
+                write_bytes(target, data, private=True)
                 return identity
             return self._complete(data, passphrase, now=now, ca_fingerprint=ca_fingerprint)
 

@@ -42,7 +42,13 @@ from broker.messages import (
 )
 from broker.transport import Inbox, Message
 from client import _chunks
-from client._agent import Agent, is_consignment_id
+from client._agent import (
+    Agent,
+    check_release_window,
+    is_consignment_id,
+    require_consignment_id,
+    require_name,
+)
 from client._agent_store import dumps
 from client._agent_types import (
     ConsignmentStatus,
@@ -69,7 +75,14 @@ from client.consignment import (
     seal_async,
     unseal_async,
 )
-from client.errors import AgentError, EscrowRefused, OpenError, UntrustedMessage
+from client.errors import (
+    AgentError,
+    ClientError,
+    EscrowRefused,
+    NoReply,
+    OpenError,
+    UntrustedMessage,
+)
 
 __all__ = [
     "ConsignmentStatus",
@@ -120,6 +133,7 @@ class SenderAgent(Agent):
         names = list(dict.fromkeys(to))
         if not names:
             raise AgentError("no receiver given", "name at least one receiver (--to NAME)")
+        check_release_window(attributes, now=self._ts())
         parties = await asyncio.gather(*(self.lookup(name) for name in names))
         escrow = await self.escrow_party()
         path = Path(await asyncio.to_thread(os.path.abspath, output))
@@ -306,8 +320,15 @@ class SenderAgent(Agent):
         return Sent(consignment_id=cid, receivers=tuple(receivers), chunks=count, size=size)
 
     async def revoke(self, consignment_id: str, receivers: Sequence[str] = ()) -> Revoked:
-        """Revoke the consignment for `receivers` (empty: every receiver)."""
-        names = tuple(sorted(set(receivers)))
+        """Revoke the consignment for `receivers` (empty: every receiver).
+
+        The escrow's status before and after says who was revoked already and
+        who had been given the key part (revoke-reply carries neither); without
+        a status the result says nothing about them."""
+        require_consignment_id(consignment_id)
+        names = tuple(sorted(set(map(require_name, receivers))))
+        # NoReply here propagates: the escrow would not answer the revoke either.
+        before = await self._status_or_none(consignment_id, EscrowRefused)
         _, body, _, _ = await self.request(
             MessageType.REVOKE,
             RevokeBody(consignment_id=consignment_id, receivers=names),
@@ -319,10 +340,39 @@ class SenderAgent(Agent):
             raise UntrustedMessage(
                 "wrong_consignment", "the escrow's revoke reply is for another consignment"
             )
-        return Revoked(consignment_id=body.consignment_id, revoked=tuple(body.revoked))
+        revoked = tuple(body.revoked)
+        # Releases cannot grow once revoked: the status after has the last word.
+        after = await self._status_or_none(consignment_id, EscrowRefused, NoReply) or before
+        already = (
+            ()
+            if before is None
+            else tuple(
+                r.name for r in before.receivers if r.name in revoked and r.revoked_at is not None
+            )
+        )
+        releases = (
+            None
+            if after is None
+            else {r.name: r.releases for r in after.receivers if r.name in revoked}
+        )
+        return Revoked(
+            consignment_id=body.consignment_id,
+            revoked=revoked,
+            already_revoked=already,
+            releases=releases,
+        )
+
+    async def _status_or_none(
+        self, consignment_id: str, *quiet: type[ClientError]
+    ) -> ConsignmentStatus | None:
+        try:
+            return await self.status(consignment_id)
+        except quiet:
+            return None  # the revoke itself says what is wrong, if anything
 
     async def status(self, consignment_id: str) -> ConsignmentStatus:
         """What the escrow holds about the consignment, receiver by receiver."""
+        require_consignment_id(consignment_id)
         _, body, _, _ = await self.request(
             MessageType.STATUS, StatusBody(consignment_id=consignment_id), subject=consignment_id
         )

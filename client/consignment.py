@@ -300,7 +300,13 @@ def _output(output: Path | str | BinaryIO) -> Iterator[BinaryIO]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".consign-partial-", dir=target.parent or ".")
     except OSError as exc:
-        raise SealError(f"cannot write {str(target)!r}: {exc.strerror}") from exc
+        directory = target.parent
+        hint = (
+            f"the directory {str(directory)!r} does not exist; create it or choose another output"
+            if isinstance(exc, FileNotFoundError)
+            else f"check that you may write to the directory {str(directory)!r}"
+        )
+        raise SealError(f"cannot write {str(target)!r}: {exc.strerror}", hint) from exc
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

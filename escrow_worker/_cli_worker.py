@@ -53,7 +53,7 @@ amqp_url_option = click.option(
 
 
 def _broker(amqp_url: str | None) -> tuple[str, TransportConfig]:
-    settings = BrokerSettings()
+    settings = BrokerSettings.from_env()
     url = amqp_url or settings.url
     if not url or url.startswith("memory:"):
         raise EscrowError(

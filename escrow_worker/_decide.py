@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from broker.deposit import ControlAttributes, Policy
 from broker.messages import ErrorCode
@@ -151,12 +152,13 @@ def check_window(
     if attributes.not_before is not None and now < attributes.not_before:
         return Refusal(
             ErrorCode.NOT_YET,
-            f"the key is released from {attributes.not_before} (Unix time) on; "
-            f"ask again in {attributes.not_before - now} s",
+            f"the key is released from {iso_utc(attributes.not_before)} on; "
+            f"ask again in {duration(attributes.not_before - now)}",
         )
     if attributes.not_after is not None and now > attributes.not_after:
         return Refusal(
-            ErrorCode.EXPIRED, f"the key was released only until {attributes.not_after} (Unix time)"
+            ErrorCode.EXPIRED,
+            f"the key was released only until {iso_utc(attributes.not_after)}",
         )
     if attributes.ask_within_seconds is not None:
         if state.notified_at is None:
@@ -165,8 +167,9 @@ def check_window(
         if now > deadline:
             return Refusal(
                 ErrorCode.ASK_WINDOW_CLOSED,
-                f"the key had to be asked for within {attributes.ask_within_seconds} s "
-                "of the notification",
+                f"the key had to be asked for within "
+                f"{duration(attributes.ask_within_seconds)} of the notification "
+                f"(by {iso_utc(deadline)})",
             )
     if attributes.max_releases is not None and state.releases >= attributes.max_releases:
         return Refusal(
@@ -200,3 +203,24 @@ def decide_revoke(
             f"not receivers of this consignment: {', '.join(unknown)}",
         ), ()
     return None, tuple(n for n in everyone if n in set(names))
+
+
+def iso_utc(ts: int) -> str:
+    """Unix seconds as ISO 8601 UTC, e.g. 2030-01-31T12:00:00Z."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def duration(seconds: int) -> str:
+    """A human duration, the two largest units: "3 s", "2 h 5 min", "1131 d 21 h"."""
+    if seconds <= 0:
+        return "0 s"
+    parts: list[str] = []
+    for unit, size in _UNITS:
+        count, seconds = divmod(seconds, size)
+        if count or parts:
+            parts.append(f"{count} {unit}")
+    shown = [p for p in parts[:2] if not p.startswith("0 ")]
+    return " ".join(shown)

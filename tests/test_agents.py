@@ -26,6 +26,7 @@ from client import (
     EscrowRefused,
     NoReply,
     ReceiverAgent,
+    SealError,
     SenderAgent,
 )
 from client._chunks import Chunk, chunk_wire
@@ -137,6 +138,23 @@ async def test_whole_story_two_receivers(
         assert {r.name: r.releases for r in status.receivers} == {"bob": 1, "carol": 1}
 
 
+async def test_a_window_already_over_is_refused_before_sealing(
+    world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
+) -> None:
+    async with sender(world, transport, tmp_path) as alice:
+        (tmp_path / "w.txt").write_bytes(CONTENT)
+        now = int(alice.now().timestamp())
+        with pytest.raises(SealError, match="release window is already over"):
+            await alice.seal(
+                [tmp_path / "w.txt"],
+                tmp_path / "w.consignment",
+                to=["bob"],
+                attributes=ControlAttributes(not_after=now - 1),
+            )
+        assert not (tmp_path / "w.consignment").exists()
+        assert await alice.events() == []  # nothing deposited
+
+
 async def test_revocation_before_release_denies_with_reason_and_event(
     world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
 ) -> None:
@@ -147,7 +165,10 @@ async def test_revocation_before_release_denies_with_reason_and_event(
     ):
         cid = await seal_report(alice, tmp_path, ["bob", "carol"])
         revoked = await alice.revoke(cid, ["bob"])
-        assert revoked.revoked == ("bob",)
+        assert (revoked.revoked, revoked.already_revoked) == (("bob",), ())
+        assert revoked.releases == {"bob": 0}
+        again = await alice.revoke(cid, ["bob"])
+        assert (again.revoked, again.already_revoked) == (("bob",), ("bob",))
         with pytest.raises(EscrowRefused) as refused:
             await bob.open(tmp_path / "r.consignment", tmp_path / "out-bob")
         assert refused.value.code == "revoked"

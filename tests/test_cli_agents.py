@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from client.cli._agentcli import PROGRESS_THRESHOLD, progress
 from tests.test_cli_identity import CONSIGN, Env, Result, assert_error
@@ -143,6 +144,9 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     assert [n["consignment_id"] for n in data["notifications"]] == [cid]
     assert [(r["consignment_id"], r["state"]) for r in data["received"]] == [(cid, "complete")]
     assert data["refused"] == []
+    (notification,) = data["notifications"]
+    for key in ("deposited_at", "received_at"):  # the same ISO 8601 as status and seal
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", notification[key]), notification
     text = env.as_("bob", "inbox")  # kept from before: listed again
     assert f"notified  {cid}  from alice" in text.out
     assert f"complete  {cid}  from alice" in text.out
@@ -153,8 +157,28 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     assert opened.err.strip() == "OK opened 1 file(s) from alice into bob-out"
     assert (env.root / "bob-out" / "report.txt").read_text() == "quarterly numbers\n"
 
+    mallory = env.as_("alice", "revoke", cid, "--receiver", "mallory")
+    assert_error(mallory, "(not_a_receiver)", "hint: name only receivers the consignment")
+    assert "not addressed to you" not in mallory.err
     revoked = env.as_("alice", "revoke", cid, "--receiver", "carol")
-    assert (revoked.code, revoked.out) == (0, f"consignment_id: {cid}\nrevoked: carol\n")
+    assert (revoked.code, revoked.out) == (0, f"consignment: {cid}\nrevoked: carol\n")
+    assert revoked.err == "OK revoked for carol\n"
+    again = env.as_("alice", "revoke", cid, "--receiver", "carol", "--json")
+    assert again.code == 0, again
+    assert json.loads(again.out) == {
+        "consignment_id": cid,
+        "revoked": ["carol"],
+        "already_revoked": ["carol"],
+        "releases": {"carol": 0},
+    }
+    assert again.err == "OK carol already revoked before, nothing changed\n"
+    after_release = env.as_("alice", "revoke", cid, "--receiver", "bob")
+    assert after_release.code == 0, after_release
+    assert after_release.err.splitlines() == [
+        "OK revoked for bob",
+        "note: bob already received the key part (released once); "
+        "revoking only stops further releases",
+    ]
     env.as_("carol", "inbox")
     denied = env.as_("carol", "open", cid, "-o", "carol-out")
     assert_error(denied, "refused the key-request", "(revoked)", "hint: the sender revoked")
@@ -171,6 +195,9 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
     events = env.as_("alice", "events", cid, "--json")
     assert events.code == 0, events
     kinds = [(e["kind"], e["receiver"]) for e in json.loads(events.out)]
+    for event in json.loads(events.out):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["at"]), event
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["received_at"]), event
     for expected in [
         ("deposited", None),
         ("notified", "bob"),
@@ -178,6 +205,7 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
         ("released", "bob"),
         ("revoked", "carol"),
         ("denied", "carol"),
+        ("revoked", "bob"),
     ]:
         assert expected in kinds
     text_events = env.as_("alice", "events", cid)
@@ -207,8 +235,13 @@ def test_send_for_another_channel_and_escrowed_mode(env: Agents) -> None:
     info = json.loads(sealed.out)
     assert (info["mode"], info["receivers"]) == ("escrowed", ["bob"])
     assert info["receipt"]["sender"] == "alice"
+    over_broker = env.as_("alice", "send", info["consignment_id"])
+    assert over_broker.out == f"consignment: {info['consignment_id']}\nreceivers: bob\n" + (
+        f"chunks: 1\nsize: {info['size']}\n"
+    )
     copy = env.as_("alice", "send", info["consignment_id"], "-o", "mail/plan.consignment")
     assert copy.code == 0, copy
+    assert copy.out == f"consignment: {info['consignment_id']}\nfile: mail/plan.consignment\n"
     assert (env.root / "mail" / "plan.consignment").read_bytes() == (
         env.root / "plan.consignment"
     ).read_bytes()
@@ -242,6 +275,46 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
     not_yours = env.as_("bob", "status", "0" * 32)
     assert_error(not_yours, "(unknown_consignment)")
 
+    later = env.as_(
+        "alice", "seal", "x.txt", "--to", "bob", "--not-before", "2090-01-01", "-o", "l.consignment"
+    )
+    too_soon = env.as_("bob", "open", "l.consignment", "-o", "l-out")
+    assert_error(too_soon, "released from 2090-01-01T00:00:00Z on; ask again in ", "(not_yet)")
+    assert "Unix time" not in too_soon.err
+    assert consignment_id(later)
+
+    nowhere = env.as_("alice", "seal", "x.txt", "--to", "bob", "-o", "no/such/dir/x.consignment")
+    assert_error(
+        nowhere,
+        f"cannot write '{env.root}/no/such/dir/x.consignment'",
+        f"hint: the directory '{env.root}/no/such/dir' does not exist; create it or choose",
+    )
+
+    bad_name = env.as_("alice", "seal", "x.txt", "--to", "Bad Name", "-o", "b.consignment")
+    assert_error(bad_name, "'Bad Name' is not a user name", "consign escrow users")
+    assert not (env.root / "b.consignment").exists()
+
+
+@pytest.mark.rabbitmq
+def test_an_unreachable_broker_is_said_in_words(env: Agents, amqp_url: str) -> None:
+    refused = env.as_("alice", "status", "0" * 32, "--amqp-url", "amqp://u:pw@127.0.0.1:5999/")
+    assert_error(
+        refused,
+        "error: cannot connect to RabbitMQ at 127.0.0.1:5999: connection refused",
+        "hint: is RabbitMQ running there",
+    )
+    assert len(refused.err.splitlines()) == 2  # no library log line before ours
+    assert "u:pw" not in refused.err
+    novhost = str(URL(amqp_url).with_path("/novhost"))
+    missing = env.as_("alice", "status", "0" * 32, "--amqp-url", novhost)
+    assert_error(
+        missing,
+        "refused the vhost 'novhost' (missing, or no permission for this user)",
+        "hint: check the vhost",
+    )
+    assert len(missing.err.splitlines()) == 2
+    assert "0x" not in missing.err
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -265,7 +338,23 @@ def test_errors_say_what_and_change_nothing(env: Agents) -> None:
                 "--not-after",
                 "2030-01-01",
             ),
-            "not_after must be later than not_before",
+            "--not-after (2030-01-01T00:00:00Z) must be later than --not-before "
+            "(2030-01-02T00:00:00Z)",
+        ),
+        (
+            (
+                "seal",
+                "x.txt",
+                "--to",
+                "b",
+                "-o",
+                "o",
+                "--not-before",
+                "2030-01-01",
+                "--not-after",
+                "2030-01-01",
+            ),
+            "must be later than --not-before",
         ),
         (("open", "x"), "Missing option '-o'"),
         (("revoke",), "Missing argument 'ID'"),
@@ -278,6 +367,55 @@ def test_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], message: str
     assert result.out == ""
     assert message in result.err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (("status", "0000"), "the id that `consign seal` printed"),
+        (("revoke", "0000"), "the id that `consign seal` printed"),
+        (("revoke", "A" * 32), f"lowercase: {'a' * 32}"),
+        (("status", "0" * 31 + "g"), "the id that `consign seal` printed"),
+        (("events", "0" * 33), "the id that `consign seal` printed"),
+    ],
+)
+def test_a_mistyped_id_is_an_error_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], hint: str
+) -> None:
+    # Checked before any identity, passphrase or broker is needed.
+    result = Env(tmp_path).run(*args)
+    assert_error(
+        result, f"error: {args[1]!r} is not a consignment id (32 lowercase hex digits)", hint
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "what"),
+    [
+        ("CONSIGN_MAX_MESSAGE_SIZE", "-5", "greater than or equal to 1024"),
+        ("CONSIGN_DELIVERY_LIMIT", "abc", "a valid integer"),
+    ],
+)
+def test_a_bad_broker_setting_names_the_variable(
+    tmp_path: Path, variable: str, value: str, what: str
+) -> None:
+    result = Env(tmp_path).run("status", "0" * 32, **{variable: value})
+    assert_error(result, f"error: {variable}: input should be", what, f"hint: fix {variable}")
+
+
+@pytest.mark.parametrize("not_after", ["2020-01-01", "1577836800"])
+def test_seal_refuses_a_release_window_already_over(tmp_path: Path, not_after: str) -> None:
+    (tmp_path / "x.txt").write_text("x")
+    # Refused before any identity or broker is needed, so nothing is deposited.
+    result = Env(tmp_path).run(
+        "seal", "x.txt", "--to", "bob", "-o", "o.consignment", "--not-after", not_after
+    )
+    assert_error(
+        result,
+        "error: the release window is already over (not after 2020-01-01T00:00:00Z)",
+        "hint: give a later --not-after",
+    )
+    assert not (tmp_path / "o.consignment").exists()
 
 
 def demo_steps(result: Result) -> list[str]:

@@ -396,6 +396,17 @@ def test_import_operator_identity_file_into_home(world: Env, tmp_path: Path) -> 
     assert (home / "alice.identity").read_bytes() == (world.root / "alice.identity").read_bytes()
     show = world.run("id", "show", "--home", str(home), CONSIGN_IDENTITY_PASSPHRASE=ALICE_PW)
     assert show.out.startswith("name: alice\nstate: complete")
+    kept = (home / "alice.identity").read_bytes()
+    again = world.run(
+        "id", "import", "alice.identity", "--home", str(home), CONSIGN_IDENTITY_PASSPHRASE=ALICE_PW
+    )
+    assert_error(
+        again,
+        f"error: an identity 'alice' already exists in {home}",
+        "hint: it is imported already (`consign id show alice`); to replace it, move ",
+    )
+    assert "choose another file name" not in again.err  # import has no file name to choose
+    assert (home / "alice.identity").read_bytes() == kept
 
 
 def test_policy_commands(world: Env) -> None:

@@ -106,6 +106,34 @@ async def test_worker_without_a_broker_url_says_what_to_do(
     assert "guest:guest" not in unreachable.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "what"),
+    [
+        ("CONSIGN_DELIVERY_LIMIT", "abc", "a valid integer"),
+        ("CONSIGN_DELIVERY_LIMIT", "-1", "greater than or equal to 0"),
+        ("CONSIGN_MAX_MESSAGE_SIZE", "-5", "greater than or equal to 1024"),
+    ],
+)
+async def test_worker_with_a_bad_setting_names_the_variable(
+    setup: EscrowSetup,
+    amqp_factory: TransportFactory,
+    amqp_url: str,
+    variable: str,
+    value: str,
+    what: str,
+) -> None:
+    env = environment(setup, amqp_factory, amqp_url)
+    env[variable] = value
+    result = consign("escrow", "worker", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error, hint = result.stderr.splitlines()
+    assert error.startswith(f"error: {variable}: input should be ")
+    assert what in error
+    assert repr(value) in error
+    assert hint.startswith(f"hint: fix {variable} or unset it to use the default (")
+
+
 async def test_worker_with_a_wrong_passphrase_refuses_to_start(
     setup: EscrowSetup, amqp_factory: TransportFactory, amqp_url: str
 ) -> None:

@@ -18,6 +18,7 @@ from escrow_worker._decide import (
     decide_release,
     decide_revoke,
     decide_sender_request,
+    duration,
 )
 
 T = 1_900_000_000
@@ -50,6 +51,33 @@ def test_not_before_is_inclusive(offset: int, expected: ErrorCode | None) -> Non
 @pytest.mark.parametrize(("offset", "expected"), [(-1, None), (0, None), (1, ErrorCode.EXPIRED)])
 def test_not_after_is_inclusive(offset: int, expected: ErrorCode | None) -> None:
     assert window(T + 100 + offset, not_after=T + 100) == expected
+
+
+def message(now: int, state: ReceiverState | None = None, **attributes: object) -> str:
+    state = state or ReceiverState("bob", notified_at=T)
+    refusal = check_window(ControlAttributes(**attributes), state, now=now)  # type: ignore[arg-type]
+    assert refusal is not None
+    return refusal.message
+
+
+def test_refusals_say_times_in_iso_8601_and_durations_for_people() -> None:
+    # T is 2030-03-17T17:46:40Z.
+    assert message(T - 97_800_589, not_before=T) == (
+        "the key is released from 2030-03-17T17:46:40Z on; ask again in 1131 d 22 h"
+    )
+    assert message(T + 1, not_after=T) == "the key was released only until 2030-03-17T17:46:40Z"
+    assert message(T + 7 * 86400 + 1, ask_within_seconds=7 * 86400) == (
+        "the key had to be asked for within 7 d of the notification (by 2030-03-24T17:46:40Z)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (1, "1 s"), (60, "1 min"), (61, "1 min 1 s"), (3661, "1 h 1 min"),
+     (86400, "1 d"), (90061, "1 d 1 h")],
+)  # fmt: skip
+def test_durations_show_the_two_largest_units(seconds: int, text: str) -> None:
+    assert duration(seconds) == text
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ def load(opts: AgentOptions) -> tuple[Identity, str, Path]:
 
 
 def broker_url(given: str | None) -> str:
-    url = given or BrokerSettings().url
+    url = given or BrokerSettings.from_env().url
     if not url or url == "memory://":
         raise AgentError(
             "no broker to reach the escrow through",
@@ -149,9 +149,10 @@ def broker_url(given: str | None) -> str:
 @asynccontextmanager
 async def running(opts: AgentOptions, kind: type[A]) -> AsyncIterator[A]:
     """An agent of `kind` for these options, started, on a started transport."""
-    identity, escrow, directory = load(opts)
+    # The environment first: a bad setting needs no passphrase to be reported.
+    settings = BrokerSettings.from_env()
     url = broker_url(opts.amqp_url)
-    settings = BrokerSettings()
+    identity, escrow, directory = load(opts)
     async with (
         connect_transport(url, settings.transport_config()) as transport,
         kind(identity, transport, escrow, directory, reply_timeout=opts.timeout) as agent,

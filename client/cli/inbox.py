@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import click
 
+from client._agent import require_consignment_id
 from client.agent import InboxContents, ReceiverAgent
 from client.cli._agentcli import AgentOptions, agent_options, iso, running
 from escrow_worker.cli import emit, json_option, status
@@ -32,7 +33,7 @@ async def _fetch(opts: AgentOptions, wait: float) -> InboxContents:
 def _data(contents: InboxContents) -> dict[str, list[dict[str, object]]]:
     def plain(item: object) -> dict[str, object]:
         data = asdict(item)  # type: ignore[call-overload]
-        return {k: (str(v) if k == "path" and v is not None else v) for k, v in data.items()}
+        return {k: _value(k, v) for k, v in data.items()}
 
     return {
         "notifications": [plain(n) for n in contents.notifications],
@@ -42,8 +43,18 @@ def _data(contents: InboxContents) -> dict[str, list[dict[str, object]]]:
     }
 
 
+def _value(key: str, value: object) -> object:
+    """Paths as strings; times (`at`, `*_at`) in ISO 8601 UTC, as status and seal
+    print them."""
+    if key == "path" and value is not None:
+        return str(value)
+    if (key == "at" or key.endswith("_at")) and isinstance(value, int):
+        return iso(value)
+    return value
+
+
 def _event_line(event: dict[str, object]) -> str:
-    parts = [str(iso(event["at"])), str(event["consignment_id"]), str(event["kind"])]  # type: ignore[arg-type]
+    parts = [str(event["at"]), str(event["consignment_id"]), str(event["kind"])]
     if event["receiver"]:
         parts.append(f"receiver={event['receiver']}")
     if event["reason"]:
@@ -65,7 +76,7 @@ def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
     for n in data["notifications"]:
         lines.append(
             f"notified  {n['consignment_id']}  from {n['sender']}  {n['consignment_size']} bytes"
-            f"  deposited {iso(n['deposited_at'])}"  # type: ignore[arg-type]
+            f"  deposited {n['deposited_at']}"
         )
     for r in data["received"]:
         where = (
@@ -94,6 +105,8 @@ def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json:
     """Fetch your inbox and list the escrow's events about your consignments
     (deposited, notified, released, denied and why, revoked), oldest first;
     only those of consignment ID if given."""
+    if consignment_id is not None:
+        require_consignment_id(consignment_id)
     data = _data(asyncio.run(_fetch(opts, wait)))["events"]
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]

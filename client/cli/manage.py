@@ -8,6 +8,7 @@ import asyncio
 
 import click
 
+from client._agent import require_consignment_id
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
 from client.cli._agentcli import AgentOptions, agent_options, iso, running
 from escrow_worker.cli import emit, json_option
@@ -30,17 +31,46 @@ def revoke(
 ) -> None:
     """Revoke consignment ID before its key part is released: the escrow then
     refuses every later request from the receivers named (or all of them)."""
+    require_consignment_id(consignment_id)  # before asking for a passphrase
 
     async def go() -> Revoked:
         async with running(opts, SenderAgent) as agent:
             return await agent.revoke(consignment_id, receivers)
 
     revoked = asyncio.run(go())
+    already = set(revoked.already_revoked)
+    newly = [name for name in revoked.revoked if name not in already]
+    released = {name: n for name, n in (revoked.releases or {}).items() if n > 0}
     emit(
-        {"consignment_id": revoked.consignment_id, "revoked": list(revoked.revoked)},
+        {
+            "consignment_id": revoked.consignment_id,
+            "revoked": list(revoked.revoked),
+            "already_revoked": list(revoked.already_revoked),
+            "releases": None if revoked.releases is None else dict(revoked.releases),
+        },
         as_json,
+        f"consignment: {revoked.consignment_id}\nrevoked: {', '.join(revoked.revoked) or '-'}",
     )
-    say(f"OK revoked for {', '.join(revoked.revoked) or 'nobody'}")
+    for line in revoke_report(newly, list(revoked.already_revoked), released):
+        say(line)
+
+
+def revoke_report(newly: list[str], already: list[str], released: dict[str, int]) -> list[str]:
+    """The status lines of a revoke: who is newly revoked, who was already, and
+    who had the key part before it (revoking does not take that back)."""
+    parts = []
+    if newly:
+        parts.append(f"revoked for {', '.join(newly)}")
+    if already:
+        parts.append(f"{', '.join(already)} already revoked before, nothing changed")
+    lines = [f"OK {'; '.join(parts) or 'revoked for nobody'}"]
+    for name, count in released.items():
+        times = "once" if count == 1 else f"{count} times"
+        lines.append(
+            f"note: {name} already received the key part (released {times}); "
+            "revoking only stops further releases"
+        )
+    return lines
 
 
 @click.command()
@@ -50,6 +80,7 @@ def revoke(
 def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
     """Ask the escrow about consignment ID: when it was deposited, and per
     receiver when it was notified, how often released, revoked or last denied."""
+    require_consignment_id(consignment_id)  # before asking for a passphrase
 
     async def go() -> ConsignmentStatus:
         async with running(opts, SenderAgent) as agent:

@@ -7,12 +7,14 @@ asked, and never print key material.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import click
 from pydantic import ValidationError
 
 from broker import ControlAttributes, Mode
+from client._agent import check_release_window
 from client.agent import Sealed, SenderAgent
 from client.cli._agentcli import (
     AgentOptions,
@@ -126,6 +128,10 @@ def seal(
     escrow's signed receipt. Then send the file with `consign send`, or by any
     other channel.
     """
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise click.UsageError(
+            f"--not-after ({iso(not_after)}) must be later than --not-before ({iso(not_before)})"
+        )
     try:
         attributes = ControlAttributes(
             not_before=not_before,
@@ -135,6 +141,7 @@ def seal(
         )
     except ValidationError as exc:
         raise click.UsageError(exc.errors()[0]["msg"]) from None
+    check_release_window(attributes, now=int(time.time()))  # before any broker or file
     if output.exists() and not force:
         raise AgentError(
             f"{output} already exists", "choose another --output, or pass --force to replace it"

@@ -73,6 +73,9 @@ def send(
             "size": sent.size,
         },
         as_json,
+        # The same "consignment:" line as seal and status print.
+        f"consignment: {sent.consignment_id}\nreceivers: {', '.join(sent.receivers)}\n"
+        f"chunks: {sent.chunks}\nsize: {sent.size}",
     )
     status(f"OK sent to the inbox of {', '.join(sent.receivers)} in {sent.chunks} chunk(s)")
 
@@ -90,7 +93,8 @@ def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool
         shutil.copyfile(path, output)
     except OSError as exc:
         raise AgentError(f"cannot write {output}: {exc.strerror}", "check the path") from exc
-    emit({"consignment_id": cid, "file": str(output)}, as_json)
+    text = f"consignment: {cid}\nfile: {output}"
+    emit({"consignment_id": cid, "file": str(output)}, as_json, text)
     status(f"OK wrote {output}; hand it over by any channel")
 
 
