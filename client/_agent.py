@@ -626,8 +626,9 @@ class Agent:
 
     async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:
         hint = (
-            "is an escrow worker running? the request is kept: ask again and the same "
-            "request is sent again"
+            "is an escrow worker running, and is this identity registered at that escrow "
+            "(the escrow does not answer signers it does not know; see `consign id show`)? "
+            "the request is kept: ask again and the same request is sent again"
         )
         refused = await self.store.fetchall(
             "SELECT message FROM refused WHERE received_at >= ? ORDER BY seq DESC", (since,)

@@ -411,12 +411,16 @@ class ReceiverAgent(Agent):
 
     async def locate(self, consignment: Path | str) -> Path:
         """The file of a consignment: `consignment` itself, or the file of the
-        consignment with that id that arrived in the inbox."""
+        consignment with that id that arrived in the inbox (read first if it
+        has not been stored yet)."""
         text = str(consignment)
         if isinstance(consignment, str) and is_consignment_id(text):
-            row = await self.store.fetchone(
-                "SELECT state, path FROM received WHERE consignment_id = ?", (text,)
-            )
+            query = "SELECT state, path FROM received WHERE consignment_id = ?"
+            row = await self.store.fetchone(query, (text,))
+            if row is None or row["state"] != "complete":
+                # Not here yet: read what the inbox holds (as `consign inbox` would).
+                await self.sync(idle=0.5, timeout=10.0)
+                row = await self.store.fetchone(query, (text,))
             if row is None or row["state"] != "complete":
                 state = "has not arrived" if row is None else f"is {row['state']}"
                 raise AgentError(

@@ -234,6 +234,19 @@ async def test_lost_reply_is_recovered_by_resending_the_same_request(
         assert [r.releases for r in status.receivers] == [1]
 
 
+async def test_open_by_id_reads_the_inbox_first(
+    world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
+) -> None:
+    """`open ID` right after the sender's `send`, with no `fetch` between."""
+    async with sender(world, transport, tmp_path) as alice:
+        cid = await seal_report(alice, tmp_path, ["bob"])
+        async with receiver(world, transport, tmp_path, "bob") as bob:
+            await alice.send(cid)
+            opened = await bob.open(cid, tmp_path / "out")
+            assert opened.consignment_id == cid
+            assert (tmp_path / "out" / "r.txt").read_bytes() == CONTENT
+
+
 async def test_an_agent_waits_for_the_first_worker_and_says_when_there_is_none(
     world: World, transport: Transport, transport_factory: TransportFactory, tmp_path: Path
 ) -> None:

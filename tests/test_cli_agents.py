@@ -508,3 +508,15 @@ def test_progress_bar_only_for_large_work_on_a_terminal(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
     with progress("opening", PROGRESS_THRESHOLD * 4) as step:
         assert step is None
+
+
+@pytest.mark.parametrize("command", ["seal", "open", "send"])
+def test_output_and_overwrite_options_have_the_same_names_everywhere(
+    tmp_path: Path, command: str
+) -> None:
+    shown = Env(tmp_path).run(command, "--help")
+    assert shown.code == 0, shown
+    assert "-o, --output" in shown.out
+    if command != "send":
+        assert "--force" in shown.out
+        assert "--overwrite" in shown.out

@@ -33,7 +33,9 @@ def _size(path: Path) -> int:
     required=True,
     help="Directory to open the files into (created if missing).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace files that already exist there.")
+@click.option(
+    "--overwrite", "--force", is_flag=True, help="Replace files that already exist there."
+)
 @agent_options
 @json_option
 def open_(

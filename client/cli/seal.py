@@ -85,7 +85,9 @@ def _text(info: dict[str, object]) -> str:
     required=True,
     help="The consignment file to write.",
 )
-@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option(
+    "--force", "--overwrite", is_flag=True, help="Overwrite the output file if it exists."
+)
 @click.option(
     "--mode",
     type=click.Choice([m.value for m in Mode]),

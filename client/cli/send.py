@@ -32,6 +32,7 @@ from escrow_worker.cli import emit, json_option, status
 )
 @click.option(
     "-o",
+    "--output",
     "--file",
     "output",
     type=click.Path(dir_okay=False, path_type=Path),
