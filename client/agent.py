@@ -32,6 +32,7 @@ from broker.errors import Unroutable
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
+    ErrorCode,
     KeyReleaseBody,
     KeyRequestBody,
     MessageType,
@@ -453,12 +454,15 @@ class ReceiverAgent(Agent):
             )
         digest = await asyncio.to_thread(consignment_digest, path)
         cid = info.consignment_id
-        _, body, _, _ = await self.request(
-            MessageType.KEY_REQUEST,
-            KeyRequestBody(consignment_id=cid, consignment_digest=digest),
-            subject=f"{cid}:{digest}",
-            reuse=True,
-        )
+        try:
+            _, body, _, _ = await self.request(
+                MessageType.KEY_REQUEST,
+                KeyRequestBody(consignment_id=cid, consignment_digest=digest),
+                subject=f"{cid}:{digest}",
+                reuse=True,
+            )
+        except EscrowRefused as exc:
+            raise await self._explain_unknown(exc, cid) from None
         assert isinstance(body, KeyReleaseBody)
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
@@ -495,6 +499,25 @@ class ReceiverAgent(Agent):
             destination=Path(destination),
             files=tuple(opened.files),
             released_at=body.released_at,
+        )
+
+    async def _explain_unknown(self, refused: EscrowRefused, cid: str) -> EscrowRefused:
+        """An unknown consignment that no notification announced either: the id
+        was read from the file, so the file itself is the likely culprit."""
+        if refused.code != ErrorCode.UNKNOWN_CONSIGNMENT:
+            return refused
+        if await self.store.fetchone(
+            "SELECT 1 FROM notifications WHERE consignment_id = ?", (cid,)
+        ):
+            return refused
+        return EscrowRefused(
+            refused.code,
+            f"{refused}; no notification of consignment {cid} reached {self.name!r} either",
+            "the file may be damaged (the id comes from its header) or was deposited at "
+            "another escrow; get a fresh copy from the sender",
+            request_type=refused.request_type,
+            consignment_id=refused.consignment_id,
+            reason=refused.reason,
         )
 
 

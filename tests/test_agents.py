@@ -247,6 +247,26 @@ async def test_open_by_id_reads_the_inbox_first(
             assert (tmp_path / "out" / "r.txt").read_bytes() == CONTENT
 
 
+async def test_a_file_whose_id_was_damaged_is_called_damaged(
+    world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
+) -> None:
+    async with sender(world, transport, tmp_path) as alice:
+        cid = await seal_report(alice, tmp_path, ["bob"])
+    data = (tmp_path / "r.consignment").read_bytes()
+    other = cid[:-1] + ("0" if cid[-1] != "0" else "1")
+    assert data.count(cid.encode()) >= 1
+    damaged = tmp_path / "damaged.consignment"
+    damaged.write_bytes(data.replace(cid.encode(), other.encode(), 1))
+    async with receiver(world, transport, tmp_path, "bob") as bob:
+        with pytest.raises(EscrowRefused) as refused:
+            await bob.open(damaged, tmp_path / "out")
+        assert refused.value.code == "unknown_consignment"
+        assert "no notification of consignment" in str(refused.value)
+        assert refused.value.hint is not None
+        assert "the file may be damaged" in refused.value.hint
+        assert not (tmp_path / "out").exists()
+
+
 async def test_an_agent_waits_for_the_first_worker_and_says_when_there_is_none(
     world: World, transport: Transport, transport_factory: TransportFactory, tmp_path: Path
 ) -> None:
