@@ -10,6 +10,7 @@ restart or reconfigure the shared broker.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +44,16 @@ def amqp_url() -> str:
             pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
         pytest.skip(f"{reason}; outside CI (with CI=true this is a failure)")
     return url
+
+
+def require_rabbitmqctl() -> None:
+    """For tests that change the broker through `rabbitmqctl`: fails under
+    CI=true when it is missing, skips otherwise."""
+    if shutil.which("rabbitmqctl") is None:
+        reason = "rabbitmqctl is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
+        pytest.skip(reason)
 
 
 class _RecordingAmqpTransport(AmqpTransport):

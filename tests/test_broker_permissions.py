@@ -8,10 +8,8 @@ its absence is a failure, never a skip.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from broker import AmqpTransport, Transport, TransportConfig
 from broker.errors import BrokerError
 from client import ReceiverAgent, SenderAgent
 from tests.agent_helpers import ESCROW_NAME, WorkerRunner, make_world
+from tests.conftest import require_rabbitmqctl
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PASSWORD = "not-a-secret"
@@ -48,11 +47,7 @@ def rabbitmqctl(*args: str) -> None:
 def vhost(amqp_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A vhost with the README's users (renamed to be unique on the broker) for
     the worker, alice and bob. Yields (vhost, broker user by role)."""
-    if shutil.which("rabbitmqctl") is None:
-        reason = "rabbitmqctl is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
-        pytest.skip(reason)
+    require_rabbitmqctl()
     tag = uuid.uuid4().hex[:8]
     name = f"consign-perm-{tag}"
     users = {"worker": f"escrow-worker-{tag}", "alice": f"alice-{tag}", "bob": f"bob-{tag}"}

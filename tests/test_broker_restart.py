@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from broker.errors import BrokerError
 from client import ReceiverAgent, SenderAgent
 from client.errors import ClientError
 from tests.agent_helpers import ESCROW_NAME, WorkerRunner, make_world
-from tests.conftest import TransportFactory
+from tests.conftest import TransportFactory, require_rabbitmqctl
 
 pytestmark = pytest.mark.rabbitmq
 CONTENT = b"sealed before the broker went down\n"
@@ -48,11 +47,7 @@ async def test_worker_and_agents_carry_on_after_a_broker_restart(
     if os.environ.get("CI") != "true" and os.environ.get("CONSIGN_TEST_BROKER_RESTART") != "1":
         # Restarting someone's broker is for CI (or on request), not a habit.
         pytest.skip("restarts RabbitMQ: runs with CI=true or CONSIGN_TEST_BROKER_RESTART=1")
-    if shutil.which("rabbitmqctl") is None:
-        reason = "rabbitmqctl is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
-        pytest.skip(reason)
+    require_rabbitmqctl()
     world = await make_world(tmp_path, ("alice", "bob"))
     worker_transport = await amqp_factory()
     assert isinstance(worker_transport, AmqpTransport)
