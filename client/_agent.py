@@ -627,7 +627,8 @@ class Agent:
     async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:
         hint = (
             "is an escrow worker running, and is this identity registered at that escrow "
-            "(the escrow does not answer signers it does not know; see `consign id show`)? "
+            "(an escrow of another CA refuses it, and its answer cannot be verified here; "
+            "see `consign id show`)? "
             "the request is kept: ask again and the same request is sent again"
         )
         refused = await self.store.fetchall(
