@@ -1,5 +1,12 @@
-"""The wire between agents and the escrow: messages, signed envelopes, topology,
-transports.
+"""What agents and the escrow share: the wire (canonical encoding, signed
+envelopes, message bodies, deposits), the transports, the closed PKI both sides
+check against, the HPKE wrapper, the one error base, and the console helpers
+every command uses.
+
+Layout: `errors` (the one base, `Error`), `canonical`, `envelope`, `messages`,
+`deposit`, `hpke`, `files`, `console`, `pki/` (profile, checks, identity files,
+sealed files, CSR, bundle) and `transport/` (base, amqp, memory, settings,
+connect). Every public name is exported here, once, and imported on first use.
 
 `broker` must never import `client` or `escrow_worker`; they depend on it.
 """
@@ -11,17 +18,14 @@ from typing import TYPE_CHECKING
 from broker._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from broker._amqp import AmqpTransport
-    from broker._connect import connect_transport
-    from broker._hpke import (
-        DEPOSIT_INFO,
-        RELEASE_INFO,
-        open_deposit,
-        open_key_part,
-        seal_deposit,
-        seal_key_part,
+    from broker.canonical import (
+        HEX_DIGEST,
+        HEX_ID,
+        NAME,
+        canonical_json,
+        check_name,
+        parse_canonical_json,
     )
-    from broker._inprocess import InProcessBroker, InProcessTransport
     from broker.deposit import (
         ControlAttributes,
         Deposit,
@@ -36,15 +40,49 @@ if TYPE_CHECKING:
         SIGNATURE_CONTEXT,
         Envelope,
         SignedEnvelope,
-        canonical_json,
         new_envelope,
-        parse_canonical_json,
         sign_envelope,
         verify_envelope_signature,
     )
-    from broker.errors import BrokerError, EnvelopeError, SealedMessageError, TransportError
-    from broker.settings import BrokerSettings
-    from broker.transport import (
+    from broker.errors import (
+        BrokerError,
+        CertificateRejected,
+        CertReason,
+        EnvelopeError,
+        Error,
+        FileError,
+        IdentityFileError,
+        SealedMessageError,
+        TransportError,
+    )
+    from broker.hpke import (
+        DEPOSIT_INFO,
+        RELEASE_INFO,
+        open_deposit,
+        open_key_part,
+        seal_deposit,
+        seal_key_part,
+    )
+    from broker.pki.bundle import CertificateBundle, parse_bundle
+    from broker.pki.checks import (
+        check_certificate,
+        check_crl,
+        check_encryption_certificate,
+        check_signing_certificate,
+    )
+    from broker.pki.csr import CertificateRequest, build_csr, parse_csr
+    from broker.pki.identity import (
+        Identity,
+        IdentityKeys,
+        dump_identity,
+        generate_keys,
+        load_identity_bytes,
+        read_identity_file,
+        write_identity_file,
+    )
+    from broker.pki.profile import Role, common_name, fingerprint, load_certificate, load_crl
+    from broker.transport.amqp import AmqpTransport
+    from broker.transport.base import (
         DEFAULT_PREFETCH,
         ESCROW,
         DeadLetter,
@@ -58,63 +96,103 @@ if TYPE_CHECKING:
         Transport,
         TransportConfig,
     )
+    from broker.transport.connect import connect_transport
+    from broker.transport.memory import InProcessBroker, InProcessTransport
+    from broker.transport.settings import BrokerSettings
 
 _EXPORTS = {
-    "DEFAULT_PREFETCH": "broker.transport",
-    "DEPOSIT_INFO": "broker._hpke",
-    "ESCROW": "broker.transport",
+    "DEFAULT_PREFETCH": "broker.transport.base",
+    "DEPOSIT_INFO": "broker.hpke",
+    "ESCROW": "broker.transport.base",
+    "HEX_DIGEST": "broker.canonical",
+    "HEX_ID": "broker.canonical",
     "MAX_ENVELOPE_BYTES": "broker.envelope",
-    "RELEASE_INFO": "broker._hpke",
+    "NAME": "broker.canonical",
+    "RELEASE_INFO": "broker.hpke",
     "SIGNATURE_CONTEXT": "broker.envelope",
-    "AmqpTransport": "broker._amqp",
+    "AmqpTransport": "broker.transport.amqp",
     "BrokerError": "broker.errors",
-    "BrokerSettings": "broker.settings",
+    "BrokerSettings": "broker.transport.settings",
+    "CertReason": "broker.errors",
+    "CertificateBundle": "broker.pki.bundle",
+    "CertificateRejected": "broker.errors",
+    "CertificateRequest": "broker.pki.csr",
     "ControlAttributes": "broker.deposit",
-    "DeadLetter": "broker.transport",
-    "Deliveries": "broker.transport",
-    "Delivery": "broker.transport",
+    "DeadLetter": "broker.transport.base",
+    "Deliveries": "broker.transport.base",
+    "Delivery": "broker.transport.base",
     "Deposit": "broker.deposit",
-    "Destination": "broker.transport",
+    "Destination": "broker.transport.base",
     "Envelope": "broker.envelope",
     "EnvelopeError": "broker.errors",
-    "EscrowQueue": "broker.transport",
-    "InProcessBroker": "broker._inprocess",
-    "InProcessTransport": "broker._inprocess",
-    "Inbox": "broker.transport",
+    "Error": "broker.errors",
+    "EscrowQueue": "broker.transport.base",
+    "FileError": "broker.errors",
+    "Identity": "broker.pki.identity",
+    "IdentityFileError": "broker.errors",
+    "IdentityKeys": "broker.pki.identity",
+    "InProcessBroker": "broker.transport.memory",
+    "InProcessTransport": "broker.transport.memory",
+    "Inbox": "broker.transport.base",
     "KeyRelease": "broker.deposit",
-    "Message": "broker.transport",
+    "Message": "broker.transport.base",
     "Mode": "broker.deposit",
     "Policy": "broker.deposit",
     "ReceiverSpec": "broker.deposit",
-    "Requeue": "broker.transport",
+    "Requeue": "broker.transport.base",
+    "Role": "broker.pki.profile",
     "SealedMessageError": "broker.errors",
     "SignedEnvelope": "broker.envelope",
-    "Transport": "broker.transport",
-    "TransportConfig": "broker.transport",
+    "Transport": "broker.transport.base",
+    "TransportConfig": "broker.transport.base",
     "TransportError": "broker.errors",
-    "canonical_json": "broker.envelope",
-    "connect_transport": "broker._connect",
+    "build_csr": "broker.pki.csr",
+    "canonical_json": "broker.canonical",
+    "check_certificate": "broker.pki.checks",
+    "check_crl": "broker.pki.checks",
+    "check_encryption_certificate": "broker.pki.checks",
+    "check_name": "broker.canonical",
+    "check_signing_certificate": "broker.pki.checks",
+    "common_name": "broker.pki.profile",
+    "connect_transport": "broker.transport.connect",
+    "dump_identity": "broker.pki.identity",
+    "fingerprint": "broker.pki.profile",
+    "generate_keys": "broker.pki.identity",
     "key_id": "broker.deposit",
+    "load_certificate": "broker.pki.profile",
+    "load_crl": "broker.pki.profile",
+    "load_identity_bytes": "broker.pki.identity",
     "new_envelope": "broker.envelope",
-    "open_deposit": "broker._hpke",
-    "open_key_part": "broker._hpke",
-    "parse_canonical_json": "broker.envelope",
-    "seal_deposit": "broker._hpke",
-    "seal_key_part": "broker._hpke",
+    "open_deposit": "broker.hpke",
+    "open_key_part": "broker.hpke",
+    "parse_bundle": "broker.pki.bundle",
+    "parse_canonical_json": "broker.canonical",
+    "parse_csr": "broker.pki.csr",
+    "read_identity_file": "broker.pki.identity",
+    "seal_deposit": "broker.hpke",
+    "seal_key_part": "broker.hpke",
     "sign_envelope": "broker.envelope",
     "verify_envelope_signature": "broker.envelope",
+    "write_identity_file": "broker.pki.identity",
 }
 
 __all__ = [
     "DEFAULT_PREFETCH",
     "DEPOSIT_INFO",
     "ESCROW",
+    "HEX_DIGEST",
+    "HEX_ID",
     "MAX_ENVELOPE_BYTES",
+    "NAME",
     "RELEASE_INFO",
     "SIGNATURE_CONTEXT",
     "AmqpTransport",
     "BrokerError",
     "BrokerSettings",
+    "CertReason",
+    "CertificateBundle",
+    "CertificateRejected",
+    "CertificateRequest",
     "ControlAttributes",
     "DeadLetter",
     "Deliveries",
@@ -123,7 +201,12 @@ __all__ = [
     "Destination",
     "Envelope",
     "EnvelopeError",
+    "Error",
     "EscrowQueue",
+    "FileError",
+    "Identity",
+    "IdentityFileError",
+    "IdentityKeys",
     "InProcessBroker",
     "InProcessTransport",
     "Inbox",
@@ -133,22 +216,40 @@ __all__ = [
     "Policy",
     "ReceiverSpec",
     "Requeue",
+    "Role",
     "SealedMessageError",
     "SignedEnvelope",
     "Transport",
     "TransportConfig",
     "TransportError",
+    "build_csr",
     "canonical_json",
+    "check_certificate",
+    "check_crl",
+    "check_encryption_certificate",
+    "check_name",
+    "check_signing_certificate",
+    "common_name",
     "connect_transport",
+    "dump_identity",
+    "fingerprint",
+    "generate_keys",
     "key_id",
+    "load_certificate",
+    "load_crl",
+    "load_identity_bytes",
     "new_envelope",
     "open_deposit",
     "open_key_part",
+    "parse_bundle",
     "parse_canonical_json",
+    "parse_csr",
+    "read_identity_file",
     "seal_deposit",
     "seal_key_part",
     "sign_envelope",
     "verify_envelope_signature",
+    "write_identity_file",
 ]
 
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -8,23 +8,14 @@ log or print it, and `repr` of a model never shows a key.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from broker.envelope import canonical_json
+from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME, canonical_json
 
 __all__ = [
     "ControlAttributes",
@@ -38,34 +29,6 @@ __all__ = [
 
 #: 248 so that the header line "escrow <name>" stays within the 256-byte line limit.
 ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,248}$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-HEX_ID = re.compile(r"^[0-9a-f]{32}$")
-HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _b64decode(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except binascii.Error as exc:
-            raise ValueError("not canonical base64") from exc
-        if base64.b64encode(raw).decode() != value:
-            raise ValueError("not canonical base64")
-        return raw
-    return value
-
-
-def _b64encode(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
-# Bytes that travel as standard padded base64 in JSON and are hidden from repr.
-B64 = Annotated[
-    bytes,
-    BeforeValidator(_b64decode),
-    PlainSerializer(_b64encode, return_type=str, when_used="json"),
-]
-
 
 class Mode(StrEnum):
     """How the content key is split between the consignment and the escrow."""

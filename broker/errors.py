@@ -1,7 +1,13 @@
-"""Errors raised by the `broker` package.
+"""The one error base of the project, and the errors the `broker` package raises.
 
-Everything `broker` raises on purpose derives from `BrokerError`, so the CLI can
-catch that one class, print `message` (and `hint`, when there is one) and exit.
+`Error` is the base of every error any of our packages raises on purpose: a
+`message` saying what went wrong and, when it helps, a `hint` saying what the
+user can do (as age's `errorWithHint` and sigstore-python's `Error`). The CLI
+catches `Error` only, prints `error: <message>` and `hint: <hint>` on stderr and
+exits 1. `BrokerError` (here), `escrow_worker.EscrowError` and
+`client.ClientError` are the three families below it.
+
+Everything `broker` raises on purpose derives from `BrokerError`.
 Exceptions of the libraries underneath (aio-pika, aiormq, sockets) are wrapped at
 the boundary with `raise ... from exc`; they never leave this package raw.
 
@@ -14,13 +20,19 @@ has a stable message id and every handler is idempotent by that id.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 __all__ = [
     "BrokerError",
+    "CertReason",
+    "CertificateRejected",
     "ConnectionFailed",
     "DeliveryLost",
     "EnvelopeError",
+    "Error",
+    "FileError",
+    "IdentityFileError",
     "InvalidName",
     "MessageTooLarge",
     "PublishRefused",
@@ -34,16 +46,25 @@ __all__ = [
 ]
 
 
-class BrokerError(Exception):
-    """Base of every error the `broker` package raises on purpose.
+class Error(Exception):
+    """Base of every error our packages raise on purpose.
 
     `message` says what went wrong; `hint`, when given, says what the user can do.
+    Neither may ever hold a secret (a key, a passphrase, a message body).
     """
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def diagnostics(self) -> str:
+        """What the CLI prints: the message, and the hint on a line of its own."""
+        return self.message if self.hint is None else f"{self.message}\nhint: {self.hint}"
+
+
+class BrokerError(Error):
+    """Base of every error the `broker` package raises on purpose."""
 
 
 class TransportError(BrokerError):
@@ -122,3 +143,39 @@ class SealedMessageError(BrokerError):
     """An HPKE-sealed deposit or key part cannot be opened, or is not what it claims.
 
     One message for every cause (wrong key, wrong context, altered): no oracle."""
+
+
+class FileError(BrokerError):
+    """A file cannot be read or written (missing, too large, exists, no permission)."""
+
+
+class CertReason(StrEnum):
+    """Why a certificate (or the CRL it is checked against) was refused."""
+
+    MALFORMED = "malformed"
+    SELF_SIGNED = "self_signed"
+    UNTRUSTED_ISSUER = "untrusted_issuer"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    WRONG_USAGE = "wrong_usage"
+    WRONG_NAME = "wrong_name"
+    CRL_INVALID = "crl_invalid"
+    CRL_STALE = "crl_stale"
+
+
+class CertificateRejected(BrokerError):
+    """A certificate failed a check of `broker.pki`; `reason` says which."""
+
+    def __init__(self, reason: CertReason, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class IdentityFileError(BrokerError):
+    """An identity or key file cannot be read: `reason` is "malformed", "damaged",
+    "wrong_passphrase" or "inconsistent"."""
+
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.reason = reason

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broker.deposit import B64, HEX_DIGEST, HEX_ID, NAME, Mode
+from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
+from broker.deposit import Mode
 
 __all__ = [
     "MESSAGE_TYPES",

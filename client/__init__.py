@@ -15,7 +15,6 @@ from broker._lazy import lazy_exports as _lazy_exports
 if TYPE_CHECKING:
     from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
     from client._trust import (
-        receiver_key,
         verify_encryption_certificate,
         verify_signing_certificate,
     )
@@ -101,7 +100,6 @@ _EXPORTS = {
     "consignment_digest": "client.consignment",
     "inspect": "client.consignment",
     "load_identity": "client._home",
-    "receiver_key": "client._trust",
     "seal": "client.consignment",
     "seal_async": "client.consignment",
     "unseal": "client.consignment",
@@ -148,7 +146,6 @@ __all__ = [
     "consignment_digest",
     "inspect",
     "load_identity",
-    "receiver_key",
     "seal",
     "seal_async",
     "unseal",

@@ -29,7 +29,8 @@ from typing import Any, Final, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
-from broker.deposit import HEX_ID, NAME, ControlAttributes
+from broker.canonical import HEX_ID, NAME
+from broker.deposit import ControlAttributes
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import DeliveryLost, Unroutable
 from broker.messages import (
@@ -42,7 +43,9 @@ from broker.messages import (
     NotifyBody,
     parse_body,
 )
-from broker.transport import ESCROW, Delivery, Message, Transport
+from broker.pki.identity import Identity
+from broker.pki.profile import fingerprint
+from broker.transport.base import ESCROW, Delivery, Message, Transport
 from client import _agent_verify as verify
 from client._agent_files import assemble, check_subject, file_chunk, file_event, file_notify
 from client._agent_hints import refusal_error
@@ -62,7 +65,6 @@ from client.errors import (
     UntrustedCertificate,
     UntrustedMessage,
 )
-from escrow_worker import Identity, fingerprint
 
 _log = logging.getLogger(__name__)
 

@@ -19,17 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel
 
 from broker.envelope import Envelope, SignedEnvelope, verify_envelope_signature
-from broker.errors import BrokerError
+from broker.errors import BrokerError, CertificateRejected
 from broker.messages import MessageType, UnknownMessage, parse_body
+from broker.pki.checks import check_encryption_certificate
+from broker.pki.profile import fingerprint, load_certificate
 from client._trust import verify_signing_certificate
 from client.errors import UntrustedCertificate, UntrustedMessage
-from escrow_worker import (
-    CertificateRejected,
-    EscrowError,
-    check_encryption_certificate,
-    fingerprint,
-    load_certificate,
-)
 
 #: Messages only the escrow signs.
 FROM_ESCROW: Final = frozenset(
@@ -98,7 +93,7 @@ def certificates(
         signing = load_certificate(_bytes(signing_pem))
         encryption = load_certificate(_bytes(encryption_pem))
         crl = x509.load_der_x509_crl(crl_der)
-    except (EscrowError, ValueError) as exc:
+    except (BrokerError, ValueError) as exc:
         raise UntrustedMessage(
             "malformed", f"the directory's answer for {name!r} holds no valid certificates"
         ) from exc

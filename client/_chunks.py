@@ -24,7 +24,7 @@ import blake3
 
 from broker.envelope import new_envelope, sign_envelope
 from broker.messages import ChunkBody, MessageType
-from escrow_worker import Identity
+from broker.pki.identity import Identity
 
 #: The protocol's limit for the data of one chunk.
 MAX_CHUNK: Final = 512 * 1024

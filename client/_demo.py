@@ -5,7 +5,8 @@ alice, bob and carol registered with cheap scrypt costs, the real escrow worker
 and the real agents, on the in-process transport (no server) or on RabbitMQ
 when a URL is given. Each step is reported through `say(step, text)`. This
 module must never touch anything outside its temporary directory (on RabbitMQ:
-a queue prefix of its own run, deleted at the end).
+a queue prefix of its own run, deleted at the end). It is the only client module
+that uses `escrow_worker`, and imports it only when the demo runs.
 """
 
 from __future__ import annotations
@@ -19,18 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from broker import Mode, Transport, TransportConfig, connect_transport
+from broker.pki.identity import Identity
+from broker.pki.profile import fingerprint
 from client.agent import ReceiverAgent, SenderAgent
 from client.errors import EscrowRefused
-from escrow_worker import (
-    EscrowService,
-    EscrowWorker,
-    Identity,
-    fingerprint,
-    init_escrow,
-    load_ca,
-    open_escrow,
-    register_user,
-)
 
 ESCROW = "demo-escrow"
 DEMO_PREFIX = "consign-demo"
@@ -51,6 +44,9 @@ class DemoResult:
 
 
 async def _register(escrow_dir: Path, names: tuple[str, ...]) -> dict[str, Identity]:
+    from escrow_worker import open_escrow, register_user
+    from escrow_worker._ca import load_ca
+
     now = datetime.now(UTC) - timedelta(minutes=1)
     ca = await asyncio.to_thread(load_ca, escrow_dir, _PASSPHRASE)
     identities: dict[str, Identity] = {}
@@ -64,6 +60,9 @@ async def _register(escrow_dir: Path, names: tuple[str, ...]) -> dict[str, Ident
 
 async def run_demo(workdir: Path, say: Say, *, amqp_url: str | None = None) -> DemoResult:
     """Run the story in `workdir` (which must be empty), reporting each step."""
+    # The one place the client uses the escrow's package, and only when run.
+    from escrow_worker import EscrowService, EscrowWorker, init_escrow
+
     escrow_dir = workdir / "escrow"
     certs = await init_escrow(
         escrow_dir, ESCROW, _PASSPHRASE, now=datetime.now(UTC) - timedelta(minutes=1), log_n=_LOG_N

@@ -22,25 +22,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from client.errors import ClientError, IdentityError, UntrustedCertificate
-from escrow_worker import (
-    CertificateRejected,
-    EscrowError,
+from broker.errors import BrokerError, CertificateRejected, IdentityFileError
+from broker.files import read_bytes, write_bytes
+from broker.pki.bundle import parse_bundle
+from broker.pki.checks import check_encryption_certificate, check_signing_certificate
+from broker.pki.csr import build_csr
+from broker.pki.identity import (
     Identity,
-    IdentityFileError,
     IdentityKeys,
-    build_csr,
-    check_encryption_certificate,
-    check_signing_certificate,
-    common_name,
     dump_identity,
-    fingerprint,
     generate_keys,
     load_identity_bytes,
-    parse_bundle,
-    read_bytes,
-    write_bytes,
 )
+from broker.pki.profile import common_name, fingerprint
+from client.errors import ClientError, IdentityError, UntrustedCertificate
 
 DEFAULT_HOME = Path("~/.consign")
 IDENTITY_SUFFIX = ".identity"
@@ -48,14 +43,14 @@ IDENTITY_SUFFIX = ".identity"
 
 @contextmanager
 def client_errors() -> Iterator[None]:
-    """Turn the escrow package's errors into the client's at this boundary."""
+    """Turn `broker`'s identity and certificate errors into the client's."""
     try:
         yield
     except IdentityFileError as exc:
         raise IdentityError(exc.reason, exc.message, exc.hint) from exc
     except CertificateRejected as exc:
         raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
-    except EscrowError as exc:
+    except BrokerError as exc:
         raise ClientError(exc.message, exc.hint) from exc
 
 

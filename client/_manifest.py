@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from broker.envelope import canonical_json
+from broker.canonical import canonical_json
 from client.errors import SealError, UnsafePathError
 
 MAX_MANIFEST = 16 * 1024 * 1024

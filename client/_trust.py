@@ -3,7 +3,7 @@
 A sender asks the escrow's directory for a receiver's encryption certificate but
 never takes the answer on trust: it checks it against its own copy of the CA
 certificate (from its identity file) and the CA-signed CRL, at the moment of use,
-with the same rules the escrow applies (`escrow_worker.check_certificate`). This
+with the same rules the escrow applies (`broker.pki.checks`). This
 module must never fetch anything and never return a key it did not check.
 """
 
@@ -15,15 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from broker.errors import CertificateRejected
+from broker.pki.checks import check_encryption_certificate, check_signing_certificate
+from broker.pki.profile import load_certificate, load_crl
 from client.errors import UntrustedCertificate
-from escrow_worker import (
-    CertificateRejected,
-    DirectoryAnswer,
-    check_encryption_certificate,
-    check_signing_certificate,
-    load_certificate,
-    load_crl,
-)
 
 
 def _parse(
@@ -75,12 +70,3 @@ def verify_signing_certificate(
         )
     except CertificateRejected as exc:
         raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
-
-
-def receiver_key(
-    answer: DirectoryAnswer, *, ca: x509.Certificate, now: datetime
-) -> X25519PublicKey:
-    """The checked X25519 key from a directory answer for `answer.name`."""
-    return verify_encryption_certificate(
-        answer.certificate, ca=ca, crl=answer.crl, now=now, name=answer.name
-    )

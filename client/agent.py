@@ -41,7 +41,7 @@ from broker.messages import (
     StatusBody,
     StatusReplyBody,
 )
-from broker.transport import Inbox, Message
+from broker.transport.base import Inbox, Message
 from client import _chunks
 from client._agent import (
     Agent,

@@ -1,4 +1,4 @@
-"""Errors the client raises. The CLI catches ClientError only.
+"""Errors the client raises: `ClientError` (a `broker.Error`) and its family.
 
 Every failure to open or authenticate a consignment is the same OpenError with the
 same message, whichever check failed: the message must never tell an attacker which
@@ -6,6 +6,8 @@ byte, key or MAC was wrong.
 """
 
 from __future__ import annotations
+
+from broker.errors import Error
 
 __all__ = [
     "AgentError",
@@ -21,16 +23,8 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+class ClientError(Error):
     """Base of every error the client raises on purpose: a message and a hint."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def diagnostics(self) -> str:
-        return self.message if self.hint is None else f"{self.message}\nhint: {self.hint}"
 
 
 class SealError(ClientError):
@@ -59,7 +53,7 @@ class UnsafePathError(ClientError):
 
 class UntrustedCertificate(ClientError):
     """A certificate from the directory or a bundle must not be used; `reason` is
-    an `escrow_worker.CertReason` value such as "revoked" or "untrusted_issuer"."""
+    a `broker.CertReason` value such as "revoked" or "untrusted_issuer"."""
 
     def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
         super().__init__(message, hint)

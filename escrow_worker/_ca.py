@@ -26,17 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from broker import canonical_json
-from escrow_worker import _sealed
-from escrow_worker._files import read_bytes, write_bytes
-from escrow_worker._profile import (
+from broker.canonical import canonical_json
+from broker.errors import CertificateRejected, IdentityFileError
+from broker.files import read_bytes, write_bytes
+from broker.pki import sealed as _sealed
+from broker.pki.profile import (
     Role,
     build_ca_certificate,
     build_party_certificate,
     load_certificate,
     to_pem,
 )
-from escrow_worker.errors import CertificateRejected, EscrowError, IdentityFileError
+from escrow_worker.errors import EscrowError
 
 KEY_KIND = "escrow-key"
 _RESTORE = "restore the escrow directory from backup"

@@ -13,23 +13,17 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives import serialization
 
+from broker.console import emit, iso, json_option, now, read_passphrase, run, say
+from broker.files import write_bytes
+from broker.pki.profile import fingerprint
 from escrow_worker import _directory as directory
 from escrow_worker._ca import load_ca
-from escrow_worker._cliutil import (
+from escrow_worker._cliopts import (
     ESCROW_PASSPHRASE_ENV,
-    emit,
     escrow_dir_option,
     escrow_passphrase_option,
-    iso,
-    json_option,
-    now,
-    read_passphrase,
-    run,
-    status,
 )
-from escrow_worker._files import write_bytes
 from escrow_worker._operator import open_escrow, publish_crl, revoke_user
-from escrow_worker._profile import fingerprint
 
 
 @click.command()
@@ -58,7 +52,7 @@ def revoke(
 
     revoked = run(go())
     emit({"name": name, "revoked": [c.fingerprint for c in revoked], "reason": reason}, as_json)
-    status(f"OK revoked {name!r} ({len(revoked)} certificates); new CRL published")
+    say(f"OK revoked {name!r} ({len(revoked)} certificates); new CRL published")
 
 
 @click.command()
@@ -133,7 +127,7 @@ def crl(
         click.echo(pem.decode("ascii"), nl=False)
     else:
         emit(summary, False)
-    status(f"OK CRL published, current until {summary['next_update']}")
+    say(f"OK CRL published, current until {summary['next_update']}")
 
 
 @click.command()

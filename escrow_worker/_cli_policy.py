@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from broker.console import emit, json_option, run, say
 from escrow_worker import _policy
-from escrow_worker._cliutil import emit, escrow_dir_option, json_option, run, status
+from escrow_worker._cliopts import escrow_dir_option
 from escrow_worker._db import transaction
 from escrow_worker._directory import get_user
 from escrow_worker._operator import open_escrow
@@ -71,7 +72,7 @@ def mode(escrow_dir: Path, mode: str, as_json: bool) -> None:
 
     data = _describe(run(go()))
     emit(data, as_json, _text(data))
-    status(f"OK policy is {mode}")
+    say(f"OK policy is {mode}")
 
 
 @policy.command()
@@ -92,9 +93,9 @@ def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> No
     added, current = run(go())
     data = _describe(current)
     emit(data, as_json, _text(data))
-    status(f"OK {from_group} -> {to_group} " + ("added" if added else "was already there"))
+    say(f"OK {from_group} -> {to_group} " + ("added" if added else "was already there"))
     if not current.restricted:
-        status("note: the policy is open; `consign escrow policy mode restricted` enforces rules")
+        say("note: the policy is open; `consign escrow policy mode restricted` enforces rules")
 
 
 @policy.command()
@@ -114,7 +115,7 @@ def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> N
     removed, current = run(go())
     data = _describe(current)
     emit(data, as_json, _text(data))
-    status(f"OK {from_group} -> {to_group} " + ("removed" if removed else "was not there"))
+    say(f"OK {from_group} -> {to_group} " + ("removed" if removed else "was not there"))
 
 
 @policy.command()

@@ -26,17 +26,12 @@ from broker import (
     TransportConfig,
     connect_transport,
 )
+from broker.console import emit, json_option, now, read_passphrase, run, say
 from broker.errors import QueueNotFound
-from escrow_worker._cliutil import (
+from escrow_worker._cliopts import (
     ESCROW_PASSPHRASE_ENV,
-    emit,
     escrow_dir_option,
     escrow_passphrase_option,
-    json_option,
-    now,
-    read_passphrase,
-    run,
-    status,
 )
 from escrow_worker._masterkey import Rotation, rotate_master_key
 from escrow_worker.errors import EscrowError
@@ -102,7 +97,7 @@ def worker(
     url, config = _broker(amqp_url)
     _configure_logging(log_level)
     run(_serve(escrow_dir, passphrase, url, config, prefetch))
-    status("OK escrow worker stopped")
+    say("OK escrow worker stopped")
 
 
 def _configure_logging(level: str) -> None:
@@ -127,7 +122,7 @@ async def _serve(
             await EscrowService.open(escrow_dir, passphrase) as service,
             connect_transport(url, config) as transport,
         ):
-            status(f"escrow {service.name!r} serving {config.escrow_queue}; SIGTERM stops it")
+            say(f"escrow {service.name!r} serving {config.escrow_queue}; SIGTERM stops it")
             await EscrowWorker(service, transport, prefetch=prefetch).run(stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -157,7 +152,7 @@ def rotate_master_key_command(
         },
         as_json,
     )
-    status(
+    say(
         f"OK master key {rotation.key_id} is current; "
         f"{rotation.reencrypted} stored part(s) re-encrypted"
     )

@@ -16,7 +16,8 @@ import aiosqlite
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from escrow_worker._profile import Role, check_name, fingerprint, load_crl, to_der
+from broker.canonical import check_name
+from broker.pki.profile import Role, fingerprint, load_crl, to_der
 from escrow_worker.errors import DirectoryError, EscrowError
 
 

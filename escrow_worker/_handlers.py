@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 
-from broker import SealedMessageError, canonical_json, open_deposit, seal_key_part
+from broker import SealedMessageError, open_deposit, seal_key_part
+from broker.canonical import canonical_json
 from broker.deposit import Deposit, Mode
+from broker.errors import CertificateRejected
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
@@ -42,8 +44,9 @@ from broker.messages import (
     StatusBody,
     StatusReplyBody,
 )
+from broker.pki.checks import check_encryption_certificate
+from broker.pki.profile import Role, to_pem
 from escrow_worker import _store as store
-from escrow_worker._certcheck import check_encryption_certificate
 from escrow_worker._decide import (
     DirectoryFacts,
     Refusal,
@@ -55,9 +58,8 @@ from escrow_worker._decide import (
 from escrow_worker._directory import current_crl, current_crl_der, get_user, select_current
 from escrow_worker._masterkey import Vault
 from escrow_worker._policy import load_policy
-from escrow_worker._profile import Role, to_pem
 from escrow_worker._requests import VerifiedRequest
-from escrow_worker.errors import CertificateRejected, EscrowError
+from escrow_worker.errors import EscrowError
 
 
 @dataclass(frozen=True)

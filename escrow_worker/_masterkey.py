@@ -38,13 +38,14 @@ import aiosqlite
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker import canonical_json
-from escrow_worker import _sealed
+from broker.canonical import canonical_json
+from broker.errors import IdentityFileError
+from broker.files import read_bytes, write_bytes
+from broker.pki import sealed as _sealed
 from escrow_worker._ca import EscrowPaths
 from escrow_worker._db import open_db, transaction
 from escrow_worker._directory import get_meta, set_meta
-from escrow_worker._files import read_bytes, write_bytes
-from escrow_worker.errors import EscrowError, IdentityFileError
+from escrow_worker.errors import EscrowError
 
 KEYRING_FILE = "master.keys"
 KIND = "escrow-master-keyring"

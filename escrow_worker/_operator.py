@@ -16,19 +16,20 @@ from pathlib import Path
 import aiosqlite
 from cryptography import x509
 
+from broker.canonical import check_name
+from broker.pki.bundle import CertificateBundle
+from broker.pki.csr import CertificateRequest
+from broker.pki.identity import Identity, generate_keys
+from broker.pki.profile import Role
+from broker.pki.sealed import DEFAULT_LOG_N
 from escrow_worker import _directory as directory
-from escrow_worker._bundle import CertificateBundle
 from escrow_worker._ca import (
     CertificateAuthority,
     EscrowPaths,
     create_escrow_files,
     load_ca_certificate,
 )
-from escrow_worker._csr import CertificateRequest
 from escrow_worker._db import open_db, transaction
-from escrow_worker._identity import Identity, generate_keys
-from escrow_worker._profile import Role, check_name
-from escrow_worker._sealed import DEFAULT_LOG_N
 from escrow_worker.errors import DirectoryError, EscrowError
 
 DEFAULT_CA_DAYS = 3650

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
+from broker.canonical import check_name
 from escrow_worker._directory import get_meta, get_user, set_meta
-from escrow_worker._profile import check_name
 from escrow_worker.errors import DirectoryError
 
 ANY = "*"

@@ -25,7 +25,7 @@ import aiosqlite
 from cryptography import x509
 
 from broker import BrokerError, Envelope, SignedEnvelope, verify_envelope_signature
-from escrow_worker._certcheck import check_signing_certificate, require_aware
+from broker.pki.checks import check_signing_certificate, require_aware
 from escrow_worker._directory import certificate_by_fingerprint, current_crl
 from escrow_worker._replay import ReplayKey, ReplayStore
 from escrow_worker.errors import RequestReason, RequestRejected

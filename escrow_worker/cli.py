@@ -16,28 +16,31 @@ from pathlib import Path
 
 import click
 
-from escrow_worker._bundle import CertificateBundle
-from escrow_worker._ca import load_ca
-from escrow_worker._cli_directory import COMMANDS as DIRECTORY_COMMANDS
-from escrow_worker._cli_policy import policy
-from escrow_worker._cli_worker import COMMANDS as WORKER_COMMANDS
-from escrow_worker._cliutil import (
-    ESCROW_PASSPHRASE_ENV,
+from broker.console import (
     IDENTITY_PASSPHRASE_ENV,
-    F,
     emit,
-    escrow_dir_option,
-    escrow_passphrase_option,
     iso,
     json_option,
     now,
     read_passphrase,
     run,
-    status,
+    say,
 )
-from escrow_worker._csr import parse_csr
-from escrow_worker._files import read_bytes, write_bytes
-from escrow_worker._identity import Identity, dump_identity
+from broker.files import read_bytes, write_bytes
+from broker.pki.bundle import CertificateBundle
+from broker.pki.csr import parse_csr
+from broker.pki.identity import Identity, dump_identity
+from broker.pki.profile import fingerprint
+from escrow_worker._ca import load_ca
+from escrow_worker._cli_directory import COMMANDS as DIRECTORY_COMMANDS
+from escrow_worker._cli_policy import policy
+from escrow_worker._cli_worker import COMMANDS as WORKER_COMMANDS
+from escrow_worker._cliopts import (
+    ESCROW_PASSPHRASE_ENV,
+    F,
+    escrow_dir_option,
+    escrow_passphrase_option,
+)
 from escrow_worker._operator import (
     DEFAULT_CA_DAYS,
     DEFAULT_CRL_DAYS,
@@ -47,7 +50,6 @@ from escrow_worker._operator import (
     register_user,
     sign_request,
 )
-from escrow_worker._profile import fingerprint
 
 
 def _days_option(default: int | None, what: str) -> Callable[[F], F]:
@@ -103,7 +105,7 @@ def init(
     escrow's own signing and encryption keys and certificates, the database and
     the first CRL."""
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
-    status(f"creating escrow {name!r} in {escrow_dir} ...")
+    say(f"creating escrow {name!r} in {escrow_dir} ...")
     certs = run(
         init_escrow(
             escrow_dir, name, passphrase, now=now(), ca_days=ca_days, days=days, crl_days=crl_days
@@ -120,7 +122,7 @@ def init(
         },
         as_json,
     )
-    status(f"OK escrow {name!r} initialised; give users ca.pem's fingerprint to check")
+    say(f"OK escrow {name!r} initialised; give users ca.pem's fingerprint to check")
 
 
 @escrow.command()
@@ -189,7 +191,7 @@ def register(
         },
         as_json,
     )
-    status(f"OK registered {name!r}; hand {out} to the user and the passphrase separately")
+    say(f"OK registered {name!r}; hand {out} to the user and the passphrase separately")
 
 
 @escrow.command("sign-csr")
@@ -262,20 +264,10 @@ def sign_csr(
         click.echo(pem.decode("ascii"), nl=False)
     else:
         emit(summary, False)
-    status(f"OK certified {request.name!r}; the user runs `consign id import` on the bundle")
+    say(f"OK certified {request.name!r}; the user runs `consign id import` on the bundle")
 
 
 for _command in (*DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS):
     escrow.add_command(_command)
 
-__all__ = [
-    "ESCROW_PASSPHRASE_ENV",
-    "IDENTITY_PASSPHRASE_ENV",
-    "emit",
-    "escrow",
-    "iso",
-    "json_option",
-    "now",
-    "read_passphrase",
-    "status",
-]
+__all__ = ["escrow"]

@@ -45,15 +45,16 @@ from broker import (
     new_envelope,
     sign_envelope,
 )
+from broker.errors import CertificateRejected
 from broker.messages import ErrorBody, ErrorCode, MessageType, UnknownMessage, parse_body
+from broker.pki.checks import require_aware
+from broker.pki.profile import Role, fingerprint
 from escrow_worker import _store as store
 from escrow_worker._ca import EscrowPaths, load_escrow_key, read_certificate
-from escrow_worker._certcheck import require_aware
 from escrow_worker._db import open_db, transaction
 from escrow_worker._directory import escrow_name
 from escrow_worker._handlers import HANDLERS, Context, Notice, Result
 from escrow_worker._masterkey import Vault, adopt_keyring, ensure_keyring
-from escrow_worker._profile import Role, fingerprint
 from escrow_worker._replay import check_and_record
 from escrow_worker._requests import (
     DEFAULT_MAX_LIFETIME,
@@ -62,12 +63,7 @@ from escrow_worker._requests import (
     authenticate_request,
     check_times,
 )
-from escrow_worker.errors import (
-    CertificateRejected,
-    EscrowError,
-    RequestReason,
-    RequestRejected,
-)
+from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
 
 __all__ = ["REPLY_LIFETIME", "EscrowService", "Outcome", "Outgoing"]
 

@@ -28,19 +28,10 @@ from broker import (
 from broker.messages import (
     MessageType,
 )
-from escrow_worker import (
-    EscrowService,
-    EscrowWorker,
-    Identity,
-    Role,
-    fingerprint,
-    init_escrow,
-    load_ca,
-    load_escrow_key,
-    open_escrow,
-    register_user,
-)
-from escrow_worker._ca import read_certificate
+from broker.pki.identity import Identity
+from broker.pki.profile import Role, fingerprint
+from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
+from escrow_worker._ca import load_ca, load_escrow_key, read_certificate
 
 ESCROW_NAME = "acme"
 ESCROW_PASS = b"escrow passphrase"

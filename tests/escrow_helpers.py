@@ -27,23 +27,16 @@ from broker import (
     SignedEnvelope,
     Transport,
     new_envelope,
-    parse_canonical_json,
     seal_deposit,
     sign_envelope,
     verify_envelope_signature,
 )
+from broker.canonical import parse_canonical_json
 from broker.messages import DepositBody, KeyRequestBody, MessageType, parse_body
+from broker.pki.identity import Identity
 from client import Recipient, Sender, Source, seal
-from escrow_worker import (
-    EscrowService,
-    EscrowWorker,
-    Identity,
-    init_escrow,
-    load_ca,
-    open_escrow,
-    register_user,
-)
-from escrow_worker._ca import read_certificate
+from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
+from escrow_worker._ca import load_ca, read_certificate
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW
 
 ESCROW_NAME = "acme"

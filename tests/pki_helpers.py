@@ -11,8 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from escrow_worker import CertificateAuthority, Identity, Role
-from escrow_worker._profile import build_ca_certificate
+from broker.pki.identity import Identity
+from broker.pki.profile import Role, build_ca_certificate
+from escrow_worker._ca import CertificateAuthority
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 LOG_N = 14  # the cheapest scrypt cost the reader accepts: keeps tests fast

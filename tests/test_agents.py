@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import Inbox, Message, SignedEnvelope, Transport, canonical_json
+from broker import Inbox, Message, SignedEnvelope, Transport
+from broker.canonical import canonical_json
 from broker.deposit import ControlAttributes, Mode
 from broker.errors import QueueNotFound
 from broker.messages import KeyReleaseBody, LookupReplyBody, MessageType

@@ -19,7 +19,7 @@ import aio_pika
 import pytest
 from yarl import URL
 
-from client.cli._agentcli import PROGRESS_THRESHOLD, progress
+from broker.console import PROGRESS_THRESHOLD, progress
 from tests.test_cli_identity import CONSIGN, Env, Result, assert_error
 
 ESCROW_PW = "operator passphrase"

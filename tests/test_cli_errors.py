@@ -7,7 +7,7 @@ import click
 from click.testing import CliRunner
 from pydantic import BaseModel, Field
 
-from client.cli._base import ConsignGroup
+from broker.console import ReportingGroup
 
 
 class _Model(BaseModel):
@@ -15,7 +15,7 @@ class _Model(BaseModel):
 
 
 def test_a_validation_error_is_one_error_line_and_a_hint() -> None:
-    @click.group(cls=ConsignGroup)
+    @click.group(cls=ReportingGroup)
     def root() -> None:
         pass
 

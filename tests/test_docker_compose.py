@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from broker import BrokerSettings
+from broker.console import IDENTITY_PASSPHRASE_ENV
 from client.cli import main
 from escrow_worker._cli_worker import worker
-from escrow_worker._cliutil import ESCROW_PASSPHRASE_ENV, IDENTITY_PASSPHRASE_ENV
+from escrow_worker._cliopts import ESCROW_PASSPHRASE_ENV
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -40,8 +41,12 @@ def resolve(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatc
     assert argv[0] == "consign"
     command: click.Command = main
     args = argv[1:]
-    while isinstance(command, click.Group) and args and args[0] in command.commands:
-        command = command.commands[args.pop(0)]
+    while isinstance(command, click.Group) and args:
+        sub = command.get_command(click.Context(command), args[0])  # lazy groups too
+        if sub is None:
+            break
+        args.pop(0)
+        command = sub
     assert not isinstance(command, click.Group), f"{argv} names no command"
     with monkeypatch.context() as m:
         for name in list(os.environ):

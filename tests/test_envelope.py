@@ -18,12 +18,11 @@ from broker import (
     Envelope,
     EnvelopeError,
     SignedEnvelope,
-    canonical_json,
     new_envelope,
-    parse_canonical_json,
     sign_envelope,
     verify_envelope_signature,
 )
+from broker.canonical import canonical_json, parse_canonical_json
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 SIGNER = "ab" * 32

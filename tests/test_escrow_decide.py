@@ -8,8 +8,9 @@ import os
 import pytest
 
 from broker import ControlAttributes, Policy, ReceiverSpec
+from broker.canonical import duration
 from broker.messages import ErrorCode
-from escrow_worker import Party, TrustPolicy
+from escrow_worker import TrustPolicy
 from escrow_worker._decide import (
     DirectoryFacts,
     ReceiverState,
@@ -18,8 +19,8 @@ from escrow_worker._decide import (
     decide_release,
     decide_revoke,
     decide_sender_request,
-    duration,
 )
+from escrow_worker._policy import Party
 
 T = 1_900_000_000
 KEYS = {name: os.urandom(32) for name in ("alice", "bob", "carol")}

@@ -26,8 +26,9 @@ from broker.messages import (
     StatusBody,
     StatusReplyBody,
 )
+from broker.pki.profile import fingerprint
 from client import unseal
-from escrow_worker import EscrowService, fingerprint
+from escrow_worker import EscrowService
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,

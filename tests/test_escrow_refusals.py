@@ -26,9 +26,9 @@ from broker import (
     Policy,
     ReceiverSpec,
     SignedEnvelope,
-    canonical_json,
     seal_deposit,
 )
+from broker.canonical import canonical_json
 from broker.messages import (
     DepositBody,
     ErrorCode,
@@ -38,14 +38,10 @@ from broker.messages import (
     RevokeBody,
     StatusBody,
 )
-from escrow_worker import (
-    EscrowService,
-    fingerprint,
-    load_ca,
-    open_escrow,
-    revoke_user,
-    transaction,
-)
+from broker.pki.profile import fingerprint
+from escrow_worker import EscrowService, open_escrow, revoke_user
+from escrow_worker._ca import load_ca
+from escrow_worker._db import transaction
 from escrow_worker._policy import set_restricted
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from broker import KeyRelease, Mode
 from broker.messages import KeyReleaseBody
+from broker.pki.profile import Role
 from client import OpenError, unseal
-from escrow_worker import Role, load_escrow_key
+from escrow_worker._ca import load_escrow_key
 from escrow_worker._masterkey import read_keyring
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (

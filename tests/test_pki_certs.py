@@ -14,18 +14,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from client import UntrustedCertificate, verify_encryption_certificate, verify_signing_certificate
-from escrow_worker import (
+from broker.errors import CertificateRejected, CertReason
+from broker.pki.checks import check_certificate
+from broker.pki.profile import (
     OID_EKU_ENCRYPTION,
     OID_EKU_SIGNING,
-    CertificateAuthority,
-    CertificateRejected,
-    CertReason,
     Role,
-    check_certificate,
     load_certificate,
     load_crl,
 )
+from client import UntrustedCertificate, verify_encryption_certificate, verify_signing_certificate
+from escrow_worker._ca import CertificateAuthority
 from tests.pki_helpers import NOW, crl_revoking, empty_crl, later, make_ca, make_identity
 
 CA = make_ca()

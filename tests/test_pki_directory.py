@@ -4,44 +4,52 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiosqlite
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from client import UntrustedCertificate, receiver_key, verify_signing_certificate
+from broker.errors import BrokerError, IdentityFileError
+from broker.pki.csr import build_csr, parse_csr
+from broker.pki.identity import Identity, generate_keys
+from client import (
+    UntrustedCertificate,
+    verify_encryption_certificate,
+    verify_signing_certificate,
+)
 from escrow_worker import (
-    SCHEMA,
-    CertificateAuthority,
-    DirectoryAnswer,
     DirectoryError,
     Escrow,
     EscrowError,
-    Identity,
-    IdentityFileError,
-    Party,
     TrustPolicy,
     _policy,
-    build_csr,
-    current_crl,
-    generate_keys,
     get_user,
     init_escrow,
-    load_ca,
-    lookup_encryption_certificate,
     may_send,
-    open_db,
     open_escrow,
-    parse_csr,
     publish_crl,
     register_user,
     revoke_user,
     sign_request,
-    transaction,
 )
+from escrow_worker._ca import CertificateAuthority, load_ca
+from escrow_worker._db import SCHEMA, open_db, transaction
+from escrow_worker._directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
+from escrow_worker._policy import Party
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, later, make_ca, snapshot, tree
+
+
+def _receiver_key(
+    answer: DirectoryAnswer, *, ca: x509.Certificate, now: datetime
+) -> X25519PublicKey:
+    """What a sender does with a directory answer: check it, then use the key."""
+    return verify_encryption_certificate(
+        answer.certificate, ca=ca, crl=answer.crl, now=now, name=answer.name
+    )
 
 
 @dataclass
@@ -113,7 +121,7 @@ async def test_wrong_escrow_passphrase_is_refused(setup: Setup) -> None:
 async def test_register_then_lookup_gives_the_receivers_key(setup: Setup) -> None:
     bob = await register(setup, "bob", "partners")
     answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
-    key = receiver_key(answer, ca=bob.ca_certificate, now=NOW)
+    key = _receiver_key(answer, ca=bob.ca_certificate, now=NOW)
     assert isinstance(key, X25519PublicKey)
     raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
     assert key.public_bytes(*raw) == bob.encryption_key.public_key().public_bytes(*raw)
@@ -133,7 +141,7 @@ async def test_register_via_csr(setup: Setup) -> None:
         keys.encryption_key.public_key().public_bytes(*raw)
     )
     answer = await lookup_encryption_certificate(setup.escrow.conn, "carol", now=NOW)
-    assert receiver_key(answer, ca=issued.ca, now=NOW) is not None
+    assert _receiver_key(answer, ca=issued.ca, now=NOW) is not None
 
 
 async def _duplicate(s: Setup) -> None:
@@ -208,7 +216,7 @@ async def _revoke_escrow(s: Setup) -> None:
 async def test_refused_operations_store_nothing(setup: Setup, action: object) -> None:
     await register(setup, "bob")
     before = await snapshot(setup.escrow.conn)
-    with pytest.raises(EscrowError):
+    with pytest.raises((EscrowError, BrokerError)):  # a bad name is broker's name rule
         await action(setup)  # type: ignore[operator]
     assert await snapshot(setup.escrow.conn) == before
 
@@ -225,7 +233,7 @@ async def test_revocation_is_seen_at_the_moment_of_use(setup: Setup) -> None:
         "bob", answer.certificate, crl.public_bytes(serialization.Encoding.DER)
     )
     with pytest.raises(UntrustedCertificate) as info:
-        receiver_key(stale_answer, ca=bob.ca_certificate, now=later(1))
+        _receiver_key(stale_answer, ca=bob.ca_certificate, now=later(1))
     assert info.value.reason == "revoked"
     with pytest.raises(DirectoryError):
         await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(1))
@@ -234,7 +242,7 @@ async def test_revocation_is_seen_at_the_moment_of_use(setup: Setup) -> None:
     # after revocation the name can be registered again, with new certificates
     again = await register(setup, "bob", now=later(2))
     answer2 = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(2))
-    assert receiver_key(answer2, ca=again.ca_certificate, now=later(2)) is not None
+    assert _receiver_key(answer2, ca=again.ca_certificate, now=later(2)) is not None
 
 
 @pytest.mark.parametrize(
@@ -254,7 +262,7 @@ async def test_naive_time_is_a_bug_not_a_decision(setup: Setup) -> None:
     bob = await register(setup, "bob")
     answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
-        receiver_key(answer, ca=bob.ca_certificate, now=NOW.replace(tzinfo=None))
+        _receiver_key(answer, ca=bob.ca_certificate, now=NOW.replace(tzinfo=None))
 
 
 async def test_lookup_unknown_name(setup: Setup) -> None:
@@ -275,7 +283,7 @@ async def test_client_refuses_a_stale_crl_from_the_directory(setup: Setup) -> No
     bob = await register(setup, "bob")
     answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(40))
     with pytest.raises(UntrustedCertificate) as info:
-        receiver_key(answer, ca=bob.ca_certificate, now=later(40))
+        _receiver_key(answer, ca=bob.ca_certificate, now=later(40))
     assert info.value.reason == "crl_stale"
 
 
@@ -285,7 +293,7 @@ async def test_directory_answer_for_another_name_is_refused(setup: Setup) -> Non
     real = await lookup_encryption_certificate(setup.escrow.conn, "mallory", now=NOW)
     swapped = DirectoryAnswer("bob", real.certificate, real.crl)
     with pytest.raises(UntrustedCertificate) as info:
-        receiver_key(swapped, ca=bob.ca_certificate, now=NOW)
+        _receiver_key(swapped, ca=bob.ca_certificate, now=NOW)
     assert info.value.reason == "wrong_name"
 
 
@@ -293,7 +301,7 @@ async def test_directory_answer_from_another_escrow_is_refused(setup: Setup) -> 
     bob = await register(setup, "bob")
     answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
     with pytest.raises(UntrustedCertificate) as info:
-        receiver_key(answer, ca=make_ca("other").certificate, now=NOW)
+        _receiver_key(answer, ca=make_ca("other").certificate, now=NOW)
     assert info.value.reason == "untrusted_issuer"
     assert bob.name == "bob"
 
@@ -359,7 +367,7 @@ async def test_policy_is_stored_and_applied(setup: Setup) -> None:
     async with transaction(conn):
         assert await _policy.remove_rule(conn, "staff", "partners")
     assert not may_send(alice, bob, await _policy.load_policy(conn))
-    with pytest.raises(EscrowError):
+    with pytest.raises(BrokerError, match="invalid group"):
         await _policy.add_rule(conn, "Not Valid", "x")
 
 
@@ -443,7 +451,7 @@ async def test_directory_certificate_seals_a_consignment_its_owner_opens(
     bob = await register(setup, "bob")
     carol = await register(setup, "carol")
     answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
-    bob_key = receiver_key(answer, ca=alice.ca_certificate, now=NOW)
+    bob_key = _receiver_key(answer, ca=alice.ca_certificate, now=NOW)
     alice_verify = verify_signing_certificate(
         alice.signing_certificate, ca=alice.ca_certificate, crl=answer.crl, now=NOW, name="alice"
     )

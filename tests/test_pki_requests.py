@@ -13,29 +13,30 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker import SignedEnvelope, canonical_json, new_envelope, sign_envelope
+from broker import SignedEnvelope, new_envelope, sign_envelope
+from broker.canonical import canonical_json
+from broker.errors import CertificateRejected, CertReason
+from broker.pki.identity import Identity
+from broker.pki.profile import fingerprint
 from escrow_worker import (
-    CertificateAuthority,
-    CertificateRejected,
-    CertReason,
     Escrow,
-    Identity,
-    MemoryReplayStore,
-    ReplayKey,
-    ReplayStore,
     RequestReason,
     RequestRejected,
-    SqliteReplayStore,
-    accept_request,
-    check_and_record,
-    fingerprint,
     init_escrow,
-    load_ca,
     open_escrow,
     register_user,
     revoke_user,
-    transaction,
 )
+from escrow_worker._ca import CertificateAuthority, load_ca
+from escrow_worker._db import transaction
+from escrow_worker._replay import (
+    MemoryReplayStore,
+    ReplayKey,
+    ReplayStore,
+    SqliteReplayStore,
+    check_and_record,
+)
+from escrow_worker._requests import accept_request
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, make_ca, make_identity, snapshot
 
 

@@ -1,12 +1,17 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
-in other modules (`consign id`, `consign escrow`, `seal`, `send`, `inbox`,
-`open`, `revoke`, `status`, `events`, `demo`). It must never define commands
+in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
+`status`, `events`, `demo`) and mounts `consign escrow` lazily, so a user's
+command never imports the escrow's package. It must never define commands
 itself.
 """
 
+from __future__ import annotations
+
+import importlib
+
 import click
 
-from client.cli._base import ConsignGroup as _ConsignGroup
+from broker.console import ReportingGroup as _ReportingGroup
 from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
@@ -16,9 +21,36 @@ from client.cli.manage import status as _status
 from client.cli.open import open_ as _open
 from client.cli.seal import seal as _seal
 from client.cli.send import send as _send
-from escrow_worker.cli import escrow as _escrow_group
 
 __all__ = ["main"]
+
+#: Mounted on first use: `consign escrow` is the operator's, from `escrow_worker`.
+_LAZY = {"escrow": ("escrow_worker.cli", "escrow", "The escrow operator's commands.")}
+
+
+class _ConsignGroup(_ReportingGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            module, name, _ = _LAZY[cmd_name]
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing must not import the escrow just to show one help line.
+        rows = [
+            (name, cmd.get_short_help_str(formatter.width))
+            for name, cmd in sorted(self.commands.items())
+            if not cmd.hidden
+        ]
+        rows += [(n, short) for n, (_, _, short) in _LAZY.items() if n not in self.commands]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
 
 
 @click.group(cls=_ConsignGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,4 +66,3 @@ def main() -> None:
 for _command in (_demo, _seal, _send, _inbox, _open, _revoke, _status, _events):
     main.add_command(_command)
 main.add_command(_identity_group)
-main.add_command(_escrow_group)

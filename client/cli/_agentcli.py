@@ -1,6 +1,6 @@
 """What the agent commands (seal, send, inbox, open, revoke, status, events)
 share: the options that say who you are and where the broker is, starting an
-agent for one command, times and durations, and the progress bar.
+agent for one command, and the values times and durations take.
 
 Which identity: `--as NAME`, or the only one in `--home` (CONSIGN_HOME). Its
 passphrase: CONSIGN_IDENTITY_PASSPHRASE or `--passphrase-file`, never an
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,17 +24,15 @@ import click
 from cryptography.x509.oid import NameOID
 
 from broker import BrokerSettings, connect_transport
+from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase
+from broker.pki.identity import Identity
 from client._agent import Agent
 from client._home import DEFAULT_HOME, IdentityHome, load_identity
 from client.errors import AgentError
-from escrow_worker import Identity
-from escrow_worker.cli import IDENTITY_PASSPHRASE_ENV, read_passphrase
 
 A = TypeVar("A", bound=Agent)
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Below this many bytes no progress bar is worth drawing.
-PROGRESS_THRESHOLD = 4 << 20
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -191,24 +188,3 @@ class Duration(click.ParamType[int, Any]):
         if match is None or int(match.group(1)) == 0:
             self.fail(f"{value!r} is not a duration like 90, 90s, 15m, 2h or 7d")
         return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def iso(ts: int | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextmanager
-def progress(label: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr for large work when stderr is a terminal; the
-    callback takes (done, total) and may be called from a worker thread."""
-    if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
-        yield None
-        return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-
-        def step(done: int, _total: int) -> None:
-            bar.update(done - bar.pos)
-
-        yield step

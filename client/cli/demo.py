@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from broker.console import say
 from client._demo import run_demo
-from escrow_worker.cli import status
 
 
 @click.command()
@@ -34,13 +34,13 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
     """
     steps: list[dict[str, str]] = []
 
-    def say(step: str, text: str) -> None:
+    def show(step: str, text: str) -> None:
         steps.append({"step": step, "text": text})
         if not as_json:
             click.echo(f"{step:<9} {text}")
 
     with tempfile.TemporaryDirectory(prefix="consign-demo-") as tmp:
-        result = asyncio.run(run_demo(Path(tmp), say, amqp_url=amqp_url or None))
+        result = asyncio.run(run_demo(Path(tmp), show, amqp_url=amqp_url or None))
     if as_json:
         click.echo(
             json.dumps(
@@ -53,4 +53,4 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
                 indent=2,
             )
         )
-    status("OK the demo ran end to end; see README.md for the same over RabbitMQ")
+    say("OK the demo ran end to end; see README.md for the same over RabbitMQ")

@@ -13,17 +13,19 @@ from pathlib import Path
 import click
 from cryptography import x509
 
-from client._home import DEFAULT_HOME, IdentityHome, client_errors
-from escrow_worker import Identity, IdentityKeys, fingerprint, load_identity_bytes, read_bytes
-from escrow_worker.cli import (
+from broker.console import (
     IDENTITY_PASSPHRASE_ENV,
     emit,
     iso,
     json_option,
     now,
     read_passphrase,
-    status,
+    say,
 )
+from broker.files import read_bytes
+from broker.pki.identity import Identity, IdentityKeys, load_identity_bytes
+from broker.pki.profile import fingerprint
+from client._home import DEFAULT_HOME, IdentityHome, client_errors
 
 home_option = click.option(
     "--home",
@@ -113,7 +115,7 @@ def create(home: Path, name: str, passphrase_file: Path | None, as_json: bool) -
         },
         as_json,
     )
-    status(
+    say(
         f"OK keys created; send {created.request_path} to the escrow operator, then "
         "run `consign id import BUNDLE`"
     )
@@ -141,7 +143,7 @@ def import_(
     )
     info = describe(result)
     emit(info, as_json, _text(info))
-    status(f"OK identity {result.name!r} is ready; compare the CA fingerprint with the operator's")
+    say(f"OK identity {result.name!r} is ready; compare the CA fingerprint with the operator's")
 
 
 @identity.command()

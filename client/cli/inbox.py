@@ -11,10 +11,10 @@ from dataclasses import asdict
 
 import click
 
+from broker.console import emit, iso, json_option, say
 from client._agent import require_consignment_id
 from client.agent import InboxContents, ReceiverAgent
-from client.cli._agentcli import AgentOptions, agent_options, iso, running
-from escrow_worker.cli import emit, json_option, status
+from client.cli._agentcli import AgentOptions, agent_options, running
 
 _wait_option = click.option(
     "--wait",
@@ -90,7 +90,7 @@ def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
     for x in data["refused"]:
         lines.append(f"refused   {x['type']}  {x['reason']}: {x['message']}")
     emit(data, as_json, "\n".join(lines))
-    status(
+    say(
         f"OK {len(data['notifications'])} notification(s), {len(data['received'])} "
         f"consignment(s), {len(data['events'])} event(s), {len(data['refused'])} refused"
     )
@@ -111,4 +111,4 @@ def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json:
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]
     emit(data, as_json, "\n".join(_event_line(e) for e in data))
-    status(f"OK {len(data)} event(s)")
+    say(f"OK {len(data)} event(s)")

@@ -8,11 +8,10 @@ import asyncio
 
 import click
 
+from broker.console import emit, iso, json_option, say
 from client._agent import require_consignment_id
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
-from client.cli._agentcli import AgentOptions, agent_options, iso, running
-from escrow_worker.cli import emit, json_option
-from escrow_worker.cli import status as say
+from client.cli._agentcli import AgentOptions, agent_options, running
 
 
 @click.command()

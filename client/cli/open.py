@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from broker.console import emit, iso, json_option, progress, say
 from client.agent import OpenedConsignment, ReceiverAgent
-from client.cli._agentcli import AgentOptions, agent_options, iso, progress, running
-from escrow_worker.cli import emit, json_option, status
+from client.cli._agentcli import AgentOptions, agent_options, running
 
 
 def _size(path: Path) -> int:
@@ -67,4 +67,4 @@ def open_(
     }
     text = "\n".join(f"{opened.destination / f.name}  {f.size}" for f in opened.files)
     emit(data, as_json, text)
-    status(f"OK opened {len(opened.files)} file(s) from {opened.sender} into {opened.destination}")
+    say(f"OK opened {len(opened.files)} file(s) from {opened.sender} into {opened.destination}")

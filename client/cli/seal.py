@@ -14,19 +14,11 @@ import click
 from pydantic import ValidationError
 
 from broker import ControlAttributes, Mode
+from broker.console import emit, iso, json_option, progress, say
 from client._agent import check_release_window
 from client.agent import Sealed, SenderAgent
-from client.cli._agentcli import (
-    AgentOptions,
-    Duration,
-    Timestamp,
-    agent_options,
-    iso,
-    progress,
-    running,
-)
+from client.cli._agentcli import AgentOptions, Duration, Timestamp, agent_options, running
 from client.errors import AgentError
-from escrow_worker.cli import emit, json_option, status
 
 
 def describe(sealed: Sealed) -> dict[str, object]:
@@ -165,7 +157,7 @@ def seal(
     sealed = asyncio.run(go())
     info = describe(sealed)
     emit(info, as_json, _text(info))
-    status(
+    say(
         f"OK sealed and deposited for {', '.join(sealed.receivers)}; "
         f"send it with `consign send {sealed.consignment_id}` or by any channel"
     )

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import click
 
+from broker.console import emit, json_option, progress, say
 from client._agent_store import Store
 from client._home import IdentityHome
 from client.agent import SenderAgent, Sent
-from client.cli._agentcli import AgentOptions, agent_options, progress, running, state_dir
+from client.cli._agentcli import AgentOptions, agent_options, running, state_dir
 from client.consignment import inspect
 from client.errors import AgentError
-from escrow_worker.cli import emit, json_option, status
 
 
 @click.command()
@@ -78,7 +78,7 @@ def send(
         f"consignment: {sent.consignment_id}\nreceivers: {', '.join(sent.receivers)}\n"
         f"chunks: {sent.chunks}\nsize: {sent.size}",
     )
-    status(f"OK sent to the inbox of {', '.join(sent.receivers)} in {sent.chunks} chunk(s)")
+    say(f"OK sent to the inbox of {', '.join(sent.receivers)} in {sent.chunks} chunk(s)")
 
 
 def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool) -> None:
@@ -96,7 +96,7 @@ def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool
         raise AgentError(f"cannot write {output}: {exc.strerror}", "check the path") from exc
     text = f"consignment: {cid}\nfile: {output}"
     emit({"consignment_id": cid, "file": str(output)}, as_json, text)
-    status(f"OK wrote {output}; hand it over by any channel")
+    say(f"OK wrote {output}; hand it over by any channel")
 
 
 async def _sealed_file(opts: AgentOptions, consignment_id: str) -> Path:

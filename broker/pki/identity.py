@@ -13,8 +13,6 @@ must never write a private key anywhere but a sealed file.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from broker import canonical_json
-from escrow_worker import _sealed
-from escrow_worker._files import read_bytes, write_bytes
-from escrow_worker._profile import check_name, common_name, fingerprint, to_der
-from escrow_worker.errors import EscrowError, IdentityFileError
+from broker.canonical import b64, canonical_json, check_name, unb64
+from broker.errors import BrokerError, IdentityFileError
+from broker.files import read_bytes, write_bytes
+from broker.pki import sealed as _sealed
+from broker.pki.profile import common_name, fingerprint, to_der
+
+__all__ = [
+    "Identity",
+    "IdentityKeys",
+    "dump_identity",
+    "generate_keys",
+    "load_identity_bytes",
+    "read_identity_file",
+    "write_identity_file",
+]
 
 KIND = "identity"
 _RAW = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
@@ -67,24 +75,20 @@ def generate_keys(name: str) -> IdentityKeys:
     return IdentityKeys(check_name(name), Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def dump_identity(
     identity: Identity | IdentityKeys, passphrase: bytes, *, log_n: int = _sealed.DEFAULT_LOG_N
 ) -> bytes:
     content: dict[str, Any] = {
         "name": identity.name,
-        "signing_key": _b64(identity.signing_key.private_bytes(*_RAW)),
-        "encryption_key": _b64(identity.encryption_key.private_bytes(*_RAW)),
+        "signing_key": b64(identity.signing_key.private_bytes(*_RAW)),
+        "encryption_key": b64(identity.encryption_key.private_bytes(*_RAW)),
         "certificates": None,
     }
     if isinstance(identity, Identity):
         content["certificates"] = {
-            "ca": _b64(to_der(identity.ca_certificate)),
-            "signing": _b64(to_der(identity.signing_certificate)),
-            "encryption": _b64(to_der(identity.encryption_certificate)),
+            "ca": b64(to_der(identity.ca_certificate)),
+            "signing": b64(to_der(identity.signing_certificate)),
+            "encryption": b64(to_der(identity.encryption_certificate)),
         }
     return _sealed.seal(canonical_json(content), passphrase, kind=KIND, log_n=log_n)
 
@@ -99,8 +103,8 @@ def _inconsistent(detail: str) -> IdentityFileError:
 
 def _field(content: dict[str, Any], key: str) -> bytes:
     try:
-        return base64.b64decode(content[key], validate=True)
-    except (KeyError, TypeError, binascii.Error, ValueError) as exc:
+        return unb64(content[key], key)
+    except (KeyError, TypeError, ValueError) as exc:
         raise _inconsistent(f"field {key!r} is missing or not base64") from exc
 
 
@@ -123,7 +127,7 @@ def load_identity_bytes(data: bytes, passphrase: bytes) -> Identity | IdentityKe
             x509.load_der_x509_certificate(_field(certs, k))
             for k in ("ca", "signing", "encryption")
         )
-    except (KeyError, TypeError, ValueError, EscrowError) as exc:
+    except (KeyError, TypeError, ValueError, BrokerError) as exc:
         raise _inconsistent(str(exc)) from exc
     pub = serialization.Encoding.Raw, serialization.PublicFormat.Raw
     if signing.public_key().public_bytes(*pub) != keys.signing_key.public_key().public_bytes(
@@ -135,7 +139,7 @@ def load_identity_bytes(data: bytes, passphrase: bytes) -> Identity | IdentityKe
     for cert in (signing, encryption):
         try:
             cn = common_name(cert.subject)
-        except EscrowError as exc:
+        except BrokerError as exc:
             raise _inconsistent(exc.message) from exc
         if cn != name:
             raise _inconsistent("a certificate is for another name")
@@ -149,18 +153,6 @@ def load_identity_bytes(data: bytes, passphrase: bytes) -> Identity | IdentityKe
 def read_identity_file(path: Path, passphrase: bytes) -> Identity | IdentityKeys:
     """Load an identity file, complete or pending."""
     return load_identity_bytes(read_bytes(path, "identity file"), passphrase)
-
-
-def load_identity(path: Path, passphrase: bytes) -> Identity:
-    """Load a complete identity file (keys and certificates)."""
-    identity = read_identity_file(path, passphrase)
-    if not isinstance(identity, Identity):
-        raise IdentityFileError(
-            "inconsistent",
-            f"{path} holds keys but no certificates yet",
-            "send the certificate request to the operator, then `consign id import`",
-        )
-    return identity
 
 
 def write_identity_file(

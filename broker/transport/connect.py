@@ -3,9 +3,9 @@ when an amqp:// URL asks for it."""
 
 from __future__ import annotations
 
-from broker._inprocess import InProcessTransport
 from broker.errors import BrokerError
-from broker.transport import Transport, TransportConfig
+from broker.transport.base import Transport, TransportConfig
+from broker.transport.memory import InProcessTransport
 
 _MEMORY_URL = "memory://"
 
@@ -21,7 +21,7 @@ def connect_transport(url: str | None, config: TransportConfig | None = None) ->
         return InProcessTransport(config)
     scheme = url.partition("://")[0].lower()
     if scheme in ("amqp", "amqps"):
-        from broker._amqp import AmqpTransport
+        from broker.transport.amqp import AmqpTransport
 
         return AmqpTransport(url, config)
     raise BrokerError(

@@ -51,7 +51,7 @@ from broker.errors import (
     TransportError,
     Unroutable,
 )
-from broker.transport import (
+from broker.transport.base import (
     DeadLetter,
     Delivery,
     Destination,

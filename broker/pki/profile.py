@@ -9,7 +9,6 @@ must never touch files or the database.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -22,7 +21,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from escrow_worker.errors import CertificateRejected, CertReason, EscrowError
+from broker.errors import BrokerError, CertificateRejected, CertReason
+
+__all__ = [
+    "OID_CSR_X25519_KEY",
+    "OID_EKU_ENCRYPTION",
+    "OID_EKU_ESCROW",
+    "OID_EKU_SIGNING",
+    "OID_POLICY",
+    "Role",
+    "build_ca_certificate",
+    "build_party_certificate",
+    "common_name",
+    "fingerprint",
+    "load_certificate",
+    "load_crl",
+    "to_der",
+    "to_pem",
+]
 
 #: Our OID arc: a UUID OID (ITU-T X.667, 2.25.<uuid>) needs no registration.
 ARC = "2.25.258722847341365646158534300426005560170"
@@ -35,23 +51,10 @@ OID_EKU_ESCROW = x509.ObjectIdentifier(f"{ARC}.2.3")
 #: CSR extension carrying the requester's X25519 SubjectPublicKeyInfo (DER).
 OID_CSR_X25519_KEY = x509.ObjectIdentifier(f"{ARC}.3.1")
 
-_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._@+-]{0,62}[a-z0-9])?$")
-
 
 class Role(StrEnum):
     SIGNING = "signing"
     ENCRYPTION = "encryption"
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """Names of users, groups and escrows: lowercase letters, digits and . _ @ + -,
-    1 to 64 characters, starting and ending with a letter or digit."""
-    if not _NAME_RE.fullmatch(name):
-        raise EscrowError(
-            f"invalid {what} {name!r}",
-            "use 1-64 lowercase letters, digits or . _ @ + - (start and end alphanumeric)",
-        )
-    return name
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -131,9 +134,9 @@ def build_party_certificate(
     certificate: Ed25519 with digitalSignature only, or X25519 with keyAgreement
     only, each with our role EKU, so neither can stand in for the other."""
     if role is Role.SIGNING and not isinstance(public_key, Ed25519PublicKey):
-        raise EscrowError("a signing certificate needs an Ed25519 public key")
+        raise BrokerError("a signing certificate needs an Ed25519 public key")
     if role is Role.ENCRYPTION and not isinstance(public_key, X25519PublicKey):
-        raise EscrowError("an encryption certificate needs an X25519 public key")
+        raise BrokerError("an encryption certificate needs an X25519 public key")
     if role is Role.SIGNING:
         usage, ekus = _key_usage(signature=True), [OID_EKU_SIGNING]
     else:
@@ -175,18 +178,6 @@ def load_certificate(data: bytes) -> x509.Certificate:
             "not a valid certificate (PEM or DER)",
             "ask the operator for the certificate file again",
         ) from exc
-
-
-def load_certificates_pem(data: bytes) -> list[x509.Certificate]:
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise CertificateRejected(
-            CertReason.MALFORMED,
-            "not a valid PEM certificate bundle",
-            "ask the operator for the certificate file again",
-        ) from exc
-    return certs
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:

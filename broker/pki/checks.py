@@ -20,14 +20,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from escrow_worker._profile import (
+from broker.errors import CertificateRejected, CertReason
+from broker.pki.profile import (
     OID_EKU_ENCRYPTION,
     OID_EKU_ESCROW,
     OID_EKU_SIGNING,
     Role,
     common_name,
 )
-from escrow_worker.errors import CertificateRejected, CertReason
+
+__all__ = [
+    "check_ca",
+    "check_certificate",
+    "check_crl",
+    "check_encryption_certificate",
+    "check_signing_certificate",
+    "require_aware",
+]
 
 _ASK_OPERATOR = "ask the escrow operator for a current certificate"
 

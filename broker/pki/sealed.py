@@ -14,8 +14,6 @@ secret anywhere but inside the ciphertext, nor put one in an error message.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -25,8 +23,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from broker import canonical_json
-from escrow_worker.errors import IdentityFileError
+from broker.canonical import b64, canonical_json, unb64
+from broker.errors import IdentityFileError
+
+__all__ = [
+    "DEFAULT_LOG_N",
+    "seal",
+    "unseal",
+]
 
 FORMAT = "consign-sealed"
 VERSION = 1
@@ -48,10 +52,6 @@ _PASSPHRASE_HINTS: Final[dict[str, str]] = {
 }
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _kdf(passphrase: bytes, salt: bytes, log_n: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=2**log_n, r=_R, p=_P).derive(passphrase)
 
@@ -68,13 +68,13 @@ def seal(plaintext: bytes, passphrase: bytes, *, kind: str, log_n: int = DEFAULT
     header: dict[str, Any] = {
         "aead": "chacha20-poly1305",
         "format": FORMAT,
-        "kdf": {"log_n": log_n, "name": "scrypt", "p": _P, "r": _R, "salt": _b64(salt)},
+        "kdf": {"log_n": log_n, "name": "scrypt", "p": _P, "r": _R, "salt": b64(salt)},
         "kind": kind,
-        "nonce": _b64(nonce),
+        "nonce": b64(nonce),
         "version": VERSION,
     }
     key = _kdf(passphrase, salt, log_n)
-    ciphertext = _b64(ChaCha20Poly1305(key).encrypt(nonce, plaintext, canonical_json(header)))
+    ciphertext = b64(ChaCha20Poly1305(key).encrypt(nonce, plaintext, canonical_json(header)))
     document = {**header, "ciphertext": ciphertext, "checksum": _checksum(header, ciphertext)}
     return canonical_json(document) + b"\n"
 
@@ -88,12 +88,10 @@ def _malformed(kind: str, detail: str) -> IdentityFileError:
 
 
 def _unb64(value: object, kind: str, field: str) -> bytes:
-    if not isinstance(value, str):
-        raise _malformed(kind, f"{field} is not text")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _malformed(kind, f"{field} is not base64") from exc
+        return unb64(value, field)
+    except ValueError as exc:
+        raise _malformed(kind, str(exc)) from exc
 
 
 def unseal(data: bytes, passphrase: bytes, *, kind: str) -> bytes:

@@ -19,9 +19,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from escrow_worker._identity import IdentityKeys
-from escrow_worker._profile import OID_CSR_X25519_KEY, check_name
-from escrow_worker.errors import CertificateRejected, CertReason, EscrowError
+from broker.canonical import check_name
+from broker.errors import BrokerError, CertificateRejected, CertReason
+from broker.pki.identity import IdentityKeys
+from broker.pki.profile import OID_CSR_X25519_KEY
+
+__all__ = [
+    "CertificateRequest",
+    "build_csr",
+    "parse_csr",
+]
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ def parse_csr(data: bytes) -> CertificateRequest:
         if not isinstance(extension, x509.UnrecognizedExtension):
             raise ValueError("unexpected extension type")
         encryption_key = serialization.load_der_public_key(extension.value)
-    except EscrowError as exc:
+    except BrokerError as exc:
         raise _bad(exc.message) from exc
     except (x509.ExtensionNotFound, ValueError) as exc:
         raise _bad("it carries no valid X25519 encryption key") from exc

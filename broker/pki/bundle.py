@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from escrow_worker._profile import OID_EKU_ENCRYPTION, OID_EKU_SIGNING, to_pem
-from escrow_worker.errors import CertificateRejected, CertReason
+from broker.errors import CertificateRejected, CertReason
+from broker.pki.profile import OID_EKU_ENCRYPTION, OID_EKU_SIGNING, to_pem
+
+__all__ = [
+    "CertificateBundle",
+    "parse_bundle",
+]
 
 _BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
 

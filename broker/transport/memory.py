@@ -31,7 +31,7 @@ from broker.errors import (
     TransportClosed,
     Unroutable,
 )
-from broker.transport import (
+from broker.transport.base import (
     DeadLetter,
     Delivery,
     Destination,

@@ -11,7 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from escrow_worker.errors import EscrowError
+from broker.errors import FileError
+
+__all__ = [
+    "read_bytes",
+    "write_bytes",
+]
 
 
 def read_bytes(path: Path, what: str, limit: int = 1 << 20) -> bytes:
@@ -19,18 +24,18 @@ def read_bytes(path: Path, what: str, limit: int = 1 << 20) -> bytes:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
-        raise EscrowError(
+        raise FileError(
             f"cannot read {what} {path}: {exc.strerror or exc}", "check the path"
         ) from exc
     if len(data) > limit:
-        raise EscrowError(f"{what} {path} is larger than {limit} bytes", "check the path")
+        raise FileError(f"{what} {path} is larger than {limit} bytes", "check the path")
     return data
 
 
 def write_bytes(path: Path, data: bytes, *, private: bool, overwrite: bool = False) -> None:
     """Write `data` to `path` atomically; refuse to replace a file unless `overwrite`."""
     if path.exists() and not overwrite:
-        raise EscrowError(
+        raise FileError(
             f"{path} already exists", "choose another file name or move the old file away"
         )
     directory = path.parent
@@ -52,10 +57,10 @@ def write_bytes(path: Path, data: bytes, *, private: bool, overwrite: bool = Fal
             Path(tmp).unlink(missing_ok=True)
             raise
     except FileExistsError as exc:
-        raise EscrowError(
+        raise FileError(
             f"{path} already exists", "choose another file name or move the old file away"
         ) from exc
     except OSError as exc:
-        raise EscrowError(
+        raise FileError(
             f"cannot write {path}: {exc.strerror or exc}", "check the directory and permissions"
         ) from exc

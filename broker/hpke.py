@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from pydantic import ValidationError
 
-from broker.deposit import HEX_ID, Deposit
-from broker.envelope import canonical_json
+from broker.canonical import HEX_ID, canonical_json
+from broker.deposit import Deposit
 from broker.errors import SealedMessageError
 
 __all__ = [

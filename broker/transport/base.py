@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self, TypeAlias
 
+from broker.canonical import NAME, NAME_RULE
 from broker.errors import (
     BrokerError,
     DeliveryLost,
@@ -81,15 +82,20 @@ _log = logging.getLogger(__name__)
 _MiB: Final = 1024 * 1024
 DEFAULT_PREFETCH: Final = 16
 
-# Identities and prefixes end up in queue names and routing keys (at most 255
+# Prefixes and queue names end up in queue names and routing keys (at most 255
 # bytes in AMQP); a conservative alphabet keeps them printable and unambiguous.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,119}")
+# Identities follow the one name rule of `broker.canonical`.
+_QUEUE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,119}")
 _SHORTSTR_MAX = 255  # AMQP short strings: message id, correlation id, type
 
 
 def _check_name(kind: str, value: str) -> str:
     """Return `value` if it can be part of a queue name, else raise `InvalidName`."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if kind == "identity":
+        if isinstance(value, str) and NAME.fullmatch(value):
+            return value
+        raise InvalidName(f"invalid {kind} {value!r}", hint=f"use {NAME_RULE}")
+    if not isinstance(value, str) or not _QUEUE_PART.fullmatch(value):
         raise InvalidName(
             f"invalid {kind} {value!r}",
             hint="use 1-120 characters from A-Z a-z 0-9 . _ @ + -, starting with a letter or digit",

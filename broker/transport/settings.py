@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.errors import BrokerError
-from broker.transport import TransportConfig
+from broker.transport.base import TransportConfig
 
 __all__ = ["BrokerSettings"]
 

@@ -1,0 +1,175 @@
+"""What every `consign` command uses to talk to its user (as age's `internal/term`
+and `internal/logger` sit below every command).
+
+- stdout carries data only: `emit` prints text or, with `--json`, JSON;
+- stderr carries the rest: `say` for "OK ..." and status lines, `progress` for a
+  bar on long work (only when stderr is a terminal), and the `error:`/`hint:`
+  lines that `ReportingGroup` prints for any `broker.Error`;
+- passphrases come from a file or an environment variable (`read_passphrase`),
+  never from the command line;
+- `run` runs a command's coroutine, `now` is the clock, `iso` shows a time.
+
+This module must never print a secret, and never catch an error itself except
+in `ReportingGroup`, the one place the CLI turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from broker.canonical import iso_utc
+from broker.errors import BrokerError, Error
+from broker.files import read_bytes
+
+__all__ = [
+    "IDENTITY_PASSPHRASE_ENV",
+    "PROGRESS_THRESHOLD",
+    "ReportingGroup",
+    "describe_invalid",
+    "emit",
+    "iso",
+    "json_option",
+    "now",
+    "progress",
+    "read_passphrase",
+    "run",
+    "say",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The name of an environment variable, not a secret.
+IDENTITY_PASSPHRASE_ENV = "CONSIGN_IDENTITY_PASSPHRASE"  # noqa: S105
+#: Work smaller than this (bytes) gets no progress bar.
+PROGRESS_THRESHOLD = 4 << 20
+
+_GENERIC_HINT = "see `consign COMMAND --help` for what the command needs"
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(f)
+
+
+def emit(data: Mapping[str, Any] | list[Any], as_json: bool, text: str | None = None) -> None:
+    """Print data on stdout: JSON, or `text` (default: "key: value" lines)."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if text is None:
+        assert isinstance(data, Mapping)
+        text = "\n".join(f"{k}: {_plain(v)}" for k, v in data.items())
+    if text:
+        click.echo(text)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    return "-" if value is None else str(value)
+
+
+def say(message: str) -> None:
+    """A status line ("OK ...") on stderr."""
+    click.echo(message, err=True)
+
+
+@contextmanager
+def progress(label: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for large work when stderr is a terminal; the
+    callback takes (done, total) and may be called from a worker thread."""
+    if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+
+        def step(done: int, _total: int) -> None:
+            bar.update(done - bar.pos)
+
+        yield step
+
+
+def read_passphrase(path: Path | None, env: str, what: str) -> bytes:
+    """From `path` (one trailing newline dropped) or else the variable `env`."""
+    if path is not None:
+        data = read_bytes(path, f"{what} passphrase file", limit=4096)
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        elif data.endswith(b"\n"):
+            data = data[:-1]
+    else:
+        data = os.environ.get(env, "").encode("utf-8")
+    if not data:
+        raise BrokerError(
+            f"no {what} passphrase given",
+            f"set {env} or pass a passphrase file (never the passphrase itself)",
+        )
+    return data
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def iso(when: datetime | int | None) -> str | None:
+    """A time (aware datetime or Unix seconds) as ISO 8601 UTC; None stays None."""
+    return None if when is None else iso_utc(when)
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+class ReportingGroup(click.Group):
+    """A click group that turns our errors into one `error:` and one `hint:` line
+    on stderr and exit code 1. Usage errors stay click's (exit 2). A pydantic
+    `ValidationError` that got past the checks at the boundary is reported the
+    same way, in one line. Anything else is a bug and is never swallowed."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # The AMQP client logs connection chatter (e.g. a channel closed while an
+        # agent shuts down) as warnings; a command reports what matters itself.
+        for noisy in ("aiormq", "aio_pika"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        # aiormq logs a failed connect as an error before raising it; the
+        # transport raises it as ConnectionFailed, in words, so once is enough.
+        logging.getLogger("aiormq.connection").addFilter(_not_connect_failures)
+        try:
+            return super().invoke(ctx)
+        except Error as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            click.echo(f"hint: {exc.hint or _GENERIC_HINT}", err=True)
+            ctx.exit(1)
+        except ValidationError as exc:
+            click.echo(f"error: {describe_invalid(exc)}", err=True)
+            click.echo(f"hint: check the names, ids and values given; {_GENERIC_HINT}", err=True)
+            ctx.exit(1)
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line for a ValidationError: the first problem, where, and with what."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    given = first.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+    field = f"{where}: " if where else ""
+    return f"invalid {exc.title}: {field}{first['msg']}{shown}"
+
+
+def _not_connect_failures(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("error when creating transport")
