@@ -30,6 +30,7 @@ __all__ = [
 #: 248 so that the header line "escrow <name>" stays within the 256-byte line limit.
 ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,248}$")
 
+
 class Mode(StrEnum):
     """How the content key is split between the consignment and the escrow."""
 

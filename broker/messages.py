@@ -38,6 +38,7 @@ __all__ = [
     "StatusBody",
     "StatusReplyBody",
     "UnknownMessage",
+    "error_reply",
     "parse_body",
 ]
 
@@ -192,6 +193,26 @@ class ErrorBody(_Reply):
     #: A finer reason where one exists, e.g. the certificate or request check that
     #: failed (``revoked``, ``bad_signature``, ``expired``); for logs and users.
     detail: str | None = Field(default=None, max_length=64)
+
+
+def error_reply(
+    *,
+    in_reply_to: str,
+    code: ErrorCode,
+    message: str,
+    request_type: str,
+    consignment_id: str | None = None,
+    detail: str | None = None,
+) -> ErrorBody:
+    """The one way to build a refusal: the escrow's words cut to the field's limit."""
+    return ErrorBody(
+        in_reply_to=in_reply_to,
+        code=code,
+        message=message[:1024],
+        request_type=request_type,
+        consignment_id=consignment_id,
+        detail=detail,
+    )
 
 
 class EventKind(StrEnum):

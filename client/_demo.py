@@ -44,8 +44,7 @@ class DemoResult:
 
 
 async def _register(escrow_dir: Path, names: tuple[str, ...]) -> dict[str, Identity]:
-    from escrow_worker import open_escrow, register_user
-    from escrow_worker._ca import load_ca
+    from escrow_worker import load_ca, open_escrow, register_user
 
     now = datetime.now(UTC) - timedelta(minutes=1)
     ca = await asyncio.to_thread(load_ca, escrow_dir, _PASSPHRASE)

@@ -21,18 +21,13 @@ import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypedDict
+from typing import Self
 
 import aiosqlite
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel
 
 from broker import (
     MAX_ENVELOPE_BYTES,
@@ -42,86 +37,33 @@ from broker import (
     Message,
     Requeue,
     SignedEnvelope,
-    new_envelope,
-    sign_envelope,
 )
 from broker.errors import CertificateRejected
-from broker.messages import ErrorBody, ErrorCode, MessageType, UnknownMessage, parse_body
+from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
-from broker.pki.profile import Role, fingerprint
-from escrow_worker import _store as store
-from escrow_worker._ca import EscrowPaths, load_escrow_key, read_certificate
-from escrow_worker._db import open_db, transaction
-from escrow_worker._directory import escrow_name
-from escrow_worker._handlers import HANDLERS, Context, Notice, Result
-from escrow_worker._masterkey import Vault, adopt_keyring, ensure_keyring
-from escrow_worker._replay import check_and_record
-from escrow_worker._requests import (
+from broker.pki.profile import fingerprint
+from broker.sqlite import transaction
+from escrow_worker.ca.authority import ServiceKeys, load_service_keys
+from escrow_worker.ca.directory import escrow_name
+from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
+from escrow_worker.handlers import HANDLERS
+from escrow_worker.handlers.auth import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_SKEW,
     VerifiedRequest,
     authenticate_request,
     check_times,
 )
-from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
+from escrow_worker.handlers.common import Context, Notice, Result
+from escrow_worker.replies import Outcome, Outgoing, Replies, Who, outbox_message
+from escrow_worker.state import replay, store
+from escrow_worker.state.db import open_db
+from escrow_worker.state.masterkey import Vault, adopt_keyring, ensure_keyring
+from escrow_worker.state.paths import EscrowPaths
 
-__all__ = ["REPLY_LIFETIME", "EscrowService", "Outcome", "Outgoing"]
+__all__ = ["EscrowService"]
 
 _log = logging.getLogger(__name__)
-
-#: Lifetime written into the escrow's replies and events. A stored reply is sent
-#: again, byte for byte, whenever its request comes again, so agents match it by
-#: `in_reply_to` and should not refuse it for age; the window only bounds how long
-#: a captured event looks current.
-REPLY_LIFETIME = timedelta(days=30)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One signed message for one inbox."""
-
-    destination: str
-    message: Message
-    #: Set for outbox rows: mark it sent once published.
-    outbox_id: int | None = None
-    #: The destination is an authenticated, registered party: the escrow may
-    #: declare its inbox. False for the claimed (unauthenticated) reply_to.
-    declare: bool = True
-
-
-class _Who(TypedDict):
-    request_id: str
-    request_type: str
-    requester: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to do with one delivery."""
-
-    #: Unparseable or oversize: reject it to the dead-letter queue, send nothing.
-    dead_letter: bool
-    reply: Outgoing | None = None
-    events: tuple[Outgoing, ...] = ()
-    request_id: str | None = None
-    request_type: str | None = None
-    #: The authenticated requester's name (or "?" if it is not authenticated).
-    requester: str | None = None
-    #: For the log line: "ok", "refused:<code>", "resent:<decision>", ...
-    decision: str = ""
-    #: The reply is stored: a redelivery gets the same bytes again.
-    stored: bool = False
-
-
-def _wire_type(type_: str) -> str:
-    return f"{type_}.v1"
-
-
-def _raw(key: object) -> bytes:
-    """Raw bytes of an Ed25519 or X25519 public key (anything else: empty)."""
-    if isinstance(key, Ed25519PublicKey | X25519PublicKey):
-        return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return b""
 
 
 def _utcnow() -> datetime:
@@ -136,11 +78,7 @@ class EscrowService:
         *,
         escrow_dir: Path,
         name: str,
-        ca_certificate: x509.Certificate,
-        signing_key: Ed25519PrivateKey,
-        signing_certificate: x509.Certificate,
-        encryption_key: X25519PrivateKey,
-        encryption_certificate: x509.Certificate,
+        keys: ServiceKeys,
         vault: Vault,
         read: aiosqlite.Connection,
         write: aiosqlite.Connection,
@@ -151,12 +89,10 @@ class EscrowService:
     ) -> None:
         self._dir = escrow_dir
         self._name = name
-        self._ca = ca_certificate
-        self._signing_key = signing_key
-        self._signing_certificate = signing_certificate
-        self._signer = fingerprint(signing_certificate)
-        self._encryption_key = encryption_key
-        self._encryption_certificate = encryption_certificate
+        self._keys = keys
+        self._ca = keys.ca_certificate
+        self._encryption_key = keys.encryption_key
+        self._replies = Replies(keys.signing_key, fingerprint(keys.signing_certificate))
         self._vault = vault
         self._read = read
         self._write = write
@@ -186,24 +122,7 @@ class EscrowService:
         clock = clock if clock is not None else _utcnow
         require_aware(clock())
         paths = EscrowPaths(escrow_dir)
-        paths.require_initialised()
-        ca = read_certificate(paths.cert("ca"))
-        signing_certificate = read_certificate(paths.cert("signing"))
-        encryption_certificate = read_certificate(paths.cert("encryption"))
-        signing_key, encryption_key = await asyncio.gather(
-            asyncio.to_thread(load_escrow_key, escrow_dir, Role.SIGNING, passphrase),
-            asyncio.to_thread(load_escrow_key, escrow_dir, Role.ENCRYPTION, passphrase),
-        )
-        if not isinstance(signing_key, Ed25519PrivateKey) or not isinstance(
-            encryption_key, X25519PrivateKey
-        ):
-            raise EscrowError("the escrow's key files hold the wrong kinds of key", "restore them")
-        if _raw(signing_key.public_key()) != _raw(signing_certificate.public_key()) or _raw(
-            encryption_key.public_key()
-        ) != _raw(encryption_certificate.public_key()):
-            raise EscrowError(
-                "the escrow's keys do not match its certificates", "restore the escrow directory"
-            )
+        keys = await load_service_keys(escrow_dir, passphrase)
         keyring = await asyncio.to_thread(ensure_keyring, escrow_dir, passphrase, now=clock())
         write = await open_db(paths.db)
         try:
@@ -221,11 +140,7 @@ class EscrowService:
         return cls(
             escrow_dir=escrow_dir,
             name=name,
-            ca_certificate=ca,
-            signing_key=signing_key,
-            signing_certificate=signing_certificate,
-            encryption_key=encryption_key,
-            encryption_certificate=encryption_certificate,
+            keys=keys,
             vault=Vault(escrow_dir, passphrase, keyring),
             read=read,
             write=write,
@@ -267,66 +182,17 @@ class EscrowService:
 
     @property
     def signing_certificate(self) -> x509.Certificate:
-        return self._signing_certificate
+        return self._keys.signing_certificate
 
     @property
     def encryption_certificate(self) -> x509.Certificate:
         """Agents seal deposits to this certificate's key (after checking it)."""
-        return self._encryption_certificate
+        return self._keys.encryption_certificate
 
     def now(self) -> datetime:
         now = self._clock()
         require_aware(now)
         return now
-
-    # -- signing ----------------------------------------------------------------
-
-    def _sign(
-        self,
-        type_: MessageType,
-        body: BaseModel,
-        *,
-        audience: str,
-        now: datetime,
-        correlation_id: str,
-    ) -> Message:
-        envelope = new_envelope(
-            type=type_.value,
-            body=body.model_dump(mode="json"),
-            audience=audience,
-            signer=self._signer,
-            now=now,
-            lifetime=REPLY_LIFETIME,
-        )
-        return Message(
-            body=sign_envelope(envelope, self._signing_key).to_wire(),
-            message_id=envelope.request_id,
-            type=_wire_type(type_.value),
-            correlation_id=correlation_id,
-        )
-
-    def _error(
-        self,
-        envelope: Envelope,
-        code: ErrorCode,
-        message: str,
-        *,
-        to: str,
-        now: datetime,
-        detail: str | None = None,
-        declare: bool = True,
-    ) -> Outgoing:
-        body = ErrorBody(
-            in_reply_to=envelope.request_id,
-            code=code,
-            message=message[:1024],
-            request_type=envelope.type,
-            detail=detail,
-        )
-        signed = self._sign(
-            MessageType.ERROR, body, audience=to, now=now, correlation_id=envelope.request_id
-        )
-        return Outgoing(to, signed, declare=declare)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -363,11 +229,11 @@ class EscrowService:
         except (RequestRejected, CertificateRejected) as exc:
             return self._unauthenticated(claimed, exc, now)
         envelope = request.envelope
-        base = _Who(
+        base = Who(
             request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
         )
         if envelope.reply_to != request.sender:
-            reply = self._error(
+            reply = self._replies.error(
                 envelope,
                 ErrorCode.UNAUTHENTICATED,
                 f"reply_to must be your own name {request.sender!r}",
@@ -386,14 +252,14 @@ class EscrowService:
             check_times(envelope, now=now, max_skew=self._max_skew, max_lifetime=self._max_lifetime)
         except RequestRejected as exc:
             code = ErrorCode.MALFORMED if exc.reason is RequestReason.MALFORMED else ErrorCode.STALE
-            reply = self._error(
+            reply = self._replies.error(
                 envelope, code, exc.message, to=request.sender, now=now, detail=exc.reason.value
             )
             return Outcome(False, reply, decision=f"refused:{exc.reason.value}", **base)
         # The body must be one of the requests this escrow answers.
         handler = HANDLERS.get((envelope.type, envelope.version))
         if handler is None:
-            reply = self._error(
+            reply = self._replies.error(
                 envelope,
                 ErrorCode.UNKNOWN_TYPE,
                 f"the escrow does not answer {envelope.type!r} version {envelope.version}",
@@ -404,7 +270,9 @@ class EscrowService:
         try:
             body = parse_body(envelope.type, envelope.version, envelope.body)
         except UnknownMessage as exc:
-            reply = self._error(envelope, ErrorCode.MALFORMED, str(exc), to=request.sender, now=now)
+            reply = self._replies.error(
+                envelope, ErrorCode.MALFORMED, str(exc), to=request.sender, now=now
+            )
             return Outcome(False, reply, decision="refused:malformed", **base)
         # 5. One transaction: record, decide, change state, store reply and outbox.
         try:
@@ -413,9 +281,9 @@ class EscrowService:
                 if stored is not None:  # another worker answered it meanwhile
                     return await self._again(conn, stored, request, digest, now)
                 try:
-                    await check_and_record(conn, request.replay_key(self._max_skew), now=now)
+                    await replay.check_and_record(conn, request.replay_key(self._max_skew), now=now)
                 except RequestRejected as exc:
-                    reply = self._error(
+                    reply = self._replies.error(
                         envelope, ErrorCode.REPLAYED, exc.message, to=request.sender, now=now
                     )
                     return Outcome(False, reply, decision="refused:replayed", **base)
@@ -434,7 +302,7 @@ class EscrowService:
         except EscrowError as exc:
             # Rolled back: nothing is stored, so the same request may be tried again.
             _log.error("request %s failed inside the escrow: %s", envelope.request_id, exc.message)
-            reply = self._error(
+            reply = self._replies.error(
                 envelope,
                 ErrorCode.INTERNAL,
                 "the escrow could not process the request; send it again later",
@@ -449,13 +317,13 @@ class EscrowService:
         self, claimed: Envelope, exc: RequestRejected | CertificateRejected, now: datetime
     ) -> Outcome:
         """Answer to the claimed inbox, which nothing vouches for: never declared."""
-        base = _Who(request_id=claimed.request_id, request_type=claimed.type, requester="?")
+        base = Who(request_id=claimed.request_id, request_type=claimed.type, requester="?")
         decision = f"unauthenticated:{exc.reason.value}"
         try:
             Inbox(claimed.reply_to)
         except BrokerError:
             return Outcome(False, None, decision=decision, **base)
-        reply = self._error(
+        reply = self._replies.error(
             claimed,
             ErrorCode.UNAUTHENTICATED,
             exc.message,
@@ -475,11 +343,11 @@ class EscrowService:
         now: datetime,
     ) -> Outcome:
         envelope = request.envelope
-        base = _Who(
+        base = Who(
             request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
         )
         if stored.signer != envelope.signer or stored.request_sha256 != digest:
-            reply = self._error(
+            reply = self._replies.error(
                 envelope,
                 ErrorCode.REPLAYED,
                 f"request id {envelope.request_id} was already used for another request",
@@ -494,7 +362,7 @@ class EscrowService:
             correlation_id=stored.request_id,
         )
         unsent = await store.unsent_for(conn, stored.request_id)
-        events = tuple(self._outgoing(row) for row in unsent)
+        events = tuple(outbox_message(row) for row in unsent)
         return Outcome(
             False,
             Outgoing(stored.signer_name, message),
@@ -503,13 +371,6 @@ class EscrowService:
             stored=True,
             **base,
         )
-
-    @staticmethod
-    def _outgoing(row: store.OutboxRow) -> Outgoing:
-        message = Message(
-            body=row.body, message_id=row.message_id, type=row.type, correlation_id=row.request_id
-        )
-        return Outgoing(row.destination, message, outbox_id=row.id)
 
     async def _store_result(
         self,
@@ -521,7 +382,7 @@ class EscrowService:
     ) -> tuple[Outgoing, tuple[Outgoing, ...]]:
         envelope = request.envelope
         t = int(now.timestamp())
-        reply = self._sign(
+        reply = self._replies.sign(
             result.reply_type,
             result.reply,
             audience=request.sender,
@@ -552,7 +413,7 @@ class EscrowService:
     async def _enqueue(
         self, conn: aiosqlite.Connection, request_id: str, notice: Notice, now: datetime
     ) -> Outgoing:
-        message = self._sign(
+        message = self._replies.sign(
             notice.type,
             notice.body,
             audience=notice.destination,
@@ -597,10 +458,7 @@ class EscrowService:
         skew): the freshness check refuses those envelopes anyway, and stored
         replies are kept. Returns how many were forgotten."""
         async with self._write_lock, transaction(self._write) as conn:
-            cursor = await conn.execute(
-                "DELETE FROM seen_requests WHERE expires_at < ?", (int(self.now().timestamp()),)
-            )
-            return cursor.rowcount
+            return await replay.prune(conn, now=self.now())
 
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500
@@ -608,4 +466,4 @@ class EscrowService:
         """Outbox messages still unsent `older_than` after they were stored, e.g.
         because a worker died after its commit and the request never came back."""
         before = int((self.now() - older_than).timestamp())
-        return [self._outgoing(row) for row in await store.unsent_before(self._read, before, limit)]
+        return [outbox_message(row) for row in await store.unsent_before(self._read, before, limit)]

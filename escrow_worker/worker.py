@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from broker import BrokerError, Delivery, Inbox, Transport
 from broker.errors import TopologyError, Unroutable
-from escrow_worker.service import EscrowService, Outcome, Outgoing
+from escrow_worker.replies import Outcome, Outgoing
+from escrow_worker.service import EscrowService
 
 __all__ = ["EscrowWorker"]
 

@@ -31,7 +31,7 @@ from broker.messages import (
 from broker.pki.identity import Identity
 from broker.pki.profile import Role, fingerprint
 from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
-from escrow_worker._ca import load_ca, load_escrow_key, read_certificate
+from escrow_worker.ca.authority import load_ca, load_escrow_key, read_certificate
 
 ESCROW_NAME = "acme"
 ESCROW_PASS = b"escrow passphrase"

@@ -36,7 +36,7 @@ from broker.messages import DepositBody, KeyRequestBody, MessageType, parse_body
 from broker.pki.identity import Identity
 from client import Recipient, Sender, Source, seal
 from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
-from escrow_worker._ca import load_ca, read_certificate
+from escrow_worker.ca.authority import load_ca, read_certificate
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW
 
 ESCROW_NAME = "acme"

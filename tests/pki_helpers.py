@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from broker.pki.identity import Identity
 from broker.pki.profile import Role, build_ca_certificate
-from escrow_worker._ca import CertificateAuthority
+from escrow_worker.ca.authority import CertificateAuthority
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 LOG_N = 14  # the cheapest scrypt cost the reader accepts: keeps tests fast

@@ -14,8 +14,8 @@ import yaml
 from broker import BrokerSettings
 from broker.console import IDENTITY_PASSPHRASE_ENV
 from client.cli import main
-from escrow_worker._cli_worker import worker
-from escrow_worker._cliopts import ESCROW_PASSPHRASE_ENV
+from escrow_worker.cli.options import ESCROW_PASSPHRASE_ENV
+from escrow_worker.cli.worker import worker
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

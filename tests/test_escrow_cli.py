@@ -18,7 +18,7 @@ import pytest
 from broker import ESCROW, Message
 from broker.messages import LookupReplyBody
 from escrow_worker import EscrowWorker
-from escrow_worker._masterkey import read_keyring
+from escrow_worker.state.masterkey import read_keyring
 from tests.conftest import TEST_DELIVERY_LIMIT, TransportFactory
 from tests.escrow_helpers import Agent, EscrowSetup, make_escrow, request
 from tests.pki_helpers import ESCROW_PASS

@@ -11,16 +11,16 @@ from broker import ControlAttributes, Policy, ReceiverSpec
 from broker.canonical import duration
 from broker.messages import ErrorCode
 from escrow_worker import TrustPolicy
-from escrow_worker._decide import (
+from escrow_worker.ca.policy import Member
+from escrow_worker.handlers.decide import (
     DirectoryFacts,
-    ReceiverState,
     check_window,
     decide_deposit,
     decide_release,
     decide_revoke,
     decide_sender_request,
 )
-from escrow_worker._policy import Party
+from escrow_worker.state.store import ReceiverRecord
 
 T = 1_900_000_000
 KEYS = {name: os.urandom(32) for name in ("alice", "bob", "carol")}
@@ -38,8 +38,8 @@ def policy(
     )
 
 
-def window(now: int, state: ReceiverState | None = None, **attributes: object) -> ErrorCode | None:
-    state = state or ReceiverState("bob", notified_at=T)
+def window(now: int, state: ReceiverRecord | None = None, **attributes: object) -> ErrorCode | None:
+    state = state or ReceiverRecord("bob", notified_at=T)
     refusal = check_window(ControlAttributes(**attributes), state, now=now)  # type: ignore[arg-type]
     return None if refusal is None else refusal.code
 
@@ -54,8 +54,8 @@ def test_not_after_is_inclusive(offset: int, expected: ErrorCode | None) -> None
     assert window(T + 100 + offset, not_after=T + 100) == expected
 
 
-def message(now: int, state: ReceiverState | None = None, **attributes: object) -> str:
-    state = state or ReceiverState("bob", notified_at=T)
+def message(now: int, state: ReceiverRecord | None = None, **attributes: object) -> str:
+    state = state or ReceiverRecord("bob", notified_at=T)
     refusal = check_window(ControlAttributes(**attributes), state, now=now)  # type: ignore[arg-type]
     assert refusal is not None
     return refusal.message
@@ -85,12 +85,12 @@ def test_durations_show_the_two_largest_units(seconds: int, text: str) -> None:
     ("offset", "expected"), [(-1, None), (0, None), (1, ErrorCode.ASK_WINDOW_CLOSED)]
 )
 def test_ask_within_counts_from_the_notification(offset: int, expected: ErrorCode | None) -> None:
-    state = ReceiverState("bob", notified_at=T + 50)
+    state = ReceiverRecord("bob", notified_at=T + 50)
     assert window(T + 50 + 60 + offset, state, ask_within_seconds=60) == expected
 
 
 def test_ask_within_without_a_notification_is_refused() -> None:
-    assert window(T, ReceiverState("bob"), ask_within_seconds=60) == ErrorCode.ASK_WINDOW_CLOSED
+    assert window(T, ReceiverRecord("bob"), ask_within_seconds=60) == ErrorCode.ASK_WINDOW_CLOSED
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_ask_within_without_a_notification_is_refused() -> None:
     [(0, None), (2, None), (3, ErrorCode.EXHAUSTED), (4, ErrorCode.EXHAUSTED)],
 )
 def test_max_releases(released: int, expected: ErrorCode | None) -> None:
-    state = ReceiverState("bob", notified_at=T, releases=released)
+    state = ReceiverRecord("bob", notified_at=T, releases=released)
     assert window(T, state, max_releases=3) == expected
 
 
@@ -108,12 +108,12 @@ def test_no_attributes_always_allow() -> None:
 
 
 def test_window_order_reports_the_first_failing_condition() -> None:
-    state = ReceiverState("bob", notified_at=T, releases=9)
+    state = ReceiverRecord("bob", notified_at=T, releases=9)
     assert window(T - 1, state, not_before=T, max_releases=1) == ErrorCode.NOT_YET
 
 
 def release(
-    p: Policy, state: ReceiverState | None, *, requester: str = "bob", digest: str = DIGEST
+    p: Policy, state: ReceiverRecord | None, *, requester: str = "bob", digest: str = DIGEST
 ) -> ErrorCode | None:
     refusal = decide_release(
         p, state, requester=requester, held_digest=DIGEST, asked_digest=digest, now=T
@@ -122,19 +122,19 @@ def release(
 
 
 def test_release_to_a_receiver_in_its_window() -> None:
-    assert release(policy(), ReceiverState("bob", notified_at=T)) is None
+    assert release(policy(), ReceiverRecord("bob", notified_at=T)) is None
 
 
 def test_release_refusals_in_order() -> None:
     p = policy()
     assert release(p, None, requester="mallory") == ErrorCode.NOT_A_RECEIVER
     assert release(p, None) == ErrorCode.NOT_A_RECEIVER  # on the list but no row: refuse
-    revoked = ReceiverState("bob", notified_at=T, revoked_at=T)
+    revoked = ReceiverRecord("bob", notified_at=T, revoked_at=T)
     assert release(p, revoked, digest="00" * 32) == ErrorCode.REVOKED
-    assert release(p, ReceiverState("bob", notified_at=T), digest="00" * 32) == (
+    assert release(p, ReceiverRecord("bob", notified_at=T), digest="00" * 32) == (
         ErrorCode.DIGEST_MISMATCH
     )
-    assert release(policy(not_before=T + 1), ReceiverState("bob", notified_at=T)) == (
+    assert release(policy(not_before=T + 1), ReceiverRecord("bob", notified_at=T)) == (
         ErrorCode.NOT_YET
     )
 
@@ -189,7 +189,7 @@ def test_deposit_follows_the_trust_policy() -> None:
     assert deposit_code(own, trust=restricted, receivers={"alice": facts("alice")}) is None
     allowed = TrustPolicy(restricted=True, rules=frozenset({("*", "*")}))
     assert deposit_code(policy(), trust=allowed) is None
-    assert Party("alice") == Party("alice")
+    assert Member("alice") == Member("alice")
 
 
 def test_revoke_and_status_only_by_the_sender() -> None:

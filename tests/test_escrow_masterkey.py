@@ -16,7 +16,7 @@ from broker import Deposit, Mode, open_key_part
 from broker.errors import IdentityFileError
 from broker.messages import KeyReleaseBody, MessageType
 from escrow_worker import EscrowService, rotate_master_key
-from escrow_worker._masterkey import KEYRING_FILE, read_keyring
+from escrow_worker.state.masterkey import KEYRING_FILE, read_keyring
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,

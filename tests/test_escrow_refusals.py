@@ -39,10 +39,10 @@ from broker.messages import (
     StatusBody,
 )
 from broker.pki.profile import fingerprint
+from broker.sqlite import transaction
 from escrow_worker import EscrowService, open_escrow, revoke_user
-from escrow_worker._ca import load_ca
-from escrow_worker._db import transaction
-from escrow_worker._policy import set_restricted
+from escrow_worker.ca.authority import load_ca
+from escrow_worker.ca.policy import set_restricted
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,

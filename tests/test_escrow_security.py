@@ -19,8 +19,8 @@ from broker import KeyRelease, Mode
 from broker.messages import KeyReleaseBody
 from broker.pki.profile import Role
 from client import OpenError, unseal
-from escrow_worker._ca import load_escrow_key
-from escrow_worker._masterkey import read_keyring
+from escrow_worker.ca.authority import load_escrow_key
+from escrow_worker.state.masterkey import read_keyring
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,

@@ -24,7 +24,7 @@ from broker.pki.profile import (
     load_crl,
 )
 from client import UntrustedCertificate, verify_encryption_certificate, verify_signing_certificate
-from escrow_worker._ca import CertificateAuthority
+from escrow_worker.ca.authority import CertificateAuthority
 from tests.pki_helpers import NOW, crl_revoking, empty_crl, later, make_ca, make_identity
 
 CA = make_ca()

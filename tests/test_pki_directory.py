@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from broker.errors import BrokerError, IdentityFileError
 from broker.pki.csr import build_csr, parse_csr
 from broker.pki.identity import Identity, generate_keys
+from broker.sqlite import transaction
 from client import (
     UntrustedCertificate,
     verify_encryption_certificate,
@@ -26,7 +27,6 @@ from escrow_worker import (
     Escrow,
     EscrowError,
     TrustPolicy,
-    _policy,
     get_user,
     init_escrow,
     may_send,
@@ -36,10 +36,11 @@ from escrow_worker import (
     revoke_user,
     sign_request,
 )
-from escrow_worker._ca import CertificateAuthority, load_ca
-from escrow_worker._db import SCHEMA, open_db, transaction
-from escrow_worker._directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
-from escrow_worker._policy import Party
+from escrow_worker.ca import policy as trust
+from escrow_worker.ca.authority import CertificateAuthority, load_ca
+from escrow_worker.ca.directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
+from escrow_worker.ca.policy import Member
+from escrow_worker.state.db import SCHEMA, open_db
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, later, make_ca, snapshot, tree
 
 
@@ -308,11 +309,11 @@ async def test_directory_answer_from_another_escrow_is_refused(setup: Setup) -> 
 
 # --- trust policy ------------------------------------------------------------------
 
-STAFF = Party("alice", frozenset({"staff"}))
-PARTNER = Party("bob", frozenset({"partners"}))
-LONER = Party("zed")
+STAFF = Member("alice", frozenset({"staff"}))
+PARTNER = Member("bob", frozenset({"partners"}))
+LONER = Member("zed")
 RULES = frozenset({("staff", "partners"), ("*", "helpdesk")})
-HELPDESK = Party("help", frozenset({"helpdesk"}))
+HELPDESK = Member("help", frozenset({"helpdesk"}))
 
 
 @pytest.mark.parametrize(
@@ -340,7 +341,7 @@ HELPDESK = Party("help", frozenset({"helpdesk"}))
         "restricted-no-rules",
     ],
 )
-def test_may_send(sender: Party, receiver: Party, policy: TrustPolicy, allowed: bool) -> None:
+def test_may_send(sender: Member, receiver: Member, policy: TrustPolicy, allowed: bool) -> None:
     decision = may_send(sender, receiver, policy)
     assert decision.allowed is allowed
     assert bool(decision) is allowed
@@ -355,20 +356,20 @@ async def test_policy_is_stored_and_applied(setup: Setup) -> None:
     await register(setup, "alice", "staff")
     await register(setup, "bob", "partners")
     conn = setup.escrow.conn
-    alice, bob = await _policy.party(conn, "alice"), await _policy.party(conn, "bob")
-    assert may_send(bob, alice, await _policy.load_policy(conn))  # open by default
+    alice, bob = await trust.member(conn, "alice"), await trust.member(conn, "bob")
+    assert may_send(bob, alice, await trust.load_policy(conn))  # open by default
     async with transaction(conn):
-        await _policy.set_restricted(conn, True)
-        assert await _policy.add_rule(conn, "staff", "partners")
-        assert not await _policy.add_rule(conn, "staff", "partners")
-    policy = await _policy.load_policy(conn)
+        await trust.set_restricted(conn, True)
+        assert await trust.add_rule(conn, "staff", "partners")
+        assert not await trust.add_rule(conn, "staff", "partners")
+    policy = await trust.load_policy(conn)
     assert may_send(alice, bob, policy)
     assert not may_send(bob, alice, policy)
     async with transaction(conn):
-        assert await _policy.remove_rule(conn, "staff", "partners")
-    assert not may_send(alice, bob, await _policy.load_policy(conn))
+        assert await trust.remove_rule(conn, "staff", "partners")
+    assert not may_send(alice, bob, await trust.load_policy(conn))
     with pytest.raises(BrokerError, match="invalid group"):
-        await _policy.add_rule(conn, "Not Valid", "x")
+        await trust.add_rule(conn, "Not Valid", "x")
 
 
 # --- the database module ---------------------------------------------------------

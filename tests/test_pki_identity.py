@@ -30,7 +30,7 @@ from broker.pki.identity import (
 from broker.pki.profile import OID_CSR_X25519_KEY, fingerprint
 from broker.pki.sealed import _checksum
 from client import ClientError, IdentityError, IdentityHome, UntrustedCertificate
-from escrow_worker._ca import seal_private_key, unseal_private_key
+from escrow_worker.ca.authority import seal_private_key, unseal_private_key
 from tests.pki_helpers import (
     IDENTITY_PASS,
     LOG_N,
@@ -291,7 +291,7 @@ def test_bad_csrs_are_refused(data: bytes) -> None:
 
 def _bundle_for(keys: IdentityKeys, ca: object = CA) -> CertificateBundle:
     from broker.pki.profile import Role
-    from escrow_worker._ca import CertificateAuthority
+    from escrow_worker.ca.authority import CertificateAuthority
 
     assert isinstance(ca, CertificateAuthority)
     return CertificateBundle(

@@ -1,4 +1,4 @@
-"""The escrow's checks of signed requests, and the replay stores: every refusal
+"""The escrow's checks of signed requests, and replay protection: every refusal
 names its reason and records nothing."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from broker.canonical import canonical_json
 from broker.errors import CertificateRejected, CertReason
 from broker.pki.identity import Identity
 from broker.pki.profile import fingerprint
+from broker.sqlite import transaction
 from escrow_worker import (
     Escrow,
     RequestReason,
@@ -27,16 +28,9 @@ from escrow_worker import (
     register_user,
     revoke_user,
 )
-from escrow_worker._ca import CertificateAuthority, load_ca
-from escrow_worker._db import transaction
-from escrow_worker._replay import (
-    MemoryReplayStore,
-    ReplayKey,
-    ReplayStore,
-    SqliteReplayStore,
-    check_and_record,
-)
-from escrow_worker._requests import accept_request
+from escrow_worker.ca.authority import CertificateAuthority, load_ca
+from escrow_worker.handlers.auth import VerifiedRequest, authenticate_request
+from escrow_worker.state.replay import ReplayKey, check_and_record, prune
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, make_ca, make_identity, snapshot
 
 
@@ -45,20 +39,16 @@ class Setup:
     escrow: Escrow
     ca: CertificateAuthority
     alice: Identity
-    store: ReplayStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def setup(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     directory = tmp_path / "escrow"
     await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
     async with open_escrow(directory) as escrow:
         ca = load_ca(directory, ESCROW_PASS)
         alice = await register_user(escrow, ca, "alice", groups=(), now=NOW, save=lambda i: None)
-        store: ReplayStore = (
-            MemoryReplayStore() if request.param == "memory" else SqliteReplayStore(escrow.conn)
-        )
-        yield Setup(escrow, ca, alice, store)
+        yield Setup(escrow, ca, alice)
 
 
 def request_bytes(
@@ -76,15 +66,18 @@ def request_bytes(
     return sign_envelope(envelope, key or identity.signing_key).to_wire()
 
 
-async def accept(s: Setup, data: bytes, now: datetime = NOW) -> Any:
-    return await accept_request(
-        s.escrow.conn, data, audience="acme", ca=s.escrow.ca_certificate, now=now, replay=s.store
+async def accept(s: Setup, data: bytes, now: datetime = NOW) -> VerifiedRequest:
+    """What the service does: authenticate (writes nothing), then record the
+    request id and nonce in a transaction of its own."""
+    request = await authenticate_request(
+        s.escrow.conn, data, audience="acme", ca=s.escrow.ca_certificate, now=now
     )
+    async with transaction(s.escrow.conn) as conn:
+        await check_and_record(conn, request.replay_key(), now=now)
+    return request
 
 
 async def state(s: Setup) -> object:
-    if isinstance(s.store, MemoryReplayStore):
-        return (len(s.store), await snapshot(s.escrow.conn))
     return await snapshot(s.escrow.conn)
 
 
@@ -230,8 +223,9 @@ async def test_replayed_nonce_with_new_request_id_is_refused(setup: Setup) -> No
 
 async def test_prune_forgets_only_expired_entries(setup: Setup) -> None:
     await accept(setup, request_bytes(setup.alice))
-    assert await setup.store.prune(now=NOW) == 0
-    assert await setup.store.prune(now=NOW + timedelta(minutes=8)) == 1
+    async with transaction(setup.escrow.conn) as conn:
+        assert await prune(conn, now=NOW) == 0
+        assert await prune(conn, now=NOW + timedelta(minutes=8)) == 1
 
 
 KEY = ReplayKey("r" * 32, "bm9uY2Vub25jZW5vbmNlMQ==", "ab" * 32, 2_000_000_000)

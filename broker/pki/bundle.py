@@ -1,7 +1,7 @@
 """The certificate bundle `consign escrow sign-csr` hands back to a user: PEM
 blocks of the signing certificate, the encryption certificate, the CA certificate
 and the current CRL, in any order (roles are told apart by their extensions).
-Parsing only sorts the blocks; whether they may be trusted is `_certcheck`'s
+Parsing only sorts the blocks; whether they may be trusted is `broker.pki.checks`'s
 call. This module must never accept a bundle with a missing or extra part.
 """
 

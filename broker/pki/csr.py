@@ -3,10 +3,10 @@
 X25519 cannot sign, so one PKCS#10 request covers both keys: it is signed by the
 user's Ed25519 key (proof of possession for the signing key), its subject common
 name is the requested name, and a non-critical extension in the extensionRequest
-attribute (OID `_profile.OID_CSR_X25519_KEY`) carries the X25519 public key as a
+attribute (OID `profile.OID_CSR_X25519_KEY`) carries the X25519 public key as a
 DER SubjectPublicKeyInfo. The Ed25519 signature binds that key to the request, but
 nothing proves the requester holds the X25519 private key (see docs/identity.md
-for what that allows). This module must never issue certificates; `_ca` does.
+for what that allows). This module must never issue certificates; `ca.authority` does.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Identity files: a party's private keys, and once issued its certificates and the
-CA certificate, in one passphrase-sealed file (see `_sealed`).
+CA certificate, in one passphrase-sealed file (see `broker.pki.sealed`).
 
 The operator writes a complete one on `consign escrow register`; a user writes a
 pending one (keys only) on `consign id create` and completes it on `consign id
@@ -7,7 +7,7 @@ import`. Contents (canonical JSON inside the ciphertext): {"certificates": null
 or {"ca","encryption","signing"} as base64 DER, "encryption_key","signing_key" as
 base64 raw 32-byte private keys, "name"}. Loading checks that the keys and
 certificates belong together and that the certificates come from the CA in the
-file; whether they are valid *now* is for the caller (`_certcheck`). This module
+file; whether they are valid *now* is for the caller (`broker.pki.checks`). This module
 must never write a private key anywhere but a sealed file.
 """
 

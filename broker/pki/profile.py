@@ -2,7 +2,7 @@
 certificate is built. docs/identity.md describes the same profile in prose.
 
 Builders here are pure (keys, names and `now` in; certificates out). This module
-must never decide whether a certificate is acceptable (that is `_certcheck`) and
+must never decide whether a certificate is acceptable (that is `broker.pki.checks`) and
 must never touch files or the database.
 """
 

@@ -13,12 +13,12 @@ sqlite3 error escape unwrapped from `open_db`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
 
+from broker.sqlite import open_sqlite
 from escrow_worker.errors import EscrowError
 
 DB_FILENAME = "escrow.db"
@@ -79,7 +79,7 @@ REPLAY_SCHEMA: tuple[str, ...] = (
 #: The escrow's work: deposits, per-receiver state, releases, every answered
 #: request with its signed reply, and the outbox of events still to publish.
 #: `part` is the escrow part (K2, or the wrapped K3s) AES-256-GCM encrypted under
-#: the master key `part_key_id` (`_masterkey`): never a key in clear.
+#: the master key `part_key_id` (`state.masterkey`): never a key in clear.
 ESCROW_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS deposits (
         consignment_id TEXT PRIMARY KEY,
@@ -145,48 +145,35 @@ ESCROW_SCHEMA: tuple[str, ...] = (
 SCHEMA: tuple[str, ...] = (*IDENTITY_SCHEMA, *REPLAY_SCHEMA, *ESCROW_SCHEMA)
 
 
-def db_path(escrow_dir: Path) -> Path:
-    return escrow_dir / DB_FILENAME
-
-
 async def open_db(path: Path, *, schema: Sequence[str] = SCHEMA) -> aiosqlite.Connection:
-    """Open (creating if needed) the database at `path`, WAL mode, foreign keys on,
-    autocommit (use `transaction`), and apply `schema`. The caller closes it."""
+    """Open (creating if needed) the database at `path` (`broker.sqlite`: WAL,
+    synchronous FULL, foreign keys, autocommit; use `transaction`) and apply
+    `schema`. The caller closes it."""
     try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except (sqlite3.Error, OSError) as exc:
+        return await open_sqlite(path, schema)
+    except OSError as exc:
         raise EscrowError(
             f"cannot open the escrow database {path}: {exc}",
             "check --escrow-dir and that the directory is writable",
         ) from exc
-    try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        mode = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-        if next(iter(mode))[0] != "wal":
-            raise sqlite3.OperationalError("the database refuses WAL mode")
-        # FULL: a decision the escrow has replied to must survive a power cut.
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        async with transaction(conn):
-            for statement in schema:
-                await conn.execute(statement)
     except sqlite3.Error as exc:
-        await conn.close()
         raise EscrowError(
             f"cannot prepare the escrow database {path}: {exc}",
             "is it an escrow database? restore it from backup if it is damaged",
         ) from exc
-    return conn
 
 
-@asynccontextmanager
-async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE (take the write lock now, so two workers never both decide)
-    ... COMMIT, or ROLLBACK if the block raises."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT")
+# -- escrow_meta: small named values (the escrow's name, policy mode, key ids) --
+
+
+async def get_meta(conn: aiosqlite.Connection, key: str) -> str | None:
+    rows = list(await conn.execute_fetchall("SELECT value FROM escrow_meta WHERE key = ?", (key,)))
+    return str(rows[0][0]) if rows else None
+
+
+async def set_meta(conn: aiosqlite.Connection, key: str, value: str) -> None:
+    await conn.execute(
+        "INSERT INTO escrow_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

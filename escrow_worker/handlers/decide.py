@@ -1,8 +1,8 @@
 """The escrow's decisions, as pure functions over plain data.
 
 Each function takes what the database and the directory say (gathered by the
-handlers in `_handlers`) and the escrow's clock reading in whole Unix seconds,
-and returns None (go ahead) or a `Refusal` with a typed code and a message the
+handlers in `handlers`) and the escrow's clock reading in whole Unix seconds,
+and returns None (go ahead) or a `Denial` with a typed code and a message the
 requester can act on. No I/O, no clock, no randomness: the same facts give the
 same answer, so the time windows are testable to the second.
 
@@ -10,7 +10,7 @@ Time windows are inclusive: a key is released at exactly `not_before`, at
 exactly `not_after`, and at exactly `notified_at + ask_within_seconds`; one
 second outside any of them is refused. `max_releases` counts per receiver.
 This module must never read a key part or decide anything about authenticity
-(that is `_requests` and `_certcheck`, before any decision).
+(that is `handlers.auth` and `broker.pki.checks`, before any decision).
 """
 
 from __future__ import annotations
@@ -21,23 +21,14 @@ from datetime import UTC, datetime
 
 from broker.deposit import ControlAttributes, Policy
 from broker.messages import ErrorCode
-from escrow_worker._policy import Party, TrustPolicy, may_send
+from escrow_worker.ca.policy import Member, TrustPolicy, may_send
+from escrow_worker.state.store import ReceiverRecord
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Denial:
     code: ErrorCode
     message: str
-
-
-@dataclass(frozen=True)
-class ReceiverState:
-    """What the escrow holds about one receiver of one consignment."""
-
-    name: str
-    notified_at: int | None = None
-    releases: int = 0
-    revoked_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,59 +52,59 @@ def decide_deposit(
     already_deposited: bool,
     receivers: Mapping[str, DirectoryFacts],
     trust: TrustPolicy,
-) -> Refusal | None:
+) -> Denial | None:
     """May `requester` deposit a consignment under `policy` at this escrow?"""
     if requester.name != policy.sender:
-        return Refusal(
+        return Denial(
             ErrorCode.NOT_SENDER,
             f"the policy names {policy.sender!r} as sender, not {requester.name!r}",
         )
     if policy.escrow != escrow_name:
-        return Refusal(
+        return Denial(
             ErrorCode.WRONG_ESCROW,
             f"the policy names escrow {policy.escrow!r}, not {escrow_name!r}; "
             "seal it again for this escrow",
         )
     if already_deposited:
-        return Refusal(
+        return Denial(
             ErrorCode.ALREADY_DEPOSITED, "a consignment with this id is already deposited"
         )
     unsupported = _unsupported(policy.attributes)
     if unsupported is not None:
         return unsupported
-    sender = Party(requester.name, requester.groups)
+    sender = Member(requester.name, requester.groups)
     for spec in policy.receivers:
         facts = receivers.get(spec.name)
         if facts is None or not facts.registered:
-            return Refusal(
+            return Denial(
                 ErrorCode.UNKNOWN_USER,
                 f"receiver {spec.name!r} is not a registered, unrevoked party of this escrow",
             )
         if facts.current_key is None:
-            return Refusal(
+            return Denial(
                 ErrorCode.UNKNOWN_USER,
                 f"receiver {spec.name!r} has no current encryption certificate",
             )
         if facts.current_key != spec.encryption_key:
-            return Refusal(
+            return Denial(
                 ErrorCode.WRONG_KEY,
                 f"the key given for receiver {spec.name!r} is not its current encryption key; "
                 "look it up again and seal again",
             )
-        trusted = may_send(sender, Party(facts.name, facts.groups), trust)
+        trusted = may_send(sender, Member(facts.name, facts.groups), trust)
         if not trusted:
-            return Refusal(ErrorCode.NOT_ALLOWED, trusted.reason or "the trust policy forbids it")
+            return Denial(ErrorCode.NOT_ALLOWED, trusted.reason or "the trust policy forbids it")
     return None
 
 
-def _unsupported(attributes: ControlAttributes) -> Refusal | None:
+def _unsupported(attributes: ControlAttributes) -> Denial | None:
     if attributes.receipt_required:
-        return Refusal(
+        return Denial(
             ErrorCode.UNSUPPORTED,
             "this escrow does not yet enforce receipt_required; seal without it",
         )
     if attributes.cosigners:
-        return Refusal(
+        return Denial(
             ErrorCode.UNSUPPORTED, "this escrow does not yet enforce cosigners; seal without them"
         )
     return None
@@ -121,24 +112,24 @@ def _unsupported(attributes: ControlAttributes) -> Refusal | None:
 
 def decide_release(
     policy: Policy,
-    state: ReceiverState | None,
+    state: ReceiverRecord | None,
     *,
     requester: str,
     held_digest: str,
     asked_digest: str,
     now: int,
-) -> Refusal | None:
+) -> Denial | None:
     """May `requester` have the key part of this consignment at `now`?
 
     `state` is the requester's row, None if it is not a receiver."""
     if policy.receiver(requester) is None or state is None:
-        return Refusal(
+        return Denial(
             ErrorCode.NOT_A_RECEIVER, f"{requester!r} is not a receiver of this consignment"
         )
     if state.revoked_at is not None:
-        return Refusal(ErrorCode.REVOKED, "the sender revoked this consignment for you")
+        return Denial(ErrorCode.REVOKED, "the sender revoked this consignment for you")
     if asked_digest != held_digest:
-        return Refusal(
+        return Denial(
             ErrorCode.DIGEST_MISMATCH,
             "the consignment you hold is not the one deposited (its digest differs)",
         )
@@ -146,49 +137,49 @@ def decide_release(
 
 
 def check_window(
-    attributes: ControlAttributes, state: ReceiverState, *, now: int
-) -> Refusal | None:
+    attributes: ControlAttributes, state: ReceiverRecord, *, now: int
+) -> Denial | None:
     """The control attributes that depend on time and on earlier releases."""
     if attributes.not_before is not None and now < attributes.not_before:
-        return Refusal(
+        return Denial(
             ErrorCode.NOT_YET,
             f"the key is released from {iso_utc(attributes.not_before)} on; "
             f"ask again in {duration(attributes.not_before - now)}",
         )
     if attributes.not_after is not None and now > attributes.not_after:
-        return Refusal(
+        return Denial(
             ErrorCode.EXPIRED,
             f"the key was released only until {iso_utc(attributes.not_after)}",
         )
     if attributes.ask_within_seconds is not None:
         if state.notified_at is None:
-            return Refusal(ErrorCode.ASK_WINDOW_CLOSED, "you were never notified of it")
+            return Denial(ErrorCode.ASK_WINDOW_CLOSED, "you were never notified of it")
         deadline = state.notified_at + attributes.ask_within_seconds
         if now > deadline:
-            return Refusal(
+            return Denial(
                 ErrorCode.ASK_WINDOW_CLOSED,
                 f"the key had to be asked for within "
                 f"{duration(attributes.ask_within_seconds)} of the notification "
                 f"(by {iso_utc(deadline)})",
             )
     if attributes.max_releases is not None and state.releases >= attributes.max_releases:
-        return Refusal(
+        return Denial(
             ErrorCode.EXHAUSTED,
             f"the key was already released {state.releases} time(s), the most allowed",
         )
     return None
 
 
-def decide_sender_request(sender: str, *, requester: str, what: str) -> Refusal | None:
+def decide_sender_request(sender: str, *, requester: str, what: str) -> Denial | None:
     """Revoke and status: only the consignment's sender."""
     if requester != sender:
-        return Refusal(ErrorCode.NOT_SENDER, f"only the sender may {what} this consignment")
+        return Denial(ErrorCode.NOT_SENDER, f"only the sender may {what} this consignment")
     return None
 
 
 def decide_revoke(
     policy: Policy, names: tuple[str, ...], *, requester: str
-) -> tuple[Refusal | None, tuple[str, ...]]:
+) -> tuple[Denial | None, tuple[str, ...]]:
     """Who a revoke request covers: `names`, or every receiver if empty."""
     refusal = decide_sender_request(policy.sender, requester=requester, what="revoke")
     if refusal is not None:
@@ -198,7 +189,7 @@ def decide_revoke(
         return None, everyone
     unknown = sorted(set(names) - set(everyone))
     if unknown:
-        return Refusal(
+        return Denial(
             ErrorCode.NOT_A_RECEIVER,
             f"not receivers of this consignment: {', '.join(unknown)}",
         ), ()

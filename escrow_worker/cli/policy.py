@@ -1,5 +1,5 @@
 """`consign escrow policy ...`: the operator's trust policy commands (who may
-send to whom). Thin wrappers around `_policy`; this module must never decide a
+send to whom). Thin wrappers around `ca.policy`; this module must never decide a
 policy question itself.
 """
 
@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 
 from broker.console import emit, json_option, run, say
-from escrow_worker import _policy
-from escrow_worker._cliopts import escrow_dir_option
-from escrow_worker._db import transaction
-from escrow_worker._directory import get_user
-from escrow_worker._operator import open_escrow
+from broker.sqlite import transaction
+from escrow_worker.ca import policy as trust
+from escrow_worker.ca.directory import get_user
+from escrow_worker.ca.operator import open_escrow
+from escrow_worker.cli.options import escrow_dir_option
 
 
-def _describe(policy: _policy.TrustPolicy) -> dict[str, object]:
+def _describe(policy: trust.TrustPolicy) -> dict[str, object]:
     return {
         "mode": "restricted" if policy.restricted else "open",
         "rules": [{"from": a, "to": b} for a, b in sorted(policy.rules)],
@@ -49,9 +49,9 @@ def policy() -> None:
 def show(escrow_dir: Path, as_json: bool) -> None:
     """Print the mode and the rules."""
 
-    async def go() -> _policy.TrustPolicy:
+    async def go() -> trust.TrustPolicy:
         async with open_escrow(escrow_dir) as esc:
-            return await _policy.load_policy(esc.conn)
+            return await trust.load_policy(esc.conn)
 
     data = _describe(run(go()))
     emit(data, as_json, _text(data))
@@ -64,11 +64,11 @@ def show(escrow_dir: Path, as_json: bool) -> None:
 def mode(escrow_dir: Path, mode: str, as_json: bool) -> None:
     """Set MODE: "open" (everyone may exchange) or "restricted" (rules decide)."""
 
-    async def go() -> _policy.TrustPolicy:
+    async def go() -> trust.TrustPolicy:
         async with open_escrow(escrow_dir) as esc:
             async with transaction(esc.conn):
-                await _policy.set_restricted(esc.conn, mode == "restricted")
-            return await _policy.load_policy(esc.conn)
+                await trust.set_restricted(esc.conn, mode == "restricted")
+            return await trust.load_policy(esc.conn)
 
     data = _describe(run(go()))
     emit(data, as_json, _text(data))
@@ -84,11 +84,11 @@ def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> No
     """Let members of FROM_GROUP send to members of TO_GROUP ("*": anyone).
     Rules apply once the mode is "restricted"."""
 
-    async def go() -> tuple[bool, _policy.TrustPolicy]:
+    async def go() -> tuple[bool, trust.TrustPolicy]:
         async with open_escrow(escrow_dir) as esc:
             async with transaction(esc.conn):
-                added = await _policy.add_rule(esc.conn, from_group, to_group)
-            return added, await _policy.load_policy(esc.conn)
+                added = await trust.add_rule(esc.conn, from_group, to_group)
+            return added, await trust.load_policy(esc.conn)
 
     added, current = run(go())
     data = _describe(current)
@@ -106,11 +106,11 @@ def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> No
 def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> None:
     """Remove the rule FROM_GROUP -> TO_GROUP."""
 
-    async def go() -> tuple[bool, _policy.TrustPolicy]:
+    async def go() -> tuple[bool, trust.TrustPolicy]:
         async with open_escrow(escrow_dir) as esc:
             async with transaction(esc.conn):
-                removed = await _policy.remove_rule(esc.conn, from_group, to_group)
-            return removed, await _policy.load_policy(esc.conn)
+                removed = await trust.remove_rule(esc.conn, from_group, to_group)
+            return removed, await trust.load_policy(esc.conn)
 
     removed, current = run(go())
     data = _describe(current)
@@ -128,18 +128,18 @@ def check(escrow_dir: Path, sender: str, receiver: str, as_json: bool) -> None:
     revoked, and the trust policy allowing it (exit 0 either way; the answer is
     the data)."""
 
-    async def go() -> _policy.Decision:
+    async def go() -> trust.Decision:
         async with open_escrow(escrow_dir) as esc:
             for name in (sender, receiver):
                 user = await get_user(esc.conn, name)
                 if user is not None and user.revoked_at is not None:
-                    return _policy.Decision(
+                    return trust.Decision(
                         False, f"{name} was revoked on {user.revoked_at:%Y-%m-%d %H:%M} UTC"
                     )
-            policy = await _policy.load_policy(esc.conn)
-            return _policy.may_send(
-                await _policy.party(esc.conn, sender),
-                await _policy.party(esc.conn, receiver),
+            policy = await trust.load_policy(esc.conn)
+            return trust.may_send(
+                await trust.member(esc.conn, sender),
+                await trust.member(esc.conn, receiver),
                 policy,
             )
 

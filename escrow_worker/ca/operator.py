@@ -22,15 +22,16 @@ from broker.pki.csr import CertificateRequest
 from broker.pki.identity import Identity, generate_keys
 from broker.pki.profile import Role
 from broker.pki.sealed import DEFAULT_LOG_N
-from escrow_worker import _directory as directory
-from escrow_worker._ca import (
+from broker.sqlite import transaction
+from escrow_worker.ca import directory
+from escrow_worker.ca.authority import (
     CertificateAuthority,
-    EscrowPaths,
     create_escrow_files,
     load_ca_certificate,
 )
-from escrow_worker._db import open_db, transaction
 from escrow_worker.errors import DirectoryError, EscrowError
+from escrow_worker.state.db import get_meta, open_db, set_meta
+from escrow_worker.state.paths import EscrowPaths
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_DAYS = 365
@@ -73,7 +74,7 @@ class EscrowCertificates:
 async def _refresh_crl(
     conn: aiosqlite.Connection, ca: CertificateAuthority, now: datetime
 ) -> x509.CertificateRevocationList:
-    days = int(await directory.get_meta(conn, "crl_days") or DEFAULT_CRL_DAYS)
+    days = int(await get_meta(conn, "crl_days") or DEFAULT_CRL_DAYS)
     number = await directory.current_crl_number(conn) + 1
     crl = ca.sign_crl(await directory.revoked_serials(conn), number=number, now=now, days=days)
     await directory.store_crl(conn, crl, number)
@@ -103,10 +104,10 @@ async def init_escrow(
     conn = await open_db(paths.db)
     try:
         async with transaction(conn):
-            await directory.set_meta(conn, "name", name)
-            await directory.set_meta(conn, "days", str(days))
-            await directory.set_meta(conn, "crl_days", str(crl_days))
-            await directory.set_meta(conn, "policy", "open")
+            await set_meta(conn, "name", name)
+            await set_meta(conn, "days", str(days))
+            await set_meta(conn, "crl_days", str(crl_days))
+            await set_meta(conn, "policy", "open")
             await directory.add_party(conn, name, kind="escrow", groups=(), now=now)
             await directory.store_certificate(conn, name, Role.SIGNING, keys.signing_certificate)
             await directory.store_certificate(
@@ -125,7 +126,7 @@ async def _days(conn: aiosqlite.Connection, days: int | None) -> int:
         if days < 1:
             raise EscrowError("--days must be at least 1", "give a positive number of days")
         return days
-    return int(await directory.get_meta(conn, "days") or DEFAULT_DAYS)
+    return int(await get_meta(conn, "days") or DEFAULT_DAYS)
 
 
 async def register_user(

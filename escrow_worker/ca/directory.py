@@ -2,7 +2,7 @@
 in escrow.db. Functions take an open connection and run inside the caller's
 transaction (they never BEGIN or COMMIT), so an operation and its CRL update
 commit together. `lookup_encryption_certificate` is the handler a later message
-endpoint serves. This module must never decide trust (that is `_certcheck`) and
+endpoint serves. This module must never decide trust (that is `broker.pki.checks`) and
 never hold a private key.
 """
 
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from broker.canonical import check_name
 from broker.pki.profile import Role, fingerprint, load_crl, to_der
 from escrow_worker.errors import DirectoryError, EscrowError
+from escrow_worker.state.db import get_meta
 
 
 def _ts(when: datetime) -> int:
@@ -60,19 +61,6 @@ class DirectoryAnswer:
     name: str
     certificate: bytes
     crl: bytes
-
-
-async def get_meta(conn: aiosqlite.Connection, key: str) -> str | None:
-    rows = list(await conn.execute_fetchall("SELECT value FROM escrow_meta WHERE key = ?", (key,)))
-    return str(rows[0][0]) if rows else None
-
-
-async def set_meta(conn: aiosqlite.Connection, key: str, value: str) -> None:
-    await conn.execute(
-        "INSERT INTO escrow_meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
 
 
 async def escrow_name(conn: aiosqlite.Connection) -> str:

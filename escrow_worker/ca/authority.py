@@ -1,17 +1,18 @@
 """The escrow operator's certificate authority and the escrow data directory.
 
 Layout of the data directory (created by `init_escrow`, mode 0700):
-  escrow.db                    the database (`_db`): directory, CRL, policy, replay
+  escrow.db                    the database (`state.db`): directory, CRL, policy, replay
   ca.pem / ca.key              CA certificate / sealed Ed25519 CA key
   signing.pem / signing.key    the escrow's own Ed25519 signing certificate / key
   encryption.pem / encryption.key   the escrow's own X25519 certificate / key
-Private keys are sealed (`_sealed`, kind "escrow-key") under the escrow passphrase.
+Private keys are sealed (`broker.pki.sealed`, kind "escrow-key") under the escrow passphrase.
 This module must never write a private key unsealed, and never take a passphrase
 from anywhere but its caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from broker.canonical import canonical_json
+from broker.canonical import canonical_json, raw_public_key
 from broker.errors import CertificateRejected, IdentityFileError
 from broker.files import read_bytes, write_bytes
 from broker.pki import sealed as _sealed
@@ -38,32 +39,11 @@ from broker.pki.profile import (
     to_pem,
 )
 from escrow_worker.errors import EscrowError
+from escrow_worker.state.paths import EscrowPaths
 
 KEY_KIND = "escrow-key"
 _RESTORE = "restore the escrow directory from backup"
 _RAW = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-
-
-@dataclass(frozen=True)
-class EscrowPaths:
-    root: Path
-
-    @property
-    def db(self) -> Path:
-        return self.root / "escrow.db"
-
-    def cert(self, stem: str) -> Path:
-        return self.root / f"{stem}.pem"
-
-    def key(self, stem: str) -> Path:
-        return self.root / f"{stem}.key"
-
-    def require_initialised(self) -> None:
-        if not self.cert("ca").is_file() or not self.db.is_file():
-            raise EscrowError(
-                f"{self.root} is not an escrow data directory",
-                "run `consign escrow init` first, or check --escrow-dir / CONSIGN_ESCROW_DIR",
-            )
 
 
 @dataclass(frozen=True)
@@ -203,7 +183,7 @@ def create_escrow_files(
     log_n: int = _sealed.DEFAULT_LOG_N,
 ) -> EscrowKeys:
     """Generate the CA and the escrow's own keys and write them (refusing to
-    overwrite anything). The database is the caller's (`_operator.init_escrow`)."""
+    overwrite anything). The database is the caller's (`ca.operator.init_escrow`)."""
     paths = EscrowPaths(escrow_dir)
     for stem in ("ca", "signing", "encryption"):
         if paths.cert(stem).exists() or paths.key(stem).exists():
@@ -242,3 +222,43 @@ def load_ca_certificate(escrow_dir: Path) -> x509.Certificate:
         return read_certificate(paths.cert("ca"))
     except CertificateRejected as exc:
         raise EscrowError(f"{paths.cert('ca')} is damaged", "restore the escrow directory") from exc
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """What a worker signs and opens with: the escrow's own keys and certificates,
+    and the CA certificate it checks requesters against."""
+
+    ca_certificate: x509.Certificate
+    signing_key: Ed25519PrivateKey
+    signing_certificate: x509.Certificate
+    encryption_key: X25519PrivateKey
+    encryption_certificate: x509.Certificate
+
+    def __repr__(self) -> str:  # never a key
+        return "<ServiceKeys>"
+
+
+async def load_service_keys(escrow_dir: Path, passphrase: bytes) -> ServiceKeys:
+    """Unseal the escrow's signing and encryption keys (in parallel: each costs an
+    scrypt) and check that they match their certificates."""
+    paths = EscrowPaths(escrow_dir)
+    paths.require_initialised()
+    ca = read_certificate(paths.cert("ca"))
+    signing_certificate = read_certificate(paths.cert("signing"))
+    encryption_certificate = read_certificate(paths.cert("encryption"))
+    signing_key, encryption_key = await asyncio.gather(
+        asyncio.to_thread(load_escrow_key, escrow_dir, Role.SIGNING, passphrase),
+        asyncio.to_thread(load_escrow_key, escrow_dir, Role.ENCRYPTION, passphrase),
+    )
+    if not isinstance(signing_key, Ed25519PrivateKey) or not isinstance(
+        encryption_key, X25519PrivateKey
+    ):
+        raise EscrowError("the escrow's key files hold the wrong kinds of key", "restore them")
+    if raw_public_key(signing_key.public_key()) != raw_public_key(
+        signing_certificate.public_key()
+    ) or raw_public_key(encryption_key.public_key()) != raw_public_key(
+        encryption_certificate.public_key()
+    ):
+        raise EscrowError("the escrow's keys do not match its certificates", _RESTORE)
+    return ServiceKeys(ca, signing_key, signing_certificate, encryption_key, encryption_certificate)

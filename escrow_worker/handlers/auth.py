@@ -26,9 +26,9 @@ from cryptography import x509
 
 from broker import BrokerError, Envelope, SignedEnvelope, verify_envelope_signature
 from broker.pki.checks import check_signing_certificate, require_aware
-from escrow_worker._directory import certificate_by_fingerprint, current_crl
-from escrow_worker._replay import ReplayKey, ReplayStore
+from escrow_worker.ca.directory import certificate_by_fingerprint, current_crl
 from escrow_worker.errors import RequestReason, RequestRejected
+from escrow_worker.state.replay import ReplayKey
 
 DEFAULT_MAX_SKEW = timedelta(minutes=2)
 DEFAULT_MAX_LIFETIME = timedelta(minutes=15)
@@ -133,28 +133,3 @@ async def authenticate_request(
     if check_freshness:
         check_times(envelope, now=now, max_skew=max_skew, max_lifetime=max_lifetime)
     return VerifiedRequest(envelope, record.name, record.certificate)
-
-
-async def accept_request(
-    conn: aiosqlite.Connection,
-    data: bytes,
-    *,
-    audience: str,
-    ca: x509.Certificate,
-    now: datetime,
-    replay: ReplayStore,
-    max_skew: timedelta = DEFAULT_MAX_SKEW,
-    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
-) -> VerifiedRequest:
-    """Steps 1-7: authenticate, then record the request id and nonce."""
-    request = await authenticate_request(
-        conn,
-        data,
-        audience=audience,
-        ca=ca,
-        now=now,
-        max_skew=max_skew,
-        max_lifetime=max_lifetime,
-    )
-    await replay.check_and_record(request.replay_key(max_skew), now=now)
-    return request

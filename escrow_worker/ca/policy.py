@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 import aiosqlite
 
 from broker.canonical import check_name
-from escrow_worker._directory import get_meta, get_user, set_meta
+from escrow_worker.ca.directory import get_user
 from escrow_worker.errors import DirectoryError
+from escrow_worker.state.db import get_meta, set_meta
 
 ANY = "*"
 
 
 @dataclass(frozen=True)
-class Party:
+class Member:
+    """A registered party as the trust policy sees it: its name and groups."""
+
     name: str
     groups: frozenset[str] = frozenset()
 
@@ -43,7 +46,7 @@ class Decision:
         return self.allowed
 
 
-def may_send(sender: Party, receiver: Party, policy: TrustPolicy) -> Decision:
+def may_send(sender: Member, receiver: Member, policy: TrustPolicy) -> Decision:
     if sender.name == receiver.name:
         return Decision(True)
     if not policy.restricted:
@@ -91,8 +94,8 @@ async def remove_rule(conn: aiosqlite.Connection, from_group: str, to_group: str
     return cursor.rowcount == 1
 
 
-async def party(conn: aiosqlite.Connection, name: str) -> Party:
+async def member(conn: aiosqlite.Connection, name: str) -> Member:
     user = await get_user(conn, name)
     if user is None:
         raise DirectoryError(f"no user named {name!r}", "see `consign escrow users`")
-    return Party(user.name, frozenset(user.groups))
+    return Member(user.name, frozenset(user.groups))

@@ -2,7 +2,7 @@
 
 A keyring file `master.keys` in the escrow data directory holds one or more
 32-byte keys, each with a key id, sealed under the escrow passphrase (the
-sealed-file format of `_sealed`, kind "escrow-master-keyring", the same scrypt
+sealed-file format of `broker.pki.sealed`, kind "escrow-master-keyring", the same scrypt
 cost as the escrow's other key files). Which key encrypts new parts is recorded in
 the database (`escrow_meta.master_key_id`), so that it changes in the same
 transaction as the re-encrypted parts.
@@ -42,10 +42,10 @@ from broker.canonical import canonical_json
 from broker.errors import IdentityFileError
 from broker.files import read_bytes, write_bytes
 from broker.pki import sealed as _sealed
-from escrow_worker._ca import EscrowPaths
-from escrow_worker._db import open_db, transaction
-from escrow_worker._directory import get_meta, set_meta
+from broker.sqlite import transaction
 from escrow_worker.errors import EscrowError
+from escrow_worker.state.db import get_meta, open_db, set_meta
+from escrow_worker.state.paths import EscrowPaths
 
 KEYRING_FILE = "master.keys"
 KIND = "escrow-master-keyring"

@@ -28,14 +28,14 @@ from broker import (
 )
 from broker.console import emit, json_option, now, read_passphrase, run, say
 from broker.errors import QueueNotFound
-from escrow_worker._cliopts import (
+from escrow_worker.cli.options import (
     ESCROW_PASSPHRASE_ENV,
     escrow_dir_option,
     escrow_passphrase_option,
 )
-from escrow_worker._masterkey import Rotation, rotate_master_key
 from escrow_worker.errors import EscrowError
 from escrow_worker.service import EscrowService
+from escrow_worker.state.masterkey import Rotation, rotate_master_key
 from escrow_worker.worker import EscrowWorker
 
 AMQP_URL_ENV = "CONSIGN_AMQP_URL"

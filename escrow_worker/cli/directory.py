@@ -1,6 +1,6 @@
 """`consign escrow revoke/users/crl/info`: the operator's directory commands.
 
-Thin wrappers around `_operator` and `_directory`; the group in `cli.py` adds
+Thin wrappers around `ca.operator` and `ca.directory`; the group in `cli.py` adds
 them. This module must never hold PKI logic nor take a passphrase from an
 argument.
 """
@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from broker.console import emit, iso, json_option, now, read_passphrase, run, say
 from broker.files import write_bytes
 from broker.pki.profile import fingerprint
-from escrow_worker import _directory as directory
-from escrow_worker._ca import load_ca
-from escrow_worker._cliopts import (
+from escrow_worker.ca import directory
+from escrow_worker.ca.authority import load_ca
+from escrow_worker.ca.operator import open_escrow, publish_crl, revoke_user
+from escrow_worker.cli.options import (
     ESCROW_PASSPHRASE_ENV,
     escrow_dir_option,
     escrow_passphrase_option,
 )
-from escrow_worker._operator import open_escrow, publish_crl, revoke_user
 
 
 @click.command()

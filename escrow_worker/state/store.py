@@ -1,9 +1,9 @@
-"""Rows of the escrow's work tables (`_db.ESCROW_SCHEMA`): deposits, receivers,
+"""Rows of the escrow's work tables (`state.db.ESCROW_SCHEMA`): deposits, receivers,
 releases, answered requests and the outbox.
 
 Plain async functions on a connection; they never BEGIN or COMMIT, so a handler
 runs them inside its own transaction. This module must never decrypt a part
-(that is `_masterkey`) nor decide anything (that is `_decide`).
+(that is `state.masterkey`) nor decide anything (that is `handlers.decide`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import aiosqlite
 
 from broker.deposit import Mode, Policy
-from escrow_worker._decide import ReceiverState
+
+
+@dataclass(frozen=True)
+class ReceiverRecord:
+    """What the escrow holds about one receiver of one consignment."""
+
+    name: str
+    notified_at: int | None = None
+    releases: int = 0
+    revoked_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ async def insert_deposit(
 
 @dataclass(frozen=True)
 class ReceiverRow:
-    state: ReceiverState
+    state: ReceiverRecord
     last_denied: str | None
 
 
@@ -134,14 +143,14 @@ async def receivers(conn: aiosqlite.Connection, consignment_id: str) -> list[Rec
         (consignment_id,),
     )
     return [
-        ReceiverRow(ReceiverState(str(name), notified, int(releases), revoked), denied)
+        ReceiverRow(ReceiverRecord(str(name), notified, int(releases), revoked), denied)
         for name, notified, releases, revoked, denied in rows
     ]
 
 
 async def receiver_state(
     conn: aiosqlite.Connection, consignment_id: str, name: str
-) -> ReceiverState | None:
+) -> ReceiverRecord | None:
     rows = list(
         await conn.execute_fetchall(
             "SELECT notified_at, releases, revoked_at FROM deposit_receivers"
@@ -152,7 +161,7 @@ async def receiver_state(
     if not rows:
         return None
     notified, releases, revoked = rows[0]
-    return ReceiverState(name, notified, int(releases), revoked)
+    return ReceiverRecord(name, notified, int(releases), revoked)
 
 
 async def record_release(

@@ -14,7 +14,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 ESCROW_PASSPHRASE_ENV = "CONSIGN_ESCROW_PASSPHRASE"  # noqa: S105
 
 
-
 def _need_escrow_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
     if value is None:
         raise click.UsageError(

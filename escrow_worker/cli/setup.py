@@ -1,12 +1,10 @@
-"""`consign escrow ...`: the operator's commands for the escrow's PKI. This module
-has the group, `init`, `register` and `sign-csr`; the directory commands are in
-`_cli_directory`, the policy commands in `_cli_policy`, the worker, master-key
-and dead-letter commands in `_cli_worker`.
+"""`consign escrow init`, `register` and `sign-csr`: setting up an escrow and
+registering its users (both ways: the operator makes the keys, or certifies a
+user's request).
 
-Thin wrappers around `_operator`, `_directory` and `_policy`: parse options, get
-passphrases, call, print. This module must never hold PKI logic, never take a
-passphrase from an argument, and never catch anything but click's own flow (the
-root group reports EscrowError).
+Thin wrappers around `ca.operator`: parse options, get passphrases, call, print.
+This module must never hold PKI logic, never take a passphrase from an argument,
+and never catch errors (the root group reports them).
 """
 
 from __future__ import annotations
@@ -31,17 +29,8 @@ from broker.pki.bundle import CertificateBundle
 from broker.pki.csr import parse_csr
 from broker.pki.identity import Identity, dump_identity
 from broker.pki.profile import fingerprint
-from escrow_worker._ca import load_ca
-from escrow_worker._cli_directory import COMMANDS as DIRECTORY_COMMANDS
-from escrow_worker._cli_policy import policy
-from escrow_worker._cli_worker import COMMANDS as WORKER_COMMANDS
-from escrow_worker._cliopts import (
-    ESCROW_PASSPHRASE_ENV,
-    F,
-    escrow_dir_option,
-    escrow_passphrase_option,
-)
-from escrow_worker._operator import (
+from escrow_worker.ca.authority import load_ca
+from escrow_worker.ca.operator import (
     DEFAULT_CA_DAYS,
     DEFAULT_CRL_DAYS,
     DEFAULT_DAYS,
@@ -49,6 +38,12 @@ from escrow_worker._operator import (
     open_escrow,
     register_user,
     sign_request,
+)
+from escrow_worker.cli.options import (
+    ESCROW_PASSPHRASE_ENV,
+    F,
+    escrow_dir_option,
+    escrow_passphrase_option,
 )
 
 
@@ -62,17 +57,7 @@ def _days_option(default: int | None, what: str) -> Callable[[F], F]:
     )
 
 
-@click.group("escrow")
-def escrow() -> None:
-    """Operate an escrow: its certificate authority, directory, trust policy,
-    and the workers that answer requests over RabbitMQ.
-
-    Private keys are sealed under the escrow passphrase, read from
-    CONSIGN_ESCROW_PASSPHRASE or a passphrase file, never from the command line.
-    """
-
-
-@escrow.command()
+@click.command()
 @escrow_dir_option
 @click.option("--name", default="escrow", show_default=True, help="The escrow's name (audience).")
 @click.option(
@@ -125,7 +110,7 @@ def init(
     say(f"OK escrow {name!r} initialised; give users ca.pem's fingerprint to check")
 
 
-@escrow.command()
+@click.command()
 @escrow_dir_option
 @click.argument("name")
 @click.option(
@@ -194,7 +179,7 @@ def register(
     say(f"OK registered {name!r}; hand {out} to the user and the passphrase separately")
 
 
-@escrow.command("sign-csr")
+@click.command("sign-csr")
 @escrow_dir_option
 @click.argument("csr_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Refuse unless the request is for this name.")
@@ -267,7 +252,4 @@ def sign_csr(
     say(f"OK certified {request.name!r}; the user runs `consign id import` on the bundle")
 
 
-for _command in (*DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS):
-    escrow.add_command(_command)
-
-__all__ = ["escrow"]
+COMMANDS = (init, register, sign_csr)

@@ -1,0 +1,31 @@
+"""`consign escrow ...`: the operator's commands, one module per group of them:
+`setup` (init, register, sign-csr), `directory` (revoke, users, crl, info),
+`policy` (the trust policy), `worker` (worker, rotate-master-key, dead-letters).
+`client.cli` mounts this group lazily, so a user's command never imports the
+escrow. This module only assembles the group; it must never define a command.
+"""
+
+from __future__ import annotations
+
+import click
+
+from escrow_worker.cli.directory import COMMANDS as DIRECTORY_COMMANDS
+from escrow_worker.cli.policy import policy
+from escrow_worker.cli.setup import COMMANDS as SETUP_COMMANDS
+from escrow_worker.cli.worker import COMMANDS as WORKER_COMMANDS
+
+__all__ = ["escrow"]
+
+
+@click.group("escrow")
+def escrow() -> None:
+    """Operate an escrow: its certificate authority, directory, trust policy,
+    and the workers that answer requests over RabbitMQ.
+
+    Private keys are sealed under the escrow passphrase, read from
+    CONSIGN_ESCROW_PASSPHRASE or a passphrase file, never from the command line.
+    """
+
+
+for _command in (*SETUP_COMMANDS, *DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS):
+    escrow.add_command(_command)

@@ -1,0 +1,112 @@
+"""`deposit`: open the sealed deposit, decide, keep the escrow part encrypted
+under the master key, and notify every receiver. The part is never logged."""
+
+from __future__ import annotations
+
+import json
+
+from broker import SealedMessageError, open_deposit
+from broker.canonical import b64, canonical_json, unb64
+from broker.deposit import Deposit
+from broker.messages import (
+    DepositBody,
+    DepositReceiptBody,
+    ErrorCode,
+    EventKind,
+    MessageType,
+    NotifyBody,
+)
+from escrow_worker.ca.policy import load_policy
+from escrow_worker.handlers.common import (
+    Context,
+    Notice,
+    Result,
+    current_encryption_key,
+    event,
+    refuse,
+)
+from escrow_worker.handlers.decide import (
+    Denial,
+    decide_deposit,
+)
+from escrow_worker.state import store
+
+
+def part_plaintext(deposit: Deposit) -> bytes:
+    """What is encrypted under the master key: K2, or the receivers' wrapped K3s."""
+    return canonical_json(
+        {
+            "escrow_key": None if deposit.escrow_key is None else b64(deposit.escrow_key),
+            "wrapped_keys": {k: b64(v) for k, v in deposit.wrapped_keys.items()},
+        }
+    )
+
+
+def part_fields(plaintext: bytes) -> tuple[bytes | None, dict[str, bytes]]:
+    content = json.loads(plaintext)
+    escrow_key = content["escrow_key"]
+    return (
+        None if escrow_key is None else unb64(escrow_key),
+        {k: unb64(v) for k, v in content["wrapped_keys"].items()},
+    )
+
+
+async def handle_deposit(ctx: Context) -> Result:
+    assert isinstance(ctx.body, DepositBody)
+    cid = ctx.body.consignment_id
+    try:
+        dep = open_deposit(ctx.body.sealed_deposit, cid, ctx.encryption_key)
+    except SealedMessageError as exc:
+        return refuse(ctx, Denial(ErrorCode.MALFORMED, exc.message), consignment_id=cid)
+    policy = dep.policy
+    existing = await store.get_deposit(ctx.conn, cid)
+    names = {spec.name for spec in policy.receivers}
+    facts = {name: await current_encryption_key(ctx, name) for name in sorted(names)}
+    refusal = decide_deposit(
+        policy,
+        requester=await current_encryption_key(ctx, ctx.requester),
+        escrow_name=ctx.escrow_name,
+        already_deposited=existing is not None,
+        receivers=facts,
+        trust=await load_policy(ctx.conn),
+    )
+    if refusal is not None:
+        return refuse(ctx, refusal, consignment_id=cid)
+    key_id, blob = await ctx.vault.encrypt(ctx.conn, cid, part_plaintext(dep))
+    row = store.DepositRow(
+        consignment_id=cid,
+        sender=policy.sender,
+        mode=dep.mode,
+        policy=policy,
+        policy_digest=dep.policy_digest,
+        part_key_id=key_id,
+        part=blob,
+        consignment_digest=dep.consignment_digest,
+        plaintext_commitment=dep.plaintext_commitment,
+        consignment_size=dep.consignment_size,
+        deposited_at=ctx.t,
+    )
+    await store.insert_deposit(ctx.conn, row, sealed_at=dep.sealed_at, request_id=ctx.request_id)
+    notices = [event(ctx, policy.sender, cid, EventKind.DEPOSITED)]
+    for spec in policy.receivers:
+        notify = NotifyBody(
+            consignment_id=cid,
+            sender=policy.sender,
+            escrow=ctx.escrow_name,
+            deposited_at=ctx.t,
+            consignment_digest=dep.consignment_digest,
+            consignment_size=dep.consignment_size,
+        )
+        notices.append(Notice(spec.name, MessageType.NOTIFY, notify))
+        notices.append(event(ctx, policy.sender, cid, EventKind.NOTIFIED, spec.name))
+    receipt = DepositReceiptBody(
+        in_reply_to=ctx.request_id,
+        consignment_id=cid,
+        sender=policy.sender,
+        deposited_at=ctx.t,
+        consignment_digest=dep.consignment_digest,
+        plaintext_commitment=dep.plaintext_commitment,
+        policy_digest=dep.policy_digest,
+        receivers=tuple(spec.name for spec in policy.receivers),
+    )
+    return Result(MessageType.DEPOSIT_RECEIPT, receipt, tuple(notices), cid)

@@ -1,0 +1,96 @@
+"""`key-request`: decide a receiver's request and release its key part, sealed
+to the receiver's current encryption key (split mode) or as its wrapped K3
+(escrowed mode). The part is never logged or stored in clear."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from broker import seal_key_part
+from broker.deposit import Mode
+from broker.messages import (
+    ErrorCode,
+    EventKind,
+    KeyReleaseBody,
+    KeyRequestBody,
+    MessageType,
+)
+from escrow_worker.errors import EscrowError
+from escrow_worker.handlers.common import (
+    Context,
+    Result,
+    current_encryption_key,
+    denied,
+    event,
+    refuse,
+)
+from escrow_worker.handlers.decide import (
+    Denial,
+    decide_release,
+)
+from escrow_worker.handlers.deposit import part_fields
+from escrow_worker.state import store
+
+
+async def handle_key_request(ctx: Context) -> Result:
+    assert isinstance(ctx.body, KeyRequestBody)
+    cid = ctx.body.consignment_id
+    row = await store.get_deposit(ctx.conn, cid)
+    if row is None:
+        return refuse(
+            ctx,
+            Denial(ErrorCode.UNKNOWN_CONSIGNMENT, "no consignment with this id is deposited"),
+            consignment_id=cid,
+        )
+    state = await store.receiver_state(ctx.conn, cid, ctx.requester)
+    refusal = decide_release(
+        row.policy,
+        state,
+        requester=ctx.requester,
+        held_digest=row.consignment_digest,
+        asked_digest=ctx.body.consignment_digest,
+        now=ctx.t,
+    )
+    sealed: bytes | None = None
+    if refusal is None:
+        sealed, refusal = await _key_part(ctx, row)
+    if refusal is not None:
+        if state is not None:
+            await store.record_denial(ctx.conn, cid, ctx.requester, refusal.code.value, now=ctx.t)
+        notice = denied(ctx, row.sender, cid, refusal, ctx.requester)
+        return refuse(ctx, refusal, consignment_id=cid, notices=(notice,))
+    assert sealed is not None
+    await store.record_release(ctx.conn, cid, ctx.requester, request_id=ctx.request_id, now=ctx.t)
+    release = KeyReleaseBody(
+        in_reply_to=ctx.request_id,
+        consignment_id=cid,
+        mode=row.mode,
+        policy_digest=row.policy_digest,
+        sealed_key_part=sealed,
+        sender=row.sender,
+        consignment_digest=row.consignment_digest,
+        released_at=ctx.t,
+    )
+    notice = event(ctx, row.sender, cid, EventKind.RELEASED, ctx.requester)
+    return Result(MessageType.KEY_RELEASE, release, (notice,), cid)
+
+
+async def _key_part(ctx: Context, row: store.DepositRow) -> tuple[bytes | None, Denial | None]:
+    """The part for the requester: K2 sealed to its current key, or its wrapped K3."""
+    escrow_key, wrapped = part_fields(
+        await ctx.vault.decrypt(row.part_key_id, row.consignment_id, row.part)
+    )
+    if row.mode is Mode.ESCROWED:
+        spec = row.policy.receiver(ctx.requester)
+        assert spec is not None  # decide_release checked it
+        return wrapped[spec.key_id.hex()], None
+    facts = await current_encryption_key(ctx, ctx.requester)
+    if escrow_key is None:
+        raise EscrowError(f"the stored part of {row.consignment_id} holds no escrow key")
+    if facts.current_key is None:
+        return None, Denial(
+            ErrorCode.NOT_ALLOWED,
+            "you have no current encryption certificate to release the key to; ask the operator",
+        )
+    receiver_key = X25519PublicKey.from_public_bytes(facts.current_key)
+    return seal_key_part(escrow_key, receiver_key, row.consignment_id, row.policy_digest), None

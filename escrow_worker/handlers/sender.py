@@ -1,0 +1,85 @@
+"""`revoke` and `status`: the sender's control over its own deposits."""
+
+from __future__ import annotations
+
+from broker.messages import (
+    ErrorCode,
+    EventKind,
+    MessageType,
+    ReceiverStatus,
+    RevokeBody,
+    RevokeReplyBody,
+    StatusBody,
+    StatusReplyBody,
+)
+from escrow_worker.handlers.common import (
+    Context,
+    Result,
+    denied,
+    event,
+    refuse,
+)
+from escrow_worker.handlers.decide import (
+    Denial,
+    decide_revoke,
+    decide_sender_request,
+)
+from escrow_worker.state import store
+
+
+async def _own_deposit(
+    ctx: Context, consignment_id: str, what: str
+) -> tuple[store.DepositRow | None, Result | None]:
+    row = await store.get_deposit(ctx.conn, consignment_id)
+    if row is None:
+        unknown = Denial(ErrorCode.UNKNOWN_CONSIGNMENT, "no consignment with this id is deposited")
+        return None, refuse(ctx, unknown, consignment_id=consignment_id)
+    refusal = decide_sender_request(row.sender, requester=ctx.requester, what=what)
+    if refusal is not None:
+        notice = denied(ctx, row.sender, consignment_id, refusal, None)
+        return None, refuse(ctx, refusal, consignment_id=consignment_id, notices=(notice,))
+    return row, None
+
+
+async def handle_revoke(ctx: Context) -> Result:
+    assert isinstance(ctx.body, RevokeBody)
+    cid = ctx.body.consignment_id
+    row, refused = await _own_deposit(ctx, cid, "revoke")
+    if row is None:
+        assert refused is not None
+        return refused
+    refusal, names = decide_revoke(row.policy, ctx.body.receivers, requester=ctx.requester)
+    if refusal is not None:
+        return refuse(ctx, refusal, consignment_id=cid)
+    newly = await store.revoke(ctx.conn, cid, names, now=ctx.t)
+    notices = tuple(event(ctx, row.sender, cid, EventKind.REVOKED, name) for name in newly)
+    reply = RevokeReplyBody(in_reply_to=ctx.request_id, consignment_id=cid, revoked=names)
+    return Result(MessageType.REVOKE_REPLY, reply, notices, cid)
+
+
+async def handle_status(ctx: Context) -> Result:
+    assert isinstance(ctx.body, StatusBody)
+    cid = ctx.body.consignment_id
+    row, refused = await _own_deposit(ctx, cid, "see the status of")
+    if row is None:
+        assert refused is not None
+        return refused
+    receivers = tuple(
+        ReceiverStatus(
+            name=r.state.name,
+            notified_at=r.state.notified_at,
+            releases=r.state.releases,
+            revoked_at=r.state.revoked_at,
+            last_denied=r.last_denied,
+        )
+        for r in await store.receivers(ctx.conn, cid)
+    )
+    reply = StatusReplyBody(
+        in_reply_to=ctx.request_id,
+        consignment_id=cid,
+        sender=row.sender,
+        mode=row.mode,
+        deposited_at=row.deposited_at,
+        receivers=receivers,
+    )
+    return Result(MessageType.STATUS_REPLY, reply, (), cid)
