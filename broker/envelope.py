@@ -40,6 +40,7 @@ __all__ = [
     "SIGNATURE_CONTEXT",
     "Envelope",
     "SignedEnvelope",
+    "check_envelope_signature",
     "new_envelope",
     "sign_envelope",
     "verify_envelope_signature",
@@ -180,11 +181,11 @@ def sign_envelope(envelope: Envelope, key: Ed25519PrivateKey) -> SignedEnvelope:
     return SignedEnvelope(payload=payload, signature=key.sign(SIGNATURE_CONTEXT + payload))
 
 
-def verify_envelope_signature(signed: SignedEnvelope, key: Ed25519PublicKey) -> Envelope:
-    """Check the signature with the key handed in and return the parsed envelope.
+def check_envelope_signature(signed: SignedEnvelope, key: Ed25519PublicKey) -> None:
+    """Raise `EnvelopeError("bad_signature")` unless `key` signed these bytes.
 
-    This is the only check `broker` makes; the caller must still check the key's
-    certificate, the audience, the times and replay (see escrow_worker)."""
+    For a caller that parsed the envelope already (`unverified`) to find the key:
+    the parsed envelope is the signed bytes', so it need not be parsed again."""
     try:
         key.verify(signed.signature, SIGNATURE_CONTEXT + signed.payload)
     except InvalidSignature as exc:
@@ -193,4 +194,12 @@ def verify_envelope_signature(signed: SignedEnvelope, key: Ed25519PublicKey) -> 
             "envelope signature does not verify",
             "the request was altered or signed with another key; send it again",
         ) from exc
+
+
+def verify_envelope_signature(signed: SignedEnvelope, key: Ed25519PublicKey) -> Envelope:
+    """Check the signature with the key handed in and return the parsed envelope.
+
+    This is the only check `broker` makes; the caller must still check the key's
+    certificate, the audience, the times and replay (see escrow_worker)."""
+    check_envelope_signature(signed, key)
     return signed.unverified()

@@ -47,9 +47,9 @@ async def _register(escrow_dir: Path, names: tuple[str, ...]) -> dict[str, Ident
     from escrow_worker import load_ca, open_escrow, register_user
 
     now = datetime.now(UTC) - timedelta(minutes=1)
-    ca = await asyncio.to_thread(load_ca, escrow_dir, _PASSPHRASE)
     identities: dict[str, Identity] = {}
     async with open_escrow(escrow_dir) as esc:
+        ca = await load_ca(esc, _PASSPHRASE)
         for name in names:
             identities[name] = await register_user(
                 esc, ca, name, groups=(), now=now, save=lambda _identity: None

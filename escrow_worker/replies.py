@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from broker.envelope import Envelope, new_envelope, sign_envelope
 from broker.messages import ErrorCode, MessageType, error_reply
 from broker.transport.base import Message
-from escrow_worker.state.store import OutboxRow
+from escrow_worker.state.records import OutboxRow
 
 __all__ = ["REPLY_LIFETIME", "Outcome", "Outgoing", "Replies", "outbox_message"]
 

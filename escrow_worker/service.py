@@ -4,29 +4,28 @@
 request") on the bytes of one message and returns an `Outcome`: dead-letter it,
 or the signed reply and the events to publish. `EscrowWorker` (`worker.py`)
 publishes them and acks. The service holds the escrow's keys, its master
-keyring and two database connections: one for reads outside any transaction,
-one for the single write transaction of each request (serialised here; across
-processes by SQLite's BEGIN IMMEDIATE).
+keyring and its store (`state`: SQLite in the escrow directory, or PostgreSQL).
 
-A decision is taken once per request id: the reply is stored in the same
+Steps 2-5 of one request are ONE store job, so one transaction and, on SQLite,
+one hand-off to the store's thread: authenticate, look for a stored reply,
+check freshness and replay, decide, store the signed reply and the outbox. A
+decision is taken once per request id: the reply is stored in the same
 transaction as the state change and the outbox, and any later delivery of the
-same signed bytes gets the stored reply again. This module must never log a
-message body, a key or a passphrase, and never act on an unsigned field.
+same signed bytes gets the stored reply again. The envelope is parsed once, the
+body once, the reply signed once. This module must never log a message body, a
+key or a passphrase, and never act on an unsigned field.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aiosqlite
 from cryptography import x509
 
 from broker import (
@@ -42,7 +41,6 @@ from broker.errors import CertificateRejected
 from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
-from broker.sqlite import transaction
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import escrow_name
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
@@ -56,10 +54,10 @@ from escrow_worker.handlers.auth import (
 )
 from escrow_worker.handlers.common import Context, Notice, Result
 from escrow_worker.replies import Outcome, Outgoing, Replies, Who, outbox_message
-from escrow_worker.state import replay, store
-from escrow_worker.state.db import open_db
-from escrow_worker.state.masterkey import Vault, adopt_keyring, ensure_keyring
-from escrow_worker.state.paths import EscrowPaths
+from escrow_worker.state import records, replay
+from escrow_worker.state.base import Store, StoreBusy, Tx
+from escrow_worker.state.location import Location
+from escrow_worker.state.masterkey import KeyringStale, Vault, adopt_keyring, ensure_keyring
 
 __all__ = ["EscrowService"]
 
@@ -76,28 +74,25 @@ class EscrowService:
     def __init__(
         self,
         *,
-        escrow_dir: Path,
+        location: Location,
+        store: Store,
         name: str,
         keys: ServiceKeys,
         vault: Vault,
-        read: aiosqlite.Connection,
-        write: aiosqlite.Connection,
         clock: Callable[[], datetime],
         max_skew: timedelta = DEFAULT_MAX_SKEW,
         max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
         max_request_bytes: int = MAX_ENVELOPE_BYTES,
     ) -> None:
-        self._dir = escrow_dir
+        self._location = location
+        self._store = store
         self._name = name
         self._keys = keys
         self._ca = keys.ca_certificate
         self._encryption_key = keys.encryption_key
         self._replies = Replies(keys.signing_key, fingerprint(keys.signing_certificate))
         self._vault = vault
-        self._read = read
-        self._write = write
-        self._write_lock = asyncio.Lock()
-        #: Outbox ids waiting for `mark_sent`'s next transaction.
+        #: Outbox ids published since the last job: marked sent by the next one.
         self._to_mark: list[int] = []
         self._clock = clock
         self._max_skew = max_skew
@@ -110,51 +105,46 @@ class EscrowService:
     @classmethod
     async def open(
         cls,
-        escrow_dir: Path,
+        where: Location | Path | str,
         passphrase: bytes,
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> EscrowService:
-        """Load the CA certificate, the escrow's signing and encryption keys, the
-        master keyring (created on first use) and open the database.
+        """Open the escrow at `where` (its directory, a postgresql:// URL, or a
+        `Location`): its store, the CA certificate, the escrow's signing and
+        encryption keys and the master keyring (created on first use).
 
         Raises `EscrowError` (e.g. `IdentityFileError("wrong_passphrase")`)."""
         clock = clock if clock is not None else _utcnow
         require_aware(clock())
-        paths = EscrowPaths(escrow_dir)
-        keys = await load_service_keys(escrow_dir, passphrase)
-        keyring = await asyncio.to_thread(ensure_keyring, escrow_dir, passphrase, now=clock())
-        write = await open_db(paths.db)
+        location = Location.of(where)
+        location.require_initialised()
+        db = await location.open_store()
         try:
-            read = await open_db(paths.db)
+            keystore = location.keystore(db)
+            keys = await load_service_keys(keystore, passphrase)
+            keyring = await ensure_keyring(keystore, passphrase, now=clock())
+            await adopt_keyring(db, keyring)
+            name = await db.run(escrow_name)
         except BaseException:
-            await write.close()
-            raise
-        try:
-            await adopt_keyring(write, keyring)
-            name = await escrow_name(read)
-        except BaseException:
-            await write.close()
-            await read.close()
+            await db.close()
             raise
         return cls(
-            escrow_dir=escrow_dir,
+            location=location,
+            store=db,
             name=name,
             keys=keys,
-            vault=Vault(escrow_dir, passphrase, keyring),
-            read=read,
-            write=write,
+            vault=Vault(keystore, passphrase, keyring),
             clock=clock,
         )
 
     async def close(self) -> None:
-        """Close the database connections. Idempotent."""
+        """Finish what the store has queued and close it. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        async with self._write_lock:
-            await self._write.close()
-        await self._read.close()
+        await self.flush_marks()
+        await self._store.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,8 +163,12 @@ class EscrowService:
         return self._name
 
     @property
-    def escrow_dir(self) -> Path:
-        return self._dir
+    def location(self) -> Location:
+        return self._location
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     @property
     def ca_certificate(self) -> x509.Certificate:
@@ -198,15 +192,9 @@ class EscrowService:
 
     async def handle(self, data: bytes) -> Outcome:
         """Steps 1-5 for the bytes of one delivery. Never raises for bad input;
-        raises `Requeue` when the database is busy (try the delivery again)."""
-        try:
-            return await self._handle(data)
-        except sqlite3.OperationalError as exc:
-            raise Requeue(f"the escrow database is busy ({exc})") from exc
-
-    async def _handle(self, data: bytes) -> Outcome:
+        raises `Requeue` when the store is busy or unreachable (try again)."""
         now = self.now()
-        # 1. Size and parse; what cannot be parsed cannot be answered.
+        # 1. Size and parse, once; what cannot be parsed cannot be answered.
         if len(data) > self._max_request_bytes:
             return Outcome(dead_letter=True, decision="dead-letter:oversize")
         try:
@@ -214,11 +202,47 @@ class EscrowService:
             claimed = signed.unverified()
         except BrokerError:
             return Outcome(dead_letter=True, decision="dead-letter:malformed")
+        marks, self._to_mark = self._to_mark, []
+        try:
+            for _ in range(2):
+                try:
+
+                    async def job(tx: Tx) -> Outcome:
+                        await records.mark_sent(tx, marks, now=int(now.timestamp()))
+                        return await self._decide(tx, signed, claimed, now)
+
+                    return await self._store.run(job)
+                except KeyringStale:  # a rotation happened: load the new keyring
+                    await self._vault.reload()
+            raise EscrowError("the master keyring does not hold the current key")
+        except StoreBusy as exc:
+            self._to_mark.extend(marks)
+            raise Requeue(exc.message) from exc
+        except EscrowError as exc:
+            # Rolled back: nothing is stored, so the same request may be tried again.
+            self._to_mark.extend(marks)
+            _log.error("request %s failed inside the escrow: %s", claimed.request_id, exc.message)
+            reply = self._replies.error(
+                claimed,
+                ErrorCode.INTERNAL,
+                "the escrow could not process the request; send it again later",
+                to=claimed.reply_to,
+                now=now,
+            )
+            who = Who(request_id=claimed.request_id, request_type=claimed.type, requester="?")
+            return Outcome(False, reply, decision="failed:internal", **who)
+
+    async def _decide(
+        self, tx: Tx, signed: SignedEnvelope, claimed: Envelope, now: datetime
+    ) -> Outcome:
+        """Steps 2-5, inside one transaction. Awaits nothing but `tx`."""
+        # Two workers with the same request wait for each other (PostgreSQL).
+        await tx.lock(claimed.request_id)
         # 2. Authenticate, but leave freshness until a stored reply was looked for.
         try:
             request = await authenticate_request(
-                self._read,
-                data,
+                tx,
+                (signed, claimed),
                 audience=self._name,
                 ca=self._ca,
                 now=now,
@@ -244,9 +268,9 @@ class EscrowService:
             return Outcome(False, reply, decision="refused:reply_to", **base)
         # 3. Answered before: the same bytes from the same signer get the same reply.
         digest = hashlib.sha256(signed.payload).hexdigest()
-        stored = await store.find_request(self._read, envelope.request_id)
+        stored = await records.find_request(tx, envelope.request_id)
         if stored is not None:
-            return await self._again(self._read, stored, request, digest, now)
+            return await self._again(tx, stored, request, digest, now)
         # 4. Freshness.
         try:
             check_times(envelope, now=now, max_skew=self._max_skew, max_lifetime=self._max_lifetime)
@@ -274,42 +298,26 @@ class EscrowService:
                 envelope, ErrorCode.MALFORMED, str(exc), to=request.sender, now=now
             )
             return Outcome(False, reply, decision="refused:malformed", **base)
-        # 5. One transaction: record, decide, change state, store reply and outbox.
+        # 5. Record, decide, change state, store the reply and the outbox.
         try:
-            async with self._write_lock, transaction(self._write) as conn:
-                stored = await store.find_request(conn, envelope.request_id)
-                if stored is not None:  # another worker answered it meanwhile
-                    return await self._again(conn, stored, request, digest, now)
-                try:
-                    await replay.check_and_record(conn, request.replay_key(self._max_skew), now=now)
-                except RequestRejected as exc:
-                    reply = self._replies.error(
-                        envelope, ErrorCode.REPLAYED, exc.message, to=request.sender, now=now
-                    )
-                    return Outcome(False, reply, decision="refused:replayed", **base)
-                context = Context(
-                    conn=conn,
-                    escrow_name=self._name,
-                    ca=self._ca,
-                    encryption_key=self._encryption_key,
-                    vault=self._vault,
-                    request=request,
-                    body=body,
-                    now=now,
-                )
-                result = await handler(context)
-                reply, events = await self._store_result(conn, request, digest, result, now)
-        except EscrowError as exc:
-            # Rolled back: nothing is stored, so the same request may be tried again.
-            _log.error("request %s failed inside the escrow: %s", envelope.request_id, exc.message)
+            await replay.check_and_record(tx, request.replay_key(self._max_skew), now=now)
+        except RequestRejected as exc:
             reply = self._replies.error(
-                envelope,
-                ErrorCode.INTERNAL,
-                "the escrow could not process the request; send it again later",
-                to=request.sender,
-                now=now,
+                envelope, ErrorCode.REPLAYED, exc.message, to=request.sender, now=now
             )
-            return Outcome(False, reply, decision="failed:internal", **base)
+            return Outcome(False, reply, decision="refused:replayed", **base)
+        context = Context(
+            tx=tx,
+            escrow_name=self._name,
+            ca=self._ca,
+            encryption_key=self._encryption_key,
+            vault=self._vault,
+            request=request,
+            body=body,
+            now=now,
+        )
+        result = await handler(context)
+        reply, events = await self._store_result(tx, request, digest, result, now)
         decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
         return Outcome(False, reply, events, decision=decision, stored=True, **base)
 
@@ -336,8 +344,8 @@ class EscrowService:
 
     async def _again(
         self,
-        conn: aiosqlite.Connection,
-        stored: store.StoredRequest,
+        tx: Tx,
+        stored: records.StoredRequest,
         request: VerifiedRequest,
         digest: str,
         now: datetime,
@@ -361,7 +369,7 @@ class EscrowService:
             type=stored.reply_type,
             correlation_id=stored.request_id,
         )
-        unsent = await store.unsent_for(conn, stored.request_id)
+        unsent = await records.unsent_for(tx, stored.request_id)
         events = tuple(outbox_message(row) for row in unsent)
         return Outcome(
             False,
@@ -374,7 +382,7 @@ class EscrowService:
 
     async def _store_result(
         self,
-        conn: aiosqlite.Connection,
+        tx: Tx,
         request: VerifiedRequest,
         digest: str,
         result: Result,
@@ -389,9 +397,9 @@ class EscrowService:
             now=now,
             correlation_id=envelope.request_id,
         )
-        await store.insert_request(
-            conn,
-            store.StoredRequest(
+        await records.insert_request(
+            tx,
+            records.StoredRequest(
                 request_id=envelope.request_id,
                 signer=envelope.signer,
                 signer_name=request.sender,
@@ -407,12 +415,10 @@ class EscrowService:
         )
         events = []
         for notice in result.notices:
-            events.append(await self._enqueue(conn, envelope.request_id, notice, now))
+            events.append(await self._enqueue(tx, envelope.request_id, notice, now))
         return Outgoing(request.sender, reply), tuple(events)
 
-    async def _enqueue(
-        self, conn: aiosqlite.Connection, request_id: str, notice: Notice, now: datetime
-    ) -> Outgoing:
+    async def _enqueue(self, tx: Tx, request_id: str, notice: Notice, now: datetime) -> Outgoing:
         message = self._replies.sign(
             notice.type,
             notice.body,
@@ -420,8 +426,8 @@ class EscrowService:
             now=now,
             correlation_id=request_id,
         )
-        outbox_id = await store.add_outbox(
-            conn,
+        outbox_id = await records.add_outbox(
+            tx,
             request_id,
             notice.destination,
             message.message_id,
@@ -433,37 +439,49 @@ class EscrowService:
 
     # -- the outbox -----------------------------------------------------------------
 
-    async def mark_sent(self, outbox_ids: Iterable[int]) -> None:
-        """Record that these outbox messages were published (confirmed)."""
-        ids = list(outbox_ids)
-        if not ids:
+    def mark_sent(self, outbox_ids: Iterable[int]) -> None:
+        """Record that these outbox messages were published (confirmed). They are
+        marked in the store by the next request's job (no transaction of their
+        own under load), or by the sweep; if this worker dies first, they are
+        published again, with the same message ids."""
+        self._to_mark.extend(outbox_ids)
+
+    async def flush_marks(self) -> None:
+        """Mark in the store what `mark_sent` was told (the worker does it when it
+        stops and before each sweep)."""
+        marks, self._to_mark = self._to_mark, []
+        if not marks:
             return
-        # Under load many requests wait for the write lock at once: whoever gets
-        # it marks every id queued so far in one transaction (one commit, not
-        # one each). Ours are committed when we hold the lock, by us or earlier.
-        self._to_mark.extend(ids)
-        async with self._write_lock:
-            batch, self._to_mark = self._to_mark, []
-            if not batch:
-                return
-            try:
-                async with transaction(self._write) as conn:
-                    await store.mark_sent(conn, batch, now=int(self.now().timestamp()))
-            except sqlite3.OperationalError as exc:
-                # Not marked: they are published again later, with the same message ids.
-                _log.warning("could not mark %d outbox messages sent: %s", len(batch), exc)
+        now = int(self.now().timestamp())
+
+        async def job(tx: Tx) -> None:
+            await records.mark_sent(tx, marks, now=now)
+
+        try:
+            await self._store.run(job)
+        except EscrowError as exc:
+            _log.warning("could not mark %d outbox messages sent: %s", len(marks), exc.message)
 
     async def prune_seen(self) -> int:
         """Forget request ids and nonces whose envelopes expired (plus the clock
         skew): the freshness check refuses those envelopes anyway, and stored
         replies are kept. Returns how many were forgotten."""
-        async with self._write_lock, transaction(self._write) as conn:
-            return await replay.prune(conn, now=self.now())
+        now = self.now()
+
+        async def job(tx: Tx) -> int:
+            return await replay.prune(tx, now=now)
+
+        return await self._store.run(job)
 
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500
     ) -> Sequence[Outgoing]:
         """Outbox messages still unsent `older_than` after they were stored, e.g.
         because a worker died after its commit and the request never came back."""
+        await self.flush_marks()
         before = int((self.now() - older_than).timestamp())
-        return [outbox_message(row) for row in await store.unsent_before(self._read, before, limit)]
+
+        async def job(tx: Tx) -> list[records.OutboxRow]:
+            return await records.unsent_before(tx, before, limit)
+
+        return [outbox_message(row) for row in await self._store.run(job)]

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from broker import BrokerError, Delivery, Inbox, Transport
+from broker import BrokerError, Deliveries, Delivery, Inbox, Transport
 from broker.errors import TopologyError, Unroutable
 from escrow_worker.replies import Outcome, Outgoing
 from escrow_worker.service import EscrowService
@@ -55,51 +55,51 @@ class EscrowWorker:
         self._sweep_interval = sweep_interval
         self._declared: set[str] = set()
         self._publishing: set[int] = set()
+        self._busy = 0  # lanes handling a delivery right now
         #: Deliveries settled so far (answered, dead-lettered or requeued).
         self.processed = 0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop if stop is not None else asyncio.Event()
         await self._transport.declare_escrow_queues()
-        tasks: set[asyncio.Task[None]] = set()
         sweeper = asyncio.create_task(self._sweep(stop))
         queue = self._transport.config.escrow_queue
         try:
             async with self._transport.consume(queue, prefetch=self._prefetch) as deliveries:
                 _log.info("escrow %r serving %s", self._service.name, queue)
-                stopping = asyncio.create_task(stop.wait())
+                # `prefetch` lanes, each taking the next delivery when it is done
+                # with one: no task or future per delivery. Stopping the
+                # consumer ends every lane once its request is finished.
+                lanes = [asyncio.create_task(self._lane(deliveries)) for _ in range(self._prefetch)]
+                stopper = asyncio.create_task(self._stop_when(stop, deliveries))
                 try:
-                    while not stop.is_set():
-                        receiving = asyncio.ensure_future(anext(deliveries))
-                        await asyncio.wait(
-                            {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if not receiving.done():
-                            receiving.cancel()  # loses nothing: see Deliveries
-                            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                                await receiving
-                            break
-                        try:
-                            delivery = receiving.result()
-                        except StopAsyncIteration:
-                            break  # the transport closed
-                        task = asyncio.create_task(self._process(delivery))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                    if tasks:  # let the requests in progress finish
-                        await asyncio.gather(*tasks, return_exceptions=True)
-                except asyncio.CancelledError:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
+                    await asyncio.gather(*lanes)
                 finally:
-                    stopping.cancel()
+                    stopper.cancel()
+                    for lane in lanes:
+                        lane.cancel()
+                    await asyncio.gather(stopper, *lanes, return_exceptions=True)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await self._service.flush_marks()
         _log.info("escrow %r stopped serving %s", self._service.name, queue)
+
+    @staticmethod
+    async def _stop_when(stop: asyncio.Event, deliveries: Deliveries) -> None:
+        await stop.wait()
+        deliveries.stop()
+
+    async def _lane(self, deliveries: Deliveries) -> None:
+        async for delivery in deliveries:
+            self._busy += 1
+            try:
+                await self._process(delivery)
+            finally:
+                self._busy -= 1
+            if self._busy == 0:  # idle: record what was published meanwhile
+                await self._service.flush_marks()
 
     async def _process(self, delivery: Delivery) -> None:
         loop = asyncio.get_running_loop()
@@ -137,7 +137,7 @@ class EscrowWorker:
         try:
             items = [*replies, *mine]
             results = await asyncio.gather(*(self._send(o) for o in items), return_exceptions=True)
-            await self._service.mark_sent(
+            self._service.mark_sent(
                 o.outbox_id
                 for o, result in zip(items, results, strict=True)
                 if result is True and o.outbox_id is not None

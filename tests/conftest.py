@@ -1,4 +1,5 @@
-"""Shared fixtures: RabbitMQ, and one transport suite run against both transports.
+"""Shared fixtures: RabbitMQ, PostgreSQL, one transport suite run against both
+transports, and the escrow's store on both backends.
 
 `transport_factory` (and `transport`, built from it) is parametrised like
 aio-pika's `connection_fabric`: every test that uses it runs once on the
@@ -9,11 +10,13 @@ restart or reconfigure the shared broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -21,10 +24,12 @@ import pytest
 from yarl import URL
 
 from broker import AmqpTransport, InProcessBroker, InProcessTransport, Transport, TransportConfig
+from escrow_worker.state.location import Location
 
 pytest.register_assert_rewrite("tests.helpers")
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 #: Small enough that the requeue-limit tests loop only a few times.
 TEST_DELIVERY_LIMIT = 2
@@ -140,3 +145,65 @@ async def amqp_factory(amqp_url: str) -> AsyncIterator[TransportFactory]:
 async def transport(transport_factory: TransportFactory) -> Transport:
     """A started transport with the test defaults, closed after the test."""
     return await transport_factory()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """URL of the test PostgreSQL server (a database to connect to while creating
+    others); fails under CI=true when it does not answer."""
+    url = os.environ.get("CONSIGN_TEST_PG_URL", DEFAULT_PG_URL)
+    parsed = URL(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 5432
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        reason = f"PostgreSQL does not answer at {host}:{port} ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
+        pytest.skip(f"{reason}; outside CI (with CI=true this is a failure)")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def temporary_database(admin_url: str) -> AsyncIterator[str]:
+    """A database of its own for one test: created, yielded as a URL, dropped
+    (its connections closed first) whatever the test did."""
+    import asyncpg
+
+    name = f"consign_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield str(URL(admin_url).with_path(f"/{name}"))
+    finally:
+        admin = await asyncpg.connect(admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def pg_url(pg_admin_url: str) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for this test (dropped afterwards)."""
+    async with temporary_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+async def escrow_location(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Location]:
+    """Where a test's escrow lives, once per store backend: SQLite in a directory
+    of the test's own, or a PostgreSQL database of its own (no directory)."""
+    if request.param == "sqlite":
+        yield Location(directory=tmp_path / "escrow")
+        return
+    async with temporary_database(request.getfixturevalue("pg_admin_url")) as url:
+        yield Location(database=url)

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pydantic import BaseModel
 
 from broker import (
@@ -36,7 +35,10 @@ from broker.messages import DepositBody, KeyRequestBody, MessageType, parse_body
 from broker.pki.identity import Identity
 from client import Recipient, Sender, Source, seal
 from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
-from escrow_worker.ca.authority import load_ca, read_certificate
+from escrow_worker.ca.authority import load_ca, unseal_private_key
+from escrow_worker.state.base import Tx
+from escrow_worker.state.location import Location
+from escrow_worker.state.masterkey import MasterKeyring, read_keyring
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW
 
 ESCROW_NAME = "acme"
@@ -64,45 +66,53 @@ class Clock:
 
 @dataclass
 class EscrowSetup:
-    directory: Path
+    location: Location
     clock: Clock
     users: dict[str, Identity]
+    encryption_key: X25519PublicKey
+    signing_key: Ed25519PublicKey
     name: str = ESCROW_NAME
 
     def __getitem__(self, name: str) -> Identity:
         return self.users[name]
 
     @property
-    def encryption_key(self) -> X25519PublicKey:
-        key = read_certificate(self.directory / "encryption.pem").public_key()
-        assert isinstance(key, X25519PublicKey)
-        return key
-
-    @property
-    def signing_key(self) -> Ed25519PublicKey:
-        key = read_certificate(self.directory / "signing.pem").public_key()
-        assert isinstance(key, Ed25519PublicKey)
-        return key
+    def directory(self) -> Path:
+        """The escrow directory (SQLite escrows only)."""
+        assert self.location.directory is not None, "a database escrow has no directory"
+        return self.location.directory
 
     async def open_service(self) -> EscrowService:
-        return await EscrowService.open(self.directory, ESCROW_PASS, clock=self.clock)
+        return await EscrowService.open(self.location, ESCROW_PASS, clock=self.clock)
+
+    async def run(self, job: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """One job on a store of its own (beside any running service's)."""
+        store = await self.location.open_store()
+        try:
+            return await store.run(job)
+        finally:
+            await store.close()
 
 
 async def make_escrow(
-    directory: Path, users: tuple[str, ...] = USERS, *, now: datetime = NOW
+    where: Location | Path, users: tuple[str, ...] = USERS, *, now: datetime = NOW
 ) -> EscrowSetup:
     """An escrow whose certificates were issued a day before `now`, with `users`;
-    its clock starts at `now`."""
+    its clock starts at `now`. `where`: a directory (SQLite) or a Location."""
+    location = Location.of(where)
     issued = now - timedelta(days=1)
-    await init_escrow(directory, ESCROW_NAME, ESCROW_PASS, now=issued, log_n=LOG_N)
+    certs = await init_escrow(location, ESCROW_NAME, ESCROW_PASS, now=issued, log_n=LOG_N)
     identities: dict[str, Identity] = {}
-    async with open_escrow(directory) as escrow:
-        ca = load_ca(directory, ESCROW_PASS)
+    async with open_escrow(location) as escrow:
+        ca = await load_ca(escrow, ESCROW_PASS)
         for name in users:
             identities[name] = await register_user(
                 escrow, ca, name, groups=(), now=issued, save=lambda i: None
             )
-    return EscrowSetup(directory, Clock(now), identities)
+    encryption, signing = certs.encryption.public_key(), certs.signing.public_key()
+    assert isinstance(encryption, X25519PublicKey)
+    assert isinstance(signing, Ed25519PublicKey)
+    return EscrowSetup(location, Clock(now), identities, encryption, signing)
 
 
 def request(
@@ -312,30 +322,61 @@ async def eventually(check: Callable[[], Awaitable[T]], expected: T, wait: float
     raise AssertionError(f"still {value!r}, not {expected!r}, after {wait} s")
 
 
-async def table(conn: aiosqlite.Connection, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in await conn.execute_fetchall(sql, args)]
+async def table(tx: Tx, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await tx.fetchall(sql, args)]
 
 
-async def state(directory: Path) -> dict[str, list[tuple[Any, ...]]]:
+async def _state(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "deposits": await table(tx, "SELECT * FROM deposits ORDER BY consignment_id"),
+        "receivers": await table(
+            tx,
+            "SELECT consignment_id, receiver, notified_at, releases, revoked_at"
+            " FROM deposit_receivers ORDER BY consignment_id, receiver",
+        ),
+        "releases": await table(tx, "SELECT * FROM releases ORDER BY request_id"),
+    }
+
+
+async def state(setup: EscrowSetup) -> dict[str, list[tuple[Any, ...]]]:
     """The escrow's decision state: deposits, receivers (without the last denial,
     which a refusal records), releases. A refusal must leave it as it was."""
-    async with aiosqlite.connect(directory / "escrow.db") as conn:
-        return {
-            "deposits": await table(conn, "SELECT * FROM deposits ORDER BY consignment_id"),
-            "receivers": await table(
-                conn,
-                "SELECT consignment_id, receiver, notified_at, releases, revoked_at"
-                " FROM deposit_receivers ORDER BY consignment_id, receiver",
-            ),
-            "releases": await table(conn, "SELECT * FROM releases ORDER BY request_id"),
-        }
+    return await setup.run(_state)
 
 
-async def full_snapshot(directory: Path) -> dict[str, list[tuple[object, ...]]]:
+async def full_snapshot(setup: EscrowSetup) -> dict[str, list[tuple[object, ...]]]:
     from tests.pki_helpers import snapshot
 
-    async with aiosqlite.connect(directory / "escrow.db") as conn:
-        return await snapshot(conn)
+    return await setup.run(snapshot)
+
+
+async def escrow_encryption_key(setup: EscrowSetup) -> X25519PrivateKey:
+    """The escrow's own X25519 private key, unsealed (what its operator holds)."""
+    async with open_escrow(setup.location) as escrow:
+        key = unseal_private_key(await escrow.keystore.require("encryption.key"), ESCROW_PASS)
+    assert isinstance(key, X25519PrivateKey)
+    return key
+
+
+async def escrow_keyring(setup: EscrowSetup) -> MasterKeyring:
+    async with open_escrow(setup.location) as escrow:
+        return await read_keyring(escrow.keystore, ESCROW_PASS)
+
+
+async def everything_held(setup: EscrowSetup) -> bytes:
+    """Every byte the escrow keeps: its files (SQLite escrows) and every value in
+    every row of its database (either backend)."""
+    held: list[bytes] = []
+    if setup.location.directory is not None:
+        held += [p.read_bytes() for p in sorted(setup.location.directory.rglob("*")) if p.is_file()]
+    for rows in (await full_snapshot(setup)).values():
+        for row in rows:
+            for value in row:
+                if isinstance(value, bytes | bytearray | memoryview):
+                    held.append(bytes(value))
+                elif isinstance(value, str):
+                    held.append(value.encode())
+    return b"\n".join(held)
 
 
 def wire_json(data: bytes) -> Any:

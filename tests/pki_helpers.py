@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiosqlite
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from broker.pki.identity import Identity
 from broker.pki.profile import Role, build_ca_certificate
 from escrow_worker.ca.authority import CertificateAuthority
+from escrow_worker.state.base import Tx
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 LOG_N = 14  # the cheapest scrypt cost the reader accepts: keeps tests fast
@@ -52,15 +52,17 @@ def crl_revoking(
     return ca.sign_crl([(c.serial_number, now) for c in certs], number=2, now=now, days=30)
 
 
-async def snapshot(conn: aiosqlite.Connection) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table, to compare before and after a refusal."""
-    names = await conn.execute_fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-    )
+async def snapshot(tx: Tx) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, to compare before and after a refusal (a store
+    job: on SQLite or PostgreSQL alike)."""
+    if tx.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    else:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
     result: dict[str, list[tuple[object, ...]]] = {}
-    for (name,) in names:
-        rows = await conn.execute_fetchall(f'SELECT * FROM "{name}" ORDER BY 1')  # noqa: S608
-        result[str(name)] = [tuple(r) for r in rows]
+    for (name,) in await tx.fetchall(sql):
+        rows = await tx.fetchall(f'SELECT * FROM "{name}" ORDER BY 1')  # noqa: S608
+        result[str(name)] = sorted((tuple(r) for r in rows), key=repr)
     return result
 
 

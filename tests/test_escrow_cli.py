@@ -18,6 +18,7 @@ import pytest
 from broker import ESCROW, Message
 from broker.messages import LookupReplyBody
 from escrow_worker import EscrowWorker
+from escrow_worker.state.location import Location
 from escrow_worker.state.masterkey import read_keyring
 from tests.conftest import TEST_DELIVERY_LIMIT, TransportFactory
 from tests.escrow_helpers import Agent, EscrowSetup, make_escrow, request
@@ -46,8 +47,8 @@ def consign(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> EscrowSetup:
-    return await make_escrow(tmp_path / "escrow", now=datetime.now(UTC))
+async def setup(escrow_location: Location, tmp_path: Path) -> EscrowSetup:
+    return await make_escrow(escrow_location, now=datetime.now(UTC))
 
 
 async def test_worker_answers_and_stops_cleanly_on_sigterm(

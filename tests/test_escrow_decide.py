@@ -20,7 +20,7 @@ from escrow_worker.handlers.decide import (
     decide_revoke,
     decide_sender_request,
 )
-from escrow_worker.state.store import ReceiverRecord
+from escrow_worker.state.records import ReceiverRecord
 
 T = 1_900_000_000
 KEYS = {name: os.urandom(32) for name in ("alice", "bob", "carol")}

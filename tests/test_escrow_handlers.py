@@ -29,6 +29,7 @@ from broker.messages import (
 from broker.pki.profile import fingerprint
 from client import unseal
 from escrow_worker import EscrowService
+from escrow_worker.state.location import Location
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,
@@ -55,8 +56,10 @@ class Running:
 
 
 @pytest.fixture
-async def running(tmp_path: Path, transport_factory: TransportFactory) -> AsyncIterator[Running]:
-    setup = await make_escrow(tmp_path / "escrow")
+async def running(
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
+) -> AsyncIterator[Running]:
+    setup = await make_escrow(escrow_location)
     worker_transport = await transport_factory()
     async with await setup.open_service() as service, running_worker(service, worker_transport):
         agents = [
@@ -235,4 +238,4 @@ async def test_max_releases_counts_each_release_once(running: Running) -> None:
         reply = await bob.ask(request(setup["bob"], "key-request", key_request_body(deposit)))
         codes.append(reply.code or reply.type)
     assert codes == ["key-release", "key-release", "exhausted"]
-    assert len((await state(setup.directory))["releases"]) == 2
+    assert len((await state(setup))["releases"]) == 2

@@ -9,13 +9,14 @@ import collections
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from broker import ESCROW, ControlAttributes, Deposit, EscrowQueue, Message
 from broker.errors import TopologyError
 from broker.messages import KeyReleaseBody, MessageType
 from escrow_worker import EscrowWorker
+from escrow_worker.state.base import Tx
+from escrow_worker.state.location import Location
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     WAIT,
@@ -36,16 +37,17 @@ from tests.escrow_helpers import (
 
 async def releases(setup: EscrowSetup) -> tuple[int, int]:
     """(rows in `releases`, the sum of the receivers' release counts)."""
-    async with aiosqlite.connect(setup.directory / "escrow.db") as conn:
-        rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM releases"))
-        counted = list(await conn.execute_fetchall("SELECT SUM(releases) FROM deposit_receivers"))
-    return int(rows[0][0]), int(counted[0][0] or 0)
+
+    async def job(tx: Tx) -> tuple[int, int]:
+        rows = await tx.fetchval("SELECT COUNT(*) FROM releases")
+        counted = await tx.fetchval("SELECT SUM(releases) FROM deposit_receivers")
+        return int(rows), int(counted or 0)
+
+    return await setup.run(job)
 
 
 async def seen_ids(setup: EscrowSetup) -> int:
-    async with aiosqlite.connect(setup.directory / "escrow.db") as conn:
-        rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM seen_requests"))
-    return int(rows[0][0])
+    return int(await setup.run(lambda tx: tx.fetchval("SELECT COUNT(*) FROM seen_requests")))
 
 
 async def deposited(
@@ -83,9 +85,9 @@ async def replies(agent: Agent, count: int) -> dict[str, list[bytes]]:
 
 
 async def test_a_duplicate_gets_the_same_reply_bytes_even_after_expiry(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     worker_transport = await transport_factory()
     async with await setup.open_service() as service, running_worker(service, worker_transport):
         alice = await Agent(setup, setup["alice"], await transport_factory()).start()
@@ -112,11 +114,11 @@ async def test_a_duplicate_gets_the_same_reply_bytes_even_after_expiry(
 
 
 async def test_worker_dies_between_commit_and_ack(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
     """The service commits its decision, then the consumer goes away without
     acking: the redelivery gets the stored reply and the unsent events."""
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     async with await setup.open_service() as service:
         worker_transport = await transport_factory()
         async with running_worker(service, worker_transport):
@@ -145,17 +147,18 @@ async def test_worker_dies_between_commit_and_ack(
             assert [e.body.kind for e in events] == ["released"]
             assert [e.raw for e in events] == [e.message.body for e in outcome.events]
         assert await releases(setup) == (1, 1)
-        async with aiosqlite.connect(setup.directory / "escrow.db") as conn:
-            unsent = list(await conn.execute_fetchall("SELECT * FROM outbox WHERE sent_at IS NULL"))
+        unsent = await setup.run(
+            lambda tx: tx.fetchall("SELECT * FROM outbox WHERE sent_at IS NULL")
+        )
         assert unsent == []
 
 
 async def test_worker_killed_while_publishing(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
     """The worker's publish hangs after its commit; its transport is closed and
     the worker cancelled. A new worker answers with the stored reply."""
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     async with await setup.open_service() as service:
         async with running_worker(service, await transport_factory()):
             alice = await Agent(setup, setup["alice"], await transport_factory()).start()
@@ -227,9 +230,9 @@ def _message(data: bytes) -> tuple[EscrowQueue, Message]:
 
 
 async def test_two_workers_never_release_twice_for_one_request(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     bob, deposit = await prepared(setup, transport_factory)
     found = await _race(setup, transport_factory, deposit, bob, distinct=20, copies=3)
     for raws in found.values():
@@ -239,9 +242,9 @@ async def test_two_workers_never_release_twice_for_one_request(
 
 
 async def test_max_releases_holds_under_concurrency(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     bob, deposit = await prepared(setup, transport_factory, ControlAttributes(max_releases=3))
     found = await _race(setup, transport_factory, deposit, bob, distinct=12, copies=2)
     outcomes: collections.Counter[str] = collections.Counter()
@@ -254,12 +257,12 @@ async def test_max_releases_holds_under_concurrency(
 
 
 async def test_a_notification_the_broker_refused_stays_in_the_outbox_until_sent(
-    tmp_path: Path, transport_factory: TransportFactory
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
 ) -> None:
     """The broker refuses to declare bob's inbox: alice still gets her receipt,
     bob's notification is not marked sent (nor lost), and once the broker
     accepts, the sweep delivers it."""
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     transport = await transport_factory()
     declare = transport.declare_inbox
     refuse = True

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from broker import ESCROW, Message
+from escrow_worker.state.location import Location
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     WAIT,
@@ -34,8 +35,8 @@ REQUESTS = 60
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> EscrowSetup:
-    return await make_escrow(tmp_path / "escrow", now=datetime.now(UTC))
+async def setup(escrow_location: Location, tmp_path: Path) -> EscrowSetup:
+    return await make_escrow(escrow_location, now=datetime.now(UTC))
 
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -43,6 +43,7 @@ from broker.sqlite import transaction
 from escrow_worker import EscrowService, open_escrow, revoke_user
 from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.policy import set_restricted
+from escrow_worker.state.location import Location
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,
@@ -461,8 +462,10 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture
-async def world(tmp_path: Path, transport_factory: TransportFactory) -> AsyncIterator[World]:
-    setup = await make_escrow(tmp_path / "escrow")
+async def world(
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory
+) -> AsyncIterator[World]:
+    setup = await make_escrow(escrow_location)
     worker_transport = await transport_factory()
     async with await setup.open_service() as service, running_worker(service, worker_transport):
         agents = {

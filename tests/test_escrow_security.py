@@ -10,28 +10,27 @@ import itertools
 import json
 from pathlib import Path
 
-import aiosqlite
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from broker import KeyRelease, Mode
 from broker.messages import KeyReleaseBody
-from broker.pki.profile import Role
 from client import OpenError, unseal
-from escrow_worker.ca.authority import load_escrow_key
-from escrow_worker.state.masterkey import read_keyring
+from escrow_worker.state.location import Location
 from tests.conftest import TransportFactory
 from tests.escrow_helpers import (
     Agent,
     deposit_body,
+    escrow_encryption_key,
+    escrow_keyring,
+    everything_held,
     key_request_body,
     make_escrow,
     request,
     running_worker,
     seal_for,
 )
-from tests.pki_helpers import ESCROW_PASS, tree
 
 
 def _raw_private(key: X25519PrivateKey) -> bytes:
@@ -40,9 +39,9 @@ def _raw_private(key: X25519PrivateKey) -> bytes:
 
 @pytest.mark.parametrize("mode", [Mode.SPLIT, Mode.ESCROWED])
 async def test_everything_the_escrow_holds_opens_nothing(
-    tmp_path: Path, transport_factory: TransportFactory, mode: Mode
+    escrow_location: Location, tmp_path: Path, transport_factory: TransportFactory, mode: Mode
 ) -> None:
-    setup = await make_escrow(tmp_path / "escrow")
+    setup = await make_escrow(escrow_location)
     consignment, deposit = seal_for(setup["alice"], [setup["bob"]], mode=mode)
     worker_transport = await transport_factory()
     async with await setup.open_service() as service, running_worker(service, worker_transport):
@@ -52,15 +51,14 @@ async def test_everything_the_escrow_holds_opens_nothing(
         reply = await bob.ask(request(setup["bob"], "key-request", key_request_body(deposit)))
         assert isinstance(reply.body, KeyReleaseBody)
 
-    directory = setup.directory
     # The escrow's own X25519 key, and every 32-byte value it can reach: the
     # parts decrypted with its master keys, and what it released.
-    escrow_key = load_escrow_key(directory, Role.ENCRYPTION, ESCROW_PASS)
-    assert isinstance(escrow_key, X25519PrivateKey)
-    ring = read_keyring(directory, ESCROW_PASS)
+    escrow_key = await escrow_encryption_key(setup)
+    ring = await escrow_keyring(setup)
     candidates: set[bytes] = {reply.body.sealed_key_part}
-    async with aiosqlite.connect(directory / "escrow.db") as conn:
-        rows = await conn.execute_fetchall("SELECT consignment_id, part_key_id, part FROM deposits")
+    rows = await setup.run(
+        lambda tx: tx.fetchall("SELECT consignment_id, part_key_id, part FROM deposits")
+    )
     for cid, key_id, blob in rows:
         part = json.loads(ring.decrypt(str(key_id), str(cid), bytes(blob)))
         if part["escrow_key"] is not None:
@@ -68,8 +66,8 @@ async def test_everything_the_escrow_holds_opens_nothing(
         candidates.update(base64.b64decode(v) for v in part["wrapped_keys"].values())
     assert candidates  # the escrow does hold its part ...
 
-    # ... but never the receiver's private key, in any file ...
-    everything = b"".join(tree(directory).values())
+    # ... but never the receiver's private key, in any file or row ...
+    everything = await everything_held(setup)
     bob_private = _raw_private(setup["bob"].encryption_key)
     assert bob_private not in everything
     assert base64.b64encode(bob_private) not in everything

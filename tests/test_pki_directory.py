@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from escrow_worker.state.db import SCHEMA, open_db
 
 from broker.errors import BrokerError, IdentityFileError
 from broker.pki.csr import build_csr, parse_csr
@@ -40,7 +41,6 @@ from escrow_worker.ca import policy as trust
 from escrow_worker.ca.authority import CertificateAuthority, load_ca
 from escrow_worker.ca.directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
 from escrow_worker.ca.policy import Member
-from escrow_worker.state.db import SCHEMA, open_db
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, later, make_ca, snapshot, tree
 
 

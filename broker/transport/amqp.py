@@ -222,6 +222,7 @@ class _AmqpConsumer(_Consumer):
         self._queue = queue
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopped = False
+        self._transport_closing = False
 
     async def on_message(self, incoming: AbstractIncomingMessage) -> None:
         self._buffer.put_nowait(incoming)  # bounded by the channel's prefetch
@@ -230,6 +231,7 @@ class _AmqpConsumer(_Consumer):
         while not self._stopped:
             incoming = await self._buffer.get()
             if incoming is None:
+                self._buffer.put_nowait(None)  # for the next task waiting here, if any
                 break
             try:
                 incoming.channel  # noqa: B018 - raises if its channel died since
@@ -241,13 +243,17 @@ class _AmqpConsumer(_Consumer):
         return None
 
     def stop(self) -> None:
+        self._stopped = self._transport_closing = True
+        self._buffer.put_nowait(None)
+
+    def end(self) -> None:
         self._stopped = True
         self._buffer.put_nowait(None)
 
     async def close(self) -> None:
-        if self._stopped:
+        if self._transport_closing:
             return  # stopped by the transport, whose connection closes the channel
-        self.stop()
+        self.end()
         await _close_quietly(self._channel)
 
 

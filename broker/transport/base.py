@@ -382,6 +382,11 @@ class _Consumer(abc.ABC):
     def stop(self) -> None:
         """Make `next()` return None from now on (the transport is closing)."""
 
+    def end(self) -> None:
+        """Make `next()` return None from now on, the consumer itself staying
+        open until `close()` (its user has had enough)."""
+        self.stop()
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop consuming; every unsettled delivery goes back to the queue."""
@@ -400,6 +405,12 @@ class Deliveries:
 
     def __aiter__(self) -> Self:
         return self
+
+    def stop(self) -> None:
+        """End the iteration for every task iterating: each gets StopAsyncIteration
+        at its next step (a delivery it holds is its own to settle). Leaving the
+        `consume` block then cancels the consumer as usual."""
+        self._consumer.end()
 
     async def __anext__(self) -> Delivery:
         while True:

@@ -1,11 +1,10 @@
-"""The escrow operator's certificate authority and the escrow data directory.
+"""The escrow operator's certificate authority and the escrow's own keys.
 
-Layout of the data directory (created by `init_escrow`, mode 0700):
-  escrow.db                    the database (`state.db`): directory, CRL, policy, replay
-  ca.pem / ca.key              CA certificate / sealed Ed25519 CA key
-  signing.pem / signing.key    the escrow's own Ed25519 signing certificate / key
-  encryption.pem / encryption.key   the escrow's own X25519 certificate / key
-Private keys are sealed (`broker.pki.sealed`, kind "escrow-key") under the escrow passphrase.
+`create_escrow_files` makes the CA and the escrow's signing and encryption keys
+and certificates and writes them to the escrow's `Keystore` (`state.location`:
+the escrow directory, or the store on PostgreSQL): `ca.pem`/`ca.key`,
+`signing.pem`/`signing.key`, `encryption.pem`/`encryption.key`. Private keys are
+sealed (`broker.pki.sealed`, kind "escrow-key") under the escrow passphrase.
 This module must never write a private key unsealed, and never take a passphrase
 from anywhere but its caller.
 """
@@ -13,11 +12,10 @@ from anywhere but its caller.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,9 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from broker.canonical import canonical_json, raw_public_key
+from broker.canonical import b64, canonical_json, raw_public_key, unb64
 from broker.errors import CertificateRejected, IdentityFileError
-from broker.files import read_bytes, write_bytes
 from broker.pki import sealed as _sealed
 from broker.pki.profile import (
     Role,
@@ -39,10 +36,13 @@ from broker.pki.profile import (
     to_pem,
 )
 from escrow_worker.errors import EscrowError
-from escrow_worker.state.paths import EscrowPaths
+from escrow_worker.state.location import Keystore
+
+if TYPE_CHECKING:
+    from escrow_worker.ca.operator import Escrow
 
 KEY_KIND = "escrow-key"
-_RESTORE = "restore the escrow directory from backup"
+_RESTORE = "restore the escrow (directory or database) from backup"
 _RAW = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
 
 
@@ -108,7 +108,7 @@ def seal_private_key(
     log_n: int = _sealed.DEFAULT_LOG_N,
 ) -> bytes:
     algorithm = "ed25519" if isinstance(key, Ed25519PrivateKey) else "x25519"
-    raw = base64.b64encode(key.private_bytes(*_RAW)).decode("ascii")
+    raw = b64(key.private_bytes(*_RAW))
     return _sealed.seal(
         canonical_json({"algorithm": algorithm, "key": raw}),
         passphrase,
@@ -121,7 +121,7 @@ def unseal_private_key(data: bytes, passphrase: bytes) -> Ed25519PrivateKey | X2
     plaintext = _sealed.unseal(data, passphrase, kind=KEY_KIND)
     try:
         content = json.loads(plaintext)
-        raw = base64.b64decode(content["key"], validate=True)
+        raw = unb64(content["key"], "key")
         if content["algorithm"] == "ed25519":
             return Ed25519PrivateKey.from_private_bytes(raw)
         if content["algorithm"] == "x25519":
@@ -135,34 +135,33 @@ def unseal_private_key(data: bytes, passphrase: bytes) -> Ed25519PrivateKey | X2
     )
 
 
-def read_certificate(path: Path) -> x509.Certificate:
-    return load_certificate(read_bytes(path, "certificate"))
+async def _certificate(keystore: Keystore, stem: str) -> x509.Certificate:
+    try:
+        return load_certificate(await keystore.require(f"{stem}.pem"))
+    except CertificateRejected as exc:
+        raise EscrowError(f"the escrow's {stem}.pem is damaged", _RESTORE) from exc
 
 
-def load_ca(escrow_dir: Path, passphrase: bytes) -> CertificateAuthority:
-    """Unseal the CA key with the escrow passphrase."""
-    paths = EscrowPaths(escrow_dir)
-    paths.require_initialised()
-    cert = read_certificate(paths.cert("ca"))
-    key = unseal_private_key(read_bytes(paths.key("ca"), "CA key"), passphrase)
-    pub = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+async def _private_key(
+    keystore: Keystore, stem: str, passphrase: bytes
+) -> Ed25519PrivateKey | X25519PrivateKey:
+    data = await keystore.require(f"{stem}.key")
+    return await asyncio.to_thread(unseal_private_key, data, passphrase)
+
+
+async def load_ca(where: Keystore | Escrow, passphrase: bytes) -> CertificateAuthority:
+    """Unseal the CA key with the escrow passphrase (an scrypt: about 0.35 s)."""
+    keystore = where if isinstance(where, Keystore) else where.keystore
+    cert = await _certificate(keystore, "ca")
+    key = await _private_key(keystore, "ca", passphrase)
     ca_pub = cert.public_key()
     if (
         not isinstance(key, Ed25519PrivateKey)
         or not isinstance(ca_pub, Ed25519PublicKey)
-        or (key.public_key().public_bytes(*pub) != ca_pub.public_bytes(*pub))
+        or raw_public_key(key.public_key()) != raw_public_key(ca_pub)
     ):
-        raise EscrowError("the CA key does not match ca.pem", "restore the escrow directory")
+        raise EscrowError("the CA key does not match the CA certificate", _RESTORE)
     return CertificateAuthority(key, cert)
-
-
-def load_escrow_key(
-    escrow_dir: Path, role: Role, passphrase: bytes
-) -> Ed25519PrivateKey | X25519PrivateKey:
-    """The escrow's own signing or encryption private key (for receipts, releases)."""
-    paths = EscrowPaths(escrow_dir)
-    paths.require_initialised()
-    return unseal_private_key(read_bytes(paths.key(role.value), "escrow key"), passphrase)
 
 
 @dataclass(frozen=True)
@@ -172,8 +171,8 @@ class EscrowKeys:
     encryption_certificate: x509.Certificate
 
 
-def create_escrow_files(
-    escrow_dir: Path,
+async def create_escrow_files(
+    keystore: Keystore,
     name: str,
     passphrase: bytes,
     *,
@@ -184,18 +183,11 @@ def create_escrow_files(
 ) -> EscrowKeys:
     """Generate the CA and the escrow's own keys and write them (refusing to
     overwrite anything). The database is the caller's (`ca.operator.init_escrow`)."""
-    paths = EscrowPaths(escrow_dir)
     for stem in ("ca", "signing", "encryption"):
-        if paths.cert(stem).exists() or paths.key(stem).exists():
+        if await keystore.read(f"{stem}.pem") is not None:
             raise EscrowError(
-                f"{escrow_dir} already holds an escrow", "choose an empty --escrow-dir"
+                f"{keystore.where} already holds an escrow", "choose an empty --escrow-dir"
             )
-    try:
-        escrow_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise EscrowError(
-            f"cannot create {escrow_dir}: {exc.strerror or exc}", "check the path and permissions"
-        ) from exc
     ca_key = Ed25519PrivateKey.generate()
     ca = CertificateAuthority(ca_key, build_ca_certificate(ca_key, name, now, ca_days))
     signing_key, encryption_key = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
@@ -205,23 +197,22 @@ def create_escrow_files(
     encryption = ca.issue(
         name, Role.ENCRYPTION, encryption_key.public_key(), now=now, days=days, escrow=True
     )
-    for stem, key, cert in (
-        ("ca", ca_key, ca.certificate),
-        ("signing", signing_key, signing),
-        ("encryption", encryption_key, encryption),
+    sealed = await asyncio.gather(
+        *(
+            asyncio.to_thread(seal_private_key, key, passphrase, log_n=log_n)
+            for key in (ca_key, signing_key, encryption_key)
+        )
+    )
+    for stem, data, cert in zip(
+        ("ca", "signing", "encryption"), sealed, (ca.certificate, signing, encryption), strict=True
     ):
-        write_bytes(paths.key(stem), seal_private_key(key, passphrase, log_n=log_n), private=True)
-        write_bytes(paths.cert(stem), to_pem(cert).encode("ascii"), private=False)
+        await keystore.write(f"{stem}.key", data)
+        await keystore.write(f"{stem}.pem", to_pem(cert).encode("ascii"))
     return EscrowKeys(ca, signing, encryption)
 
 
-def load_ca_certificate(escrow_dir: Path) -> x509.Certificate:
-    paths = EscrowPaths(escrow_dir)
-    paths.require_initialised()
-    try:
-        return read_certificate(paths.cert("ca"))
-    except CertificateRejected as exc:
-        raise EscrowError(f"{paths.cert('ca')} is damaged", "restore the escrow directory") from exc
+async def load_ca_certificate(keystore: Keystore) -> x509.Certificate:
+    return await _certificate(keystore, "ca")
 
 
 @dataclass(frozen=True)
@@ -239,22 +230,20 @@ class ServiceKeys:
         return "<ServiceKeys>"
 
 
-async def load_service_keys(escrow_dir: Path, passphrase: bytes) -> ServiceKeys:
+async def load_service_keys(keystore: Keystore, passphrase: bytes) -> ServiceKeys:
     """Unseal the escrow's signing and encryption keys (in parallel: each costs an
     scrypt) and check that they match their certificates."""
-    paths = EscrowPaths(escrow_dir)
-    paths.require_initialised()
-    ca = read_certificate(paths.cert("ca"))
-    signing_certificate = read_certificate(paths.cert("signing"))
-    encryption_certificate = read_certificate(paths.cert("encryption"))
+    ca = await _certificate(keystore, "ca")
+    signing_certificate = await _certificate(keystore, "signing")
+    encryption_certificate = await _certificate(keystore, "encryption")
     signing_key, encryption_key = await asyncio.gather(
-        asyncio.to_thread(load_escrow_key, escrow_dir, Role.SIGNING, passphrase),
-        asyncio.to_thread(load_escrow_key, escrow_dir, Role.ENCRYPTION, passphrase),
+        _private_key(keystore, "signing", passphrase),
+        _private_key(keystore, "encryption", passphrase),
     )
     if not isinstance(signing_key, Ed25519PrivateKey) or not isinstance(
         encryption_key, X25519PrivateKey
     ):
-        raise EscrowError("the escrow's key files hold the wrong kinds of key", "restore them")
+        raise EscrowError("the escrow's key files hold the wrong kinds of key", _RESTORE)
     if raw_public_key(signing_key.public_key()) != raw_public_key(
         signing_certificate.public_key()
     ) or raw_public_key(encryption_key.public_key()) != raw_public_key(

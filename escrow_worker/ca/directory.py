@@ -12,14 +12,14 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import aiosqlite
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.canonical import check_name
 from broker.pki.profile import Role, fingerprint, load_crl, to_der
 from escrow_worker.errors import DirectoryError, EscrowError
-from escrow_worker.state.db import get_meta
+from escrow_worker.state.base import Row, Tx
+from escrow_worker.state.meta import get_meta
 
 
 def _ts(when: datetime) -> int:
@@ -63,44 +63,45 @@ class DirectoryAnswer:
     crl: bytes
 
 
-async def escrow_name(conn: aiosqlite.Connection) -> str:
-    name = await get_meta(conn, "name")
+async def has_escrow(tx: Tx) -> bool:
+    """Whether this store already holds an escrow (`consign escrow init` ran)."""
+    return await get_meta(tx, "name") is not None
+
+
+async def escrow_name(tx: Tx) -> str:
+    name = await get_meta(tx, "name")
     if name is None:
         raise EscrowError("the escrow database has no escrow name", "run `consign escrow init`")
     return name
 
 
 async def add_party(
-    conn: aiosqlite.Connection, name: str, *, kind: str, groups: tuple[str, ...], now: datetime
+    tx: Tx, name: str, *, kind: str, groups: tuple[str, ...], now: datetime
 ) -> None:
     """Create the user row, or reopen a revoked one for a new registration."""
     check_name(name)
     for group in groups:
         check_name(group, "group")
-    rows = list(
-        await conn.execute_fetchall("SELECT kind, revoked_at FROM users WHERE name = ?", (name,))
-    )
+    rows = list(await tx.fetchall("SELECT kind, revoked_at FROM users WHERE name = ?", (name,)))
     if rows and (rows[0][0] != "user" or rows[0][1] is None):
         raise DirectoryError(
             f"{name!r} is already registered",
             "revoke it first (consign escrow revoke) or choose another name",
         )
     if rows:
-        await conn.execute("UPDATE users SET revoked_at = NULL WHERE name = ?", (name,))
-        await conn.execute("DELETE FROM user_groups WHERE name = ?", (name,))
+        await tx.execute("UPDATE users SET revoked_at = NULL WHERE name = ?", (name,))
+        await tx.execute("DELETE FROM user_groups WHERE name = ?", (name,))
     else:
-        await conn.execute(
+        await tx.execute(
             "INSERT INTO users (name, kind, created_at) VALUES (?, ?, ?)", (name, kind, _ts(now))
         )
-    await conn.executemany(
+    await tx.executemany(
         "INSERT INTO user_groups (name, grp) VALUES (?, ?)", [(name, g) for g in set(groups)]
     )
 
 
-async def store_certificate(
-    conn: aiosqlite.Connection, name: str, role: Role, cert: x509.Certificate
-) -> None:
-    await conn.execute(
+async def store_certificate(tx: Tx, name: str, role: Role, cert: x509.Certificate) -> None:
+    await tx.execute(
         "INSERT INTO certificates (fingerprint, serial, name, role, not_before, not_after, der)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -125,7 +126,7 @@ _parse_certificate = functools.lru_cache(maxsize=1024)(x509.load_der_x509_certif
 _parse_crl = functools.lru_cache(maxsize=8)(load_crl)
 
 
-def _cert_record(row: aiosqlite.Row | tuple[object, ...]) -> CertificateRecord:
+def _cert_record(row: Row) -> CertificateRecord:
     name, role, fp, serial, nb, na, revoked, der = tuple(row)
     assert isinstance(der, bytes)
     assert isinstance(nb, int)
@@ -142,11 +143,9 @@ def _cert_record(row: aiosqlite.Row | tuple[object, ...]) -> CertificateRecord:
     )
 
 
-async def certificate_by_fingerprint(
-    conn: aiosqlite.Connection, fp: str
-) -> CertificateRecord | None:
+async def certificate_by_fingerprint(tx: Tx, fp: str) -> CertificateRecord | None:
     rows = list(
-        await conn.execute_fetchall(
+        await tx.fetchall(
             f"SELECT {_CERT_COLUMNS} FROM certificates WHERE fingerprint = ?",  # noqa: S608
             (fp,),
         )
@@ -154,19 +153,17 @@ async def certificate_by_fingerprint(
     return _cert_record(rows[0]) if rows else None
 
 
-async def get_user(conn: aiosqlite.Connection, name: str) -> UserRecord | None:
+async def get_user(tx: Tx, name: str) -> UserRecord | None:
     rows = list(
-        await conn.execute_fetchall(
+        await tx.fetchall(
             "SELECT name, kind, created_at, revoked_at FROM users WHERE name = ?", (name,)
         )
     )
     if not rows:
         return None
     _, kind, created, revoked = rows[0]
-    groups = await conn.execute_fetchall(
-        "SELECT grp FROM user_groups WHERE name = ? ORDER BY grp", (name,)
-    )
-    certs = await conn.execute_fetchall(
+    groups = await tx.fetchall("SELECT grp FROM user_groups WHERE name = ? ORDER BY grp", (name,))
+    certs = await tx.fetchall(
         f"SELECT {_CERT_COLUMNS} FROM certificates WHERE name = ?"  # noqa: S608
         " ORDER BY not_before, role",
         (name,),
@@ -181,17 +178,15 @@ async def get_user(conn: aiosqlite.Connection, name: str) -> UserRecord | None:
     )
 
 
-async def list_users(conn: aiosqlite.Connection) -> list[UserRecord]:
-    names = await conn.execute_fetchall("SELECT name FROM users ORDER BY name")
-    users = [await get_user(conn, str(row[0])) for row in names]
+async def list_users(tx: Tx) -> list[UserRecord]:
+    names = await tx.fetchall("SELECT name FROM users ORDER BY name")
+    users = [await get_user(tx, str(row[0])) for row in names]
     return [u for u in users if u is not None]
 
 
-async def mark_revoked(
-    conn: aiosqlite.Connection, name: str, *, now: datetime, reason: str
-) -> list[CertificateRecord]:
+async def mark_revoked(tx: Tx, name: str, *, now: datetime, reason: str) -> list[CertificateRecord]:
     """Mark the user and all its unrevoked certificates revoked; return those."""
-    user = await get_user(conn, name)
+    user = await get_user(tx, name)
     if user is None:
         raise DirectoryError(f"no user named {name!r}", "see `consign escrow users`")
     if user.kind != "user":
@@ -203,8 +198,8 @@ async def mark_revoked(
         raise DirectoryError(
             f"{name!r} is already revoked", "register the name again to give it new certificates"
         )
-    await conn.execute("UPDATE users SET revoked_at = ? WHERE name = ?", (_ts(now), name))
-    await conn.execute(
+    await tx.execute("UPDATE users SET revoked_at = ? WHERE name = ?", (_ts(now), name))
+    await tx.execute(
         "UPDATE certificates SET revoked_at = ?, revocation_reason = ?"
         " WHERE name = ? AND revoked_at IS NULL",
         (_ts(now), reason, name),
@@ -212,31 +207,29 @@ async def mark_revoked(
     return [c for c in user.certificates if c.revoked_at is None]
 
 
-async def revoked_serials(conn: aiosqlite.Connection) -> list[tuple[int, datetime]]:
-    rows = await conn.execute_fetchall(
+async def revoked_serials(tx: Tx) -> list[tuple[int, datetime]]:
+    rows = await tx.fetchall(
         "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL"
         " ORDER BY revoked_at, serial"
     )
     return [(int(str(s), 16), datetime.fromtimestamp(int(t), UTC)) for s, t in rows]
 
 
-async def store_crl(
-    conn: aiosqlite.Connection, crl: x509.CertificateRevocationList, number: int
-) -> None:
-    await conn.execute(
+async def store_crl(tx: Tx, crl: x509.CertificateRevocationList, number: int) -> None:
+    await tx.execute(
         "INSERT INTO crl (id, number, der) VALUES (1, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET number = excluded.number, der = excluded.der",
         (number, crl.public_bytes(serialization.Encoding.DER)),
     )
 
 
-async def current_crl_number(conn: aiosqlite.Connection) -> int:
-    rows = list(await conn.execute_fetchall("SELECT number FROM crl WHERE id = 1"))
+async def current_crl_number(tx: Tx) -> int:
+    rows = list(await tx.fetchall("SELECT number FROM crl WHERE id = 1"))
     return int(rows[0][0]) if rows else 0
 
 
-async def current_crl_der(conn: aiosqlite.Connection) -> bytes:
-    rows = list(await conn.execute_fetchall("SELECT der FROM crl WHERE id = 1"))
+async def current_crl_der(tx: Tx) -> bytes:
+    rows = list(await tx.fetchall("SELECT der FROM crl WHERE id = 1"))
     if not rows:
         raise EscrowError("the escrow has no CRL", "run `consign escrow crl`")
     der = rows[0][0]
@@ -244,9 +237,9 @@ async def current_crl_der(conn: aiosqlite.Connection) -> bytes:
     return der
 
 
-async def current_crl(conn: aiosqlite.Connection) -> x509.CertificateRevocationList:
+async def current_crl(tx: Tx) -> x509.CertificateRevocationList:
     """The CRL as stored now: consulted at the moment of every check."""
-    return _parse_crl(await current_crl_der(conn))
+    return _parse_crl(await current_crl_der(tx))
 
 
 def select_current(
@@ -261,11 +254,9 @@ def select_current(
     return max(usable, key=lambda c: c.not_before, default=None)
 
 
-async def lookup_encryption_certificate(
-    conn: aiosqlite.Connection, name: str, *, now: datetime
-) -> DirectoryAnswer:
+async def lookup_encryption_certificate(tx: Tx, name: str, *, now: datetime) -> DirectoryAnswer:
     """Handler: a receiver's current encryption certificate and the current CRL."""
-    user = await get_user(conn, name)
+    user = await get_user(tx, name)
     if user is None:
         raise DirectoryError(f"no user named {name!r} in the directory", "check the name")
     record = select_current(user.certificates, Role.ENCRYPTION, now)
@@ -274,4 +265,4 @@ async def lookup_encryption_certificate(
             f"{name!r} has no current encryption certificate",
             "the user was revoked or its certificate expired; ask the operator",
         )
-    return DirectoryAnswer(name, to_der(record.certificate), await current_crl_der(conn))
+    return DirectoryAnswer(name, to_der(record.certificate), await current_crl_der(tx))

@@ -1,5 +1,5 @@
 """The operator's actions on an escrow: initialise it, register users (both ways),
-revoke, publish the CRL. Each action runs in one database transaction together
+revoke, publish the CRL. Each action runs in one store transaction together
 with its CRL update, so the directory and the CRL never disagree. This module
 must never ask for a passphrase itself (callers hand in an unsealed CA) and never
 keep a user's private key after handing it to `save`.
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import aiosqlite
 from cryptography import x509
 
 from broker.canonical import check_name
@@ -22,7 +21,6 @@ from broker.pki.csr import CertificateRequest
 from broker.pki.identity import Identity, generate_keys
 from broker.pki.profile import Role
 from broker.pki.sealed import DEFAULT_LOG_N
-from broker.sqlite import transaction
 from escrow_worker.ca import directory
 from escrow_worker.ca.authority import (
     CertificateAuthority,
@@ -30,8 +28,9 @@ from escrow_worker.ca.authority import (
     load_ca_certificate,
 )
 from escrow_worker.errors import DirectoryError, EscrowError
-from escrow_worker.state.db import get_meta, open_db, set_meta
-from escrow_worker.state.paths import EscrowPaths
+from escrow_worker.state.base import Store, Tx
+from escrow_worker.state.location import Keystore, Location
+from escrow_worker.state.meta import get_meta, set_meta
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_DAYS = 365
@@ -40,25 +39,30 @@ DEFAULT_CRL_DAYS = 30
 
 @dataclass(frozen=True)
 class Escrow:
-    """An open escrow: its data directory, database connection, name and CA
-    certificate (the key stays sealed until an action needs it)."""
+    """An open escrow: where it is, its store and key files, its name and CA
+    certificate (the CA key stays sealed until an action needs it)."""
 
-    paths: EscrowPaths
-    conn: aiosqlite.Connection
+    location: Location
+    store: Store
+    keystore: Keystore
     name: str
     ca_certificate: x509.Certificate
 
 
 @asynccontextmanager
-async def open_escrow(escrow_dir: Path) -> AsyncIterator[Escrow]:
-    paths = EscrowPaths(escrow_dir)
-    paths.require_initialised()
-    ca_cert = load_ca_certificate(escrow_dir)
-    conn = await open_db(paths.db)
+async def open_escrow(where: Location | Path | str) -> AsyncIterator[Escrow]:
+    """Open the escrow at `where`: a directory (SQLite), a postgresql:// URL, or a
+    `Location`. Raises `EscrowError` if there is none."""
+    location = Location.of(where)
+    location.require_initialised()
+    store = await location.open_store()
     try:
-        yield Escrow(paths, conn, await directory.escrow_name(conn), ca_cert)
+        keystore = location.keystore(store)
+        ca_cert = await load_ca_certificate(keystore)
+        name = await store.run(directory.escrow_name)
+        yield Escrow(location, store, keystore, name, ca_cert)
     finally:
-        await conn.close()
+        await store.close()
 
 
 @dataclass(frozen=True)
@@ -72,17 +76,17 @@ class EscrowCertificates:
 
 
 async def _refresh_crl(
-    conn: aiosqlite.Connection, ca: CertificateAuthority, now: datetime
+    tx: Tx, ca: CertificateAuthority, now: datetime
 ) -> x509.CertificateRevocationList:
-    days = int(await get_meta(conn, "crl_days") or DEFAULT_CRL_DAYS)
-    number = await directory.current_crl_number(conn) + 1
-    crl = ca.sign_crl(await directory.revoked_serials(conn), number=number, now=now, days=days)
-    await directory.store_crl(conn, crl, number)
+    days = int(await get_meta(tx, "crl_days") or DEFAULT_CRL_DAYS)
+    number = await directory.current_crl_number(tx) + 1
+    crl = ca.sign_crl(await directory.revoked_serials(tx), number=number, now=now, days=days)
+    await directory.store_crl(tx, crl, number)
     return crl
 
 
 async def init_escrow(
-    escrow_dir: Path,
+    where: Location | Path | str,
     name: str,
     passphrase: bytes,
     *,
@@ -93,40 +97,61 @@ async def init_escrow(
     log_n: int = DEFAULT_LOG_N,
 ) -> EscrowCertificates:
     """Create the CA, the escrow's own keys and certificates, the database and the
-    first CRL. Open the escrow afterwards with `open_escrow`."""
+    first CRL at `where` (a directory, a postgresql:// URL or a `Location`).
+    Open the escrow afterwards with `open_escrow`."""
     check_name(name, "escrow name")
-    paths = EscrowPaths(escrow_dir)
-    if paths.db.exists():
-        raise EscrowError(f"{escrow_dir} already holds an escrow", "choose an empty --escrow-dir")
-    keys = create_escrow_files(
-        escrow_dir, name, passphrase, now=now, ca_days=ca_days, days=days, log_n=log_n
-    )
-    conn = await open_db(paths.db)
-    try:
-        async with transaction(conn):
-            await set_meta(conn, "name", name)
-            await set_meta(conn, "days", str(days))
-            await set_meta(conn, "crl_days", str(crl_days))
-            await set_meta(conn, "policy", "open")
-            await directory.add_party(conn, name, kind="escrow", groups=(), now=now)
-            await directory.store_certificate(conn, name, Role.SIGNING, keys.signing_certificate)
-            await directory.store_certificate(
-                conn, name, Role.ENCRYPTION, keys.encryption_certificate
+    location = Location.of(where)
+    if location.database is None:
+        assert location.directory is not None
+        if (location.directory / "escrow.db").exists():
+            raise EscrowError(
+                f"{location.directory} already holds an escrow", "choose an empty --escrow-dir"
             )
-            await _refresh_crl(conn, keys.ca, now)
+        try:
+            location.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise EscrowError(
+                f"cannot create {location.directory}: {exc.strerror or exc}",
+                "check the path and permissions",
+            ) from exc
+    store = await location.open_store()
+    try:
+        if await store.run(directory.has_escrow):
+            raise EscrowError(
+                f"{location.describe()} already holds an escrow",
+                "choose an empty --escrow-dir or another database",
+            )
+        keys = await create_escrow_files(
+            location.keystore(store), name, passphrase, now=now, ca_days=ca_days, days=days,
+            log_n=log_n,
+        )  # fmt: skip
+
+        async def first(tx: Tx) -> None:
+            await set_meta(tx, "name", name)
+            await set_meta(tx, "days", str(days))
+            await set_meta(tx, "crl_days", str(crl_days))
+            await set_meta(tx, "policy", "open")
+            await directory.add_party(tx, name, kind="escrow", groups=(), now=now)
+            await directory.store_certificate(tx, name, Role.SIGNING, keys.signing_certificate)
+            await directory.store_certificate(
+                tx, name, Role.ENCRYPTION, keys.encryption_certificate
+            )
+            await _refresh_crl(tx, keys.ca, now)
+
+        await store.run(first)
     finally:
-        await conn.close()
+        await store.close()
     return EscrowCertificates(
         name, keys.ca.certificate, keys.signing_certificate, keys.encryption_certificate
     )
 
 
-async def _days(conn: aiosqlite.Connection, days: int | None) -> int:
+async def _days(tx: Tx, days: int | None) -> int:
     if days is not None:
         if days < 1:
             raise EscrowError("--days must be at least 1", "give a positive number of days")
         return days
-    return int(await get_meta(conn, "days") or DEFAULT_DAYS)
+    return int(await get_meta(tx, "days") or DEFAULT_DAYS)
 
 
 async def register_user(
@@ -143,21 +168,24 @@ async def register_user(
     (e.g. write the identity file) inside the transaction, so a failed save
     registers nothing."""
     keys = generate_keys(name)
-    async with transaction(escrow.conn):
-        await directory.add_party(escrow.conn, name, kind="user", groups=groups, now=now)
-        n = await _days(escrow.conn, days)
+
+    async def job(tx: Tx) -> Identity:
+        await directory.add_party(tx, name, kind="user", groups=groups, now=now)
+        n = await _days(tx, days)
         signing = ca.issue(name, Role.SIGNING, keys.signing_key.public_key(), now=now, days=n)
         encryption = ca.issue(
             name, Role.ENCRYPTION, keys.encryption_key.public_key(), now=now, days=n
         )
-        await directory.store_certificate(escrow.conn, name, Role.SIGNING, signing)
-        await directory.store_certificate(escrow.conn, name, Role.ENCRYPTION, encryption)
-        await _refresh_crl(escrow.conn, ca, now)
+        await directory.store_certificate(tx, name, Role.SIGNING, signing)
+        await directory.store_certificate(tx, name, Role.ENCRYPTION, encryption)
+        await _refresh_crl(tx, ca, now)
         identity = Identity(
             name, keys.signing_key, keys.encryption_key, signing, encryption, ca.certificate
         )
         save(identity)
-    return identity
+        return identity
+
+    return await escrow.store.run(job)
 
 
 async def sign_request(
@@ -179,20 +207,23 @@ async def sign_request(
             f"the request asks for {request.name!r}, not {expected_name!r}",
             "check with the user which name it asked for",
         )
-    async with transaction(escrow.conn):
-        await directory.add_party(escrow.conn, request.name, kind="user", groups=groups, now=now)
-        n = await _days(escrow.conn, days)
+
+    async def job(tx: Tx) -> CertificateBundle:
+        await directory.add_party(tx, request.name, kind="user", groups=groups, now=now)
+        n = await _days(tx, days)
         signing = ca.issue(request.name, Role.SIGNING, request.signing_key, now=now, days=n)
         encryption = ca.issue(
             request.name, Role.ENCRYPTION, request.encryption_key, now=now, days=n
         )
-        await directory.store_certificate(escrow.conn, request.name, Role.SIGNING, signing)
-        await directory.store_certificate(escrow.conn, request.name, Role.ENCRYPTION, encryption)
-        crl = await _refresh_crl(escrow.conn, ca, now)
+        await directory.store_certificate(tx, request.name, Role.SIGNING, signing)
+        await directory.store_certificate(tx, request.name, Role.ENCRYPTION, encryption)
+        crl = await _refresh_crl(tx, ca, now)
         bundle = CertificateBundle(ca.certificate, signing, encryption, crl)
         if save is not None:
             save(bundle)
-    return bundle
+        return bundle
+
+    return await escrow.store.run(job)
 
 
 async def revoke_user(
@@ -204,15 +235,21 @@ async def revoke_user(
     reason: str = "unspecified",
 ) -> list[directory.CertificateRecord]:
     """Revoke every certificate of `name` and publish the new CRL, atomically."""
-    async with transaction(escrow.conn):
-        revoked = await directory.mark_revoked(escrow.conn, name, now=now, reason=reason)
-        await _refresh_crl(escrow.conn, ca, now)
-    return revoked
+
+    async def job(tx: Tx) -> list[directory.CertificateRecord]:
+        revoked = await directory.mark_revoked(tx, name, now=now, reason=reason)
+        await _refresh_crl(tx, ca, now)
+        return revoked
+
+    return await escrow.store.run(job)
 
 
 async def publish_crl(
     escrow: Escrow, ca: CertificateAuthority, *, now: datetime
 ) -> x509.CertificateRevocationList:
     """Sign a fresh CRL (new thisUpdate/nextUpdate) from the directory."""
-    async with transaction(escrow.conn):
-        return await _refresh_crl(escrow.conn, ca, now)
+
+    async def job(tx: Tx) -> x509.CertificateRevocationList:
+        return await _refresh_crl(tx, ca, now)
+
+    return await escrow.store.run(job)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiosqlite
-
 from broker.canonical import check_name
 from escrow_worker.ca.directory import get_user
 from escrow_worker.errors import DirectoryError
-from escrow_worker.state.db import get_meta, set_meta
+from escrow_worker.state.base import Tx
+from escrow_worker.state.meta import get_meta, set_meta
 
 ANY = "*"
 
@@ -67,35 +66,35 @@ def _group(name: str) -> str:
     return name if name == ANY else check_name(name, "group")
 
 
-async def load_policy(conn: aiosqlite.Connection) -> TrustPolicy:
-    restricted = await get_meta(conn, "policy") == "restricted"
-    rows = await conn.execute_fetchall("SELECT from_group, to_group FROM policy_rules")
+async def load_policy(tx: Tx) -> TrustPolicy:
+    restricted = await get_meta(tx, "policy") == "restricted"
+    rows = await tx.fetchall("SELECT from_group, to_group FROM policy_rules")
     return TrustPolicy(restricted, frozenset((str(a), str(b)) for a, b in rows))
 
 
-async def set_restricted(conn: aiosqlite.Connection, restricted: bool) -> None:
-    await set_meta(conn, "policy", "restricted" if restricted else "open")
+async def set_restricted(tx: Tx, restricted: bool) -> None:
+    await set_meta(tx, "policy", "restricted" if restricted else "open")
 
 
-async def add_rule(conn: aiosqlite.Connection, from_group: str, to_group: str) -> bool:
+async def add_rule(tx: Tx, from_group: str, to_group: str) -> bool:
     """Add a rule; False if it was already there."""
-    cursor = await conn.execute(
+    count = await tx.execute(
         "INSERT OR IGNORE INTO policy_rules (from_group, to_group) VALUES (?, ?)",
         (_group(from_group), _group(to_group)),
     )
-    return cursor.rowcount == 1
+    return count == 1
 
 
-async def remove_rule(conn: aiosqlite.Connection, from_group: str, to_group: str) -> bool:
-    cursor = await conn.execute(
+async def remove_rule(tx: Tx, from_group: str, to_group: str) -> bool:
+    count = await tx.execute(
         "DELETE FROM policy_rules WHERE from_group = ? AND to_group = ?",
         (from_group, to_group),
     )
-    return cursor.rowcount == 1
+    return count == 1
 
 
-async def member(conn: aiosqlite.Connection, name: str) -> Member:
-    user = await get_user(conn, name)
+async def member(tx: Tx, name: str) -> Member:
+    user = await get_user(tx, name)
     if user is None:
         raise DirectoryError(f"no user named {name!r}", "see `consign escrow users`")
     return Member(user.name, frozenset(user.groups))

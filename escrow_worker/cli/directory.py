@@ -21,13 +21,14 @@ from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.operator import open_escrow, publish_crl, revoke_user
 from escrow_worker.cli.options import (
     ESCROW_PASSPHRASE_ENV,
-    escrow_dir_option,
+    escrow_location,
     escrow_passphrase_option,
 )
+from escrow_worker.state.location import Location
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("name")
 @click.option(
     "--reason",
@@ -39,15 +40,15 @@ from escrow_worker.cli.options import (
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @json_option
 def revoke(
-    escrow_dir: Path, name: str, reason: str, escrow_passphrase_file: Path | None, as_json: bool
+    location: Location, name: str, reason: str, escrow_passphrase_file: Path | None, as_json: bool
 ) -> None:
     """Revoke every certificate of NAME and publish a new CRL at once; every
     later check refuses them."""
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
 
     async def go() -> list[directory.CertificateRecord]:
-        async with open_escrow(escrow_dir) as esc:
-            ca = load_ca(escrow_dir, passphrase)
+        async with open_escrow(location) as esc:
+            ca = await load_ca(esc, passphrase)
             return await revoke_user(esc, ca, name, now=now(), reason=reason)
 
     revoked = run(go())
@@ -56,14 +57,14 @@ def revoke(
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @json_option
-def users(escrow_dir: Path, as_json: bool) -> None:
+def users(location: Location, as_json: bool) -> None:
     """List every registered party with its groups, state and certificates."""
 
     async def go() -> list[directory.UserRecord]:
-        async with open_escrow(escrow_dir) as esc:
-            return await directory.list_users(esc.conn)
+        async with open_escrow(location) as esc:
+            return await esc.store.run(directory.list_users)
 
     records = run(go())
     data = [
@@ -93,7 +94,7 @@ def users(escrow_dir: Path, as_json: bool) -> None:
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -102,15 +103,15 @@ def users(escrow_dir: Path, as_json: bool) -> None:
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @json_option
 def crl(
-    escrow_dir: Path, out: Path | None, escrow_passphrase_file: Path | None, as_json: bool
+    location: Location, out: Path | None, escrow_passphrase_file: Path | None, as_json: bool
 ) -> None:
     """Sign and write a fresh CRL (new this/next update). Run it more often than
     --crl-days, or clients refuse every certificate as the CRL goes stale."""
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
 
     async def go() -> Any:
-        async with open_escrow(escrow_dir) as esc:
-            return await publish_crl(esc, load_ca(escrow_dir, passphrase), now=now())
+        async with open_escrow(location) as esc:
+            return await publish_crl(esc, await load_ca(esc, passphrase), now=now())
 
     fresh = run(go())
     pem = fresh.public_bytes(serialization.Encoding.PEM)
@@ -131,16 +132,16 @@ def crl(
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @json_option
-def info(escrow_dir: Path, as_json: bool) -> None:
+def info(location: Location, as_json: bool) -> None:
     """Show the escrow's name, the CA fingerprint users should pin, and the
     state of the CRL. Needs no passphrase."""
 
     async def go() -> dict[str, Any]:
-        async with open_escrow(escrow_dir) as esc:
-            current = await directory.current_crl(esc.conn)
-            me = await directory.get_user(esc.conn, esc.name)
+        async with open_escrow(location) as esc:
+            current = await esc.store.run(directory.current_crl)
+            me = await esc.store.run(lambda tx: directory.get_user(tx, esc.name))
             assert me is not None
             certs = {c.role.value: c.fingerprint for c in me.certificates if c.revoked_at is None}
             return {

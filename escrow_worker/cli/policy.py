@@ -5,16 +5,15 @@ policy question itself.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from broker.console import emit, json_option, run, say
-from broker.sqlite import transaction
 from escrow_worker.ca import policy as trust
 from escrow_worker.ca.directory import get_user
 from escrow_worker.ca.operator import open_escrow
-from escrow_worker.cli.options import escrow_dir_option
+from escrow_worker.cli.options import escrow_location
+from escrow_worker.state.base import Tx
+from escrow_worker.state.location import Location
 
 
 def _describe(policy: trust.TrustPolicy) -> dict[str, object]:
@@ -44,31 +43,34 @@ def policy() -> None:
 
 
 @policy.command()
-@escrow_dir_option
+@escrow_location
 @json_option
-def show(escrow_dir: Path, as_json: bool) -> None:
+def show(location: Location, as_json: bool) -> None:
     """Print the mode and the rules."""
 
     async def go() -> trust.TrustPolicy:
-        async with open_escrow(escrow_dir) as esc:
-            return await trust.load_policy(esc.conn)
+        async with open_escrow(location) as esc:
+            return await esc.store.run(trust.load_policy)
 
     data = _describe(run(go()))
     emit(data, as_json, _text(data))
 
 
 @policy.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("mode", type=click.Choice(["open", "restricted"]))
 @json_option
-def mode(escrow_dir: Path, mode: str, as_json: bool) -> None:
+def mode(location: Location, mode: str, as_json: bool) -> None:
     """Set MODE: "open" (everyone may exchange) or "restricted" (rules decide)."""
 
     async def go() -> trust.TrustPolicy:
-        async with open_escrow(escrow_dir) as esc:
-            async with transaction(esc.conn):
-                await trust.set_restricted(esc.conn, mode == "restricted")
-            return await trust.load_policy(esc.conn)
+        async with open_escrow(location) as esc:
+
+            async def job(tx: Tx) -> trust.TrustPolicy:
+                await trust.set_restricted(tx, mode == "restricted")
+                return await trust.load_policy(tx)
+
+            return await esc.store.run(job)
 
     data = _describe(run(go()))
     emit(data, as_json, _text(data))
@@ -76,19 +78,22 @@ def mode(escrow_dir: Path, mode: str, as_json: bool) -> None:
 
 
 @policy.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("from_group", metavar="FROM_GROUP")
 @click.argument("to_group", metavar="TO_GROUP")
 @json_option
-def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> None:
+def allow(location: Location, from_group: str, to_group: str, as_json: bool) -> None:
     """Let members of FROM_GROUP send to members of TO_GROUP ("*": anyone).
     Rules apply once the mode is "restricted"."""
 
     async def go() -> tuple[bool, trust.TrustPolicy]:
-        async with open_escrow(escrow_dir) as esc:
-            async with transaction(esc.conn):
-                added = await trust.add_rule(esc.conn, from_group, to_group)
-            return added, await trust.load_policy(esc.conn)
+        async with open_escrow(location) as esc:
+
+            async def job(tx: Tx) -> tuple[bool, trust.TrustPolicy]:
+                added = await trust.add_rule(tx, from_group, to_group)
+                return added, await trust.load_policy(tx)
+
+            return await esc.store.run(job)
 
     added, current = run(go())
     data = _describe(current)
@@ -99,18 +104,21 @@ def allow(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> No
 
 
 @policy.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("from_group", metavar="FROM_GROUP")
 @click.argument("to_group", metavar="TO_GROUP")
 @json_option
-def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> None:
+def remove(location: Location, from_group: str, to_group: str, as_json: bool) -> None:
     """Remove the rule FROM_GROUP -> TO_GROUP."""
 
     async def go() -> tuple[bool, trust.TrustPolicy]:
-        async with open_escrow(escrow_dir) as esc:
-            async with transaction(esc.conn):
-                removed = await trust.remove_rule(esc.conn, from_group, to_group)
-            return removed, await trust.load_policy(esc.conn)
+        async with open_escrow(location) as esc:
+
+            async def job(tx: Tx) -> tuple[bool, trust.TrustPolicy]:
+                removed = await trust.remove_rule(tx, from_group, to_group)
+                return removed, await trust.load_policy(tx)
+
+            return await esc.store.run(job)
 
     removed, current = run(go())
     data = _describe(current)
@@ -119,29 +127,30 @@ def remove(escrow_dir: Path, from_group: str, to_group: str, as_json: bool) -> N
 
 
 @policy.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("sender")
 @click.argument("receiver")
 @json_option
-def check(escrow_dir: Path, sender: str, receiver: str, as_json: bool) -> None:
+def check(location: Location, sender: str, receiver: str, as_json: bool) -> None:
     """Say whether SENDER may send to RECEIVER now: both registered and not
     revoked, and the trust policy allowing it (exit 0 either way; the answer is
     the data)."""
 
+    async def decide(tx: Tx) -> trust.Decision:
+        for name in (sender, receiver):
+            user = await get_user(tx, name)
+            if user is not None and user.revoked_at is not None:
+                return trust.Decision(
+                    False, f"{name} was revoked on {user.revoked_at:%Y-%m-%d %H:%M} UTC"
+                )
+        policy = await trust.load_policy(tx)
+        return trust.may_send(
+            await trust.member(tx, sender), await trust.member(tx, receiver), policy
+        )
+
     async def go() -> trust.Decision:
-        async with open_escrow(escrow_dir) as esc:
-            for name in (sender, receiver):
-                user = await get_user(esc.conn, name)
-                if user is not None and user.revoked_at is not None:
-                    return trust.Decision(
-                        False, f"{name} was revoked on {user.revoked_at:%Y-%m-%d %H:%M} UTC"
-                    )
-            policy = await trust.load_policy(esc.conn)
-            return trust.may_send(
-                await trust.member(esc.conn, sender),
-                await trust.member(esc.conn, receiver),
-                policy,
-            )
+        async with open_escrow(location) as esc:
+            return await esc.store.run(decide)
 
     decision = run(go())
     data = {

@@ -42,9 +42,10 @@ from escrow_worker.ca.operator import (
 from escrow_worker.cli.options import (
     ESCROW_PASSPHRASE_ENV,
     F,
-    escrow_dir_option,
+    escrow_location,
     escrow_passphrase_option,
 )
+from escrow_worker.state.location import Location
 
 
 def _days_option(default: int | None, what: str) -> Callable[[F], F]:
@@ -58,7 +59,7 @@ def _days_option(default: int | None, what: str) -> Callable[[F], F]:
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @click.option("--name", default="escrow", show_default=True, help="The escrow's name (audience).")
 @click.option(
     "--ca-days",
@@ -78,7 +79,7 @@ def _days_option(default: int | None, what: str) -> Callable[[F], F]:
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @json_option
 def init(
-    escrow_dir: Path,
+    location: Location,
     name: str,
     ca_days: int,
     days: int,
@@ -86,20 +87,21 @@ def init(
     escrow_passphrase_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Create a new escrow in --escrow-dir: the CA key and certificate, the
-    escrow's own signing and encryption keys and certificates, the database and
-    the first CRL."""
+    """Create a new escrow in --escrow-dir (SQLite) or in the --db database
+    (PostgreSQL): the CA key and certificate, the escrow's own signing and
+    encryption keys and certificates, the database and the first CRL."""
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
-    say(f"creating escrow {name!r} in {escrow_dir} ...")
+    say(f"creating escrow {name!r} in {location.describe()} ...")
     certs = run(
         init_escrow(
-            escrow_dir, name, passphrase, now=now(), ca_days=ca_days, days=days, crl_days=crl_days
+            location, name, passphrase, now=now(), ca_days=ca_days, days=days, crl_days=crl_days
         )
     )
     emit(
         {
             "name": certs.name,
-            "escrow_dir": str(escrow_dir),
+            "escrow_dir": None if location.directory is None else str(location.directory),
+            "database": location.describe() if location.uses_database_server else None,
             "ca_fingerprint": fingerprint(certs.ca),
             "signing_fingerprint": fingerprint(certs.signing),
             "encryption_fingerprint": fingerprint(certs.encryption),
@@ -111,7 +113,7 @@ def init(
 
 
 @click.command()
-@escrow_dir_option
+@escrow_location
 @click.argument("name")
 @click.option(
     "--group",
@@ -136,7 +138,7 @@ def init(
 @escrow_passphrase_option("--escrow-passphrase-file")
 @json_option
 def register(
-    escrow_dir: Path,
+    location: Location,
     name: str,
     groups: tuple[str, ...],
     out: Path | None,
@@ -158,8 +160,8 @@ def register(
         write_bytes(out, dump_identity(identity, identity_passphrase), private=True)
 
     async def go() -> Identity:
-        async with open_escrow(escrow_dir) as esc:
-            ca = load_ca(escrow_dir, escrow_passphrase)
+        async with open_escrow(location) as esc:
+            ca = await load_ca(esc, escrow_passphrase)
             return await register_user(
                 esc, ca, name, groups=groups, now=now(), save=save, days=days
             )
@@ -180,7 +182,7 @@ def register(
 
 
 @click.command("sign-csr")
-@escrow_dir_option
+@escrow_location
 @click.argument("csr_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Refuse unless the request is for this name.")
 @click.option(
@@ -199,7 +201,7 @@ def register(
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @json_option
 def sign_csr(
-    escrow_dir: Path,
+    location: Location,
     csr_file: Path,
     name: str | None,
     groups: tuple[str, ...],
@@ -219,8 +221,8 @@ def sign_csr(
             write_bytes(out, bundle.to_pem(), private=False)
 
     async def go() -> CertificateBundle:
-        async with open_escrow(escrow_dir) as esc:
-            ca = load_ca(escrow_dir, passphrase)
+        async with open_escrow(location) as esc:
+            ca = await load_ca(esc, passphrase)
             return await sign_request(
                 esc,
                 ca,

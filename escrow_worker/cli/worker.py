@@ -28,13 +28,15 @@ from broker import (
 )
 from broker.console import emit, json_option, now, read_passphrase, run, say
 from broker.errors import QueueNotFound
+from escrow_worker.ca.operator import open_escrow
 from escrow_worker.cli.options import (
     ESCROW_PASSPHRASE_ENV,
-    escrow_dir_option,
+    escrow_location,
     escrow_passphrase_option,
 )
 from escrow_worker.errors import EscrowError
 from escrow_worker.service import EscrowService
+from escrow_worker.state.location import Location
 from escrow_worker.state.masterkey import Rotation, rotate_master_key
 from escrow_worker.worker import EscrowWorker
 
@@ -59,7 +61,7 @@ def _broker(amqp_url: str | None) -> tuple[str, TransportConfig]:
 
 
 @click.command("worker")
-@escrow_dir_option
+@escrow_location
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @amqp_url_option
 @click.option(
@@ -77,7 +79,7 @@ def _broker(amqp_url: str | None) -> tuple[str, TransportConfig]:
     help="info logs one line per request on stderr.",
 )
 def worker(
-    escrow_dir: Path,
+    location: Location,
     escrow_passphrase_file: Path | None,
     amqp_url: str | None,
     prefetch: int,
@@ -96,7 +98,7 @@ def worker(
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
     url, config = _broker(amqp_url)
     _configure_logging(log_level)
-    run(_serve(escrow_dir, passphrase, url, config, prefetch))
+    run(_serve(location, passphrase, url, config, prefetch))
     say("OK escrow worker stopped")
 
 
@@ -111,7 +113,7 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve(
-    escrow_dir: Path, passphrase: bytes, url: str, config: TransportConfig, prefetch: int
+    location: Location, passphrase: bytes, url: str, config: TransportConfig, prefetch: int
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -119,7 +121,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with (
-            await EscrowService.open(escrow_dir, passphrase) as service,
+            await EscrowService.open(location, passphrase) as service,
             connect_transport(url, config) as transport,
         ):
             say(f"escrow {service.name!r} serving {config.escrow_queue}; SIGTERM stops it")
@@ -130,11 +132,11 @@ async def _serve(
 
 
 @click.command("rotate-master-key")
-@escrow_dir_option
+@escrow_location
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
 @json_option
 def rotate_master_key_command(
-    escrow_dir: Path, escrow_passphrase_file: Path | None, as_json: bool
+    location: Location, escrow_passphrase_file: Path | None, as_json: bool
 ) -> None:
     """Create a new master key, re-encrypt every stored key part under it in one
     transaction, and retire the old key from master.keys.
@@ -143,7 +145,7 @@ def rotate_master_key_command(
     by itself. Back up master.keys and escrow.db together, afterwards.
     """
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
-    rotation: Rotation = run(rotate_master_key(escrow_dir, passphrase, now=now()))
+    rotation: Rotation = run(_rotate(location, passphrase))
     emit(
         {
             "master_key_id": rotation.key_id,
@@ -156,6 +158,11 @@ def rotate_master_key_command(
         f"OK master key {rotation.key_id} is current; "
         f"{rotation.reencrypted} stored part(s) re-encrypted"
     )
+
+
+async def _rotate(location: Location, passphrase: bytes) -> Rotation:
+    async with open_escrow(location) as esc:
+        return await rotate_master_key(esc.store, esc.keystore, passphrase, now=now())
 
 
 def _summary(delivery: Delivery) -> dict[str, Any]:

@@ -11,9 +11,10 @@ Order (cheapest refusal that needs no trust first, then trust, then claims):
     expires_at not before now - skew (EXPIRED), lifetime bounded
     (LIFETIME_TOO_LONG)
  7. replay: request id and nonce never seen (REPLAYED), recorded only here, last.
-`authenticate_request` does 1-6 and writes nothing; `accept_request` adds 7. This
-module must never act on a field of the envelope before step 4 except to find the
-signer's key, and must never record anything for a refused request.
+`authenticate_request` does 1-6 and writes nothing; the service records 7
+(`state.replay`) in the transaction of the decision. This module must never act
+on a field of the envelope before step 4 except to find the signer's key, and
+must never record anything for a refused request.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aiosqlite
 from cryptography import x509
 
-from broker import BrokerError, Envelope, SignedEnvelope, verify_envelope_signature
+from broker.envelope import Envelope, SignedEnvelope, check_envelope_signature
+from broker.errors import BrokerError
 from broker.pki.checks import check_signing_certificate, require_aware
 from escrow_worker.ca.directory import certificate_by_fingerprint, current_crl
 from escrow_worker.errors import RequestReason, RequestRejected
+from escrow_worker.state.base import Tx
 from escrow_worker.state.replay import ReplayKey
 
 DEFAULT_MAX_SKEW = timedelta(minutes=2)
@@ -84,8 +86,8 @@ def check_times(
 
 
 async def authenticate_request(
-    conn: aiosqlite.Connection,
-    data: bytes,
+    tx: Tx,
+    data: bytes | tuple[SignedEnvelope, Envelope],
     *,
     audience: str,
     ca: x509.Certificate,
@@ -98,13 +100,17 @@ async def authenticate_request(
 
     With `check_freshness=False` step 6 is left to the caller (`check_times`): the
     escrow worker first looks for a stored reply to the request id, which it sends
-    again even after the request has expired."""
-    try:
-        signed = SignedEnvelope.from_wire(data)
-        claimed = signed.unverified()
-    except BrokerError as exc:
-        raise _reject(RequestReason.MALFORMED, exc.message, exc.hint) from exc
-    record = await certificate_by_fingerprint(conn, claimed.signer)
+    again even after the request has expired. `data` is the wire bytes, or the
+    envelope already parsed from them (`SignedEnvelope`, its `unverified()`)."""
+    if isinstance(data, tuple):
+        signed, claimed = data
+    else:
+        try:
+            signed = SignedEnvelope.from_wire(data)
+            claimed = signed.unverified()
+        except BrokerError as exc:
+            raise _reject(RequestReason.MALFORMED, exc.message, exc.hint) from exc
+    record = await certificate_by_fingerprint(tx, claimed.signer)
     if record is None:
         raise _reject(
             RequestReason.UNKNOWN_SIGNER,
@@ -114,16 +120,17 @@ async def authenticate_request(
     key = check_signing_certificate(
         record.certificate,
         ca=ca,
-        crl=await current_crl(conn),
+        crl=await current_crl(tx),
         now=now,
         expected_name=record.name,
         # The escrow's own stored CRL is authoritative even past its nextUpdate.
         require_current_crl=False,
     )
     try:
-        envelope = verify_envelope_signature(signed, key)
+        check_envelope_signature(signed, key)
     except BrokerError as exc:
         raise _reject(RequestReason.BAD_SIGNATURE, exc.message, exc.hint) from exc
+    envelope = claimed
     if envelope.audience != audience:
         raise _reject(
             RequestReason.WRONG_AUDIENCE,

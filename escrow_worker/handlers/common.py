@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel
@@ -36,6 +35,7 @@ from escrow_worker.handlers.decide import (
     Denial,
     DirectoryFacts,
 )
+from escrow_worker.state.base import Tx
 from escrow_worker.state.masterkey import Vault
 
 
@@ -62,7 +62,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Context:
-    conn: aiosqlite.Connection
+    tx: Tx
     escrow_name: str
     ca: x509.Certificate
     encryption_key: X25519PrivateKey
@@ -131,7 +131,7 @@ def denied(
 
 async def current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
     """The directory's facts about `name` now: registered, current key, groups."""
-    user = await get_user(ctx.conn, name)
+    user = await get_user(ctx.tx, name)
     if user is None or user.revoked_at is not None:
         return DirectoryFacts(name, registered=False)
     record = select_current(user.certificates, Role.ENCRYPTION, ctx.now)
@@ -141,7 +141,7 @@ async def current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
             public = check_encryption_certificate(
                 record.certificate,
                 ca=ctx.ca,
-                crl=await current_crl(ctx.conn),
+                crl=await current_crl(ctx.tx),
                 now=ctx.now,
                 expected_name=name,
                 require_current_crl=False,

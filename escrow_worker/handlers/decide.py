@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from broker.deposit import ControlAttributes, Policy
 from broker.messages import ErrorCode
 from escrow_worker.ca.policy import Member, TrustPolicy, may_send
-from escrow_worker.state.store import ReceiverRecord
+from escrow_worker.state.records import ReceiverRecord
 
 
 @dataclass(frozen=True)

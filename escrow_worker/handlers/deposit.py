@@ -29,7 +29,7 @@ from escrow_worker.handlers.decide import (
     Denial,
     decide_deposit,
 )
-from escrow_worker.state import store
+from escrow_worker.state import records
 
 
 def part_plaintext(deposit: Deposit) -> bytes:
@@ -59,7 +59,7 @@ async def handle_deposit(ctx: Context) -> Result:
     except SealedMessageError as exc:
         return refuse(ctx, Denial(ErrorCode.MALFORMED, exc.message), consignment_id=cid)
     policy = dep.policy
-    existing = await store.get_deposit(ctx.conn, cid)
+    existing = await records.get_deposit(ctx.tx, cid)
     names = {spec.name for spec in policy.receivers}
     facts = {name: await current_encryption_key(ctx, name) for name in sorted(names)}
     refusal = decide_deposit(
@@ -68,12 +68,12 @@ async def handle_deposit(ctx: Context) -> Result:
         escrow_name=ctx.escrow_name,
         already_deposited=existing is not None,
         receivers=facts,
-        trust=await load_policy(ctx.conn),
+        trust=await load_policy(ctx.tx),
     )
     if refusal is not None:
         return refuse(ctx, refusal, consignment_id=cid)
-    key_id, blob = await ctx.vault.encrypt(ctx.conn, cid, part_plaintext(dep))
-    row = store.DepositRow(
+    key_id, blob = await ctx.vault.encrypt(ctx.tx, cid, part_plaintext(dep))
+    row = records.DepositRow(
         consignment_id=cid,
         sender=policy.sender,
         mode=dep.mode,
@@ -86,7 +86,7 @@ async def handle_deposit(ctx: Context) -> Result:
         consignment_size=dep.consignment_size,
         deposited_at=ctx.t,
     )
-    await store.insert_deposit(ctx.conn, row, sealed_at=dep.sealed_at, request_id=ctx.request_id)
+    await records.insert_deposit(ctx.tx, row, sealed_at=dep.sealed_at, request_id=ctx.request_id)
     notices = [event(ctx, policy.sender, cid, EventKind.DEPOSITED)]
     for spec in policy.receivers:
         notify = NotifyBody(

@@ -23,7 +23,7 @@ from escrow_worker.handlers.decide import (
 async def handle_lookup(ctx: Context) -> Result:
     assert isinstance(ctx.body, LookupBody)
     name = ctx.body.name
-    user = await get_user(ctx.conn, name)
+    user = await get_user(ctx.tx, name)
     signing = encryption = None
     if user is not None and user.revoked_at is None:
         signing = select_current(user.certificates, Role.SIGNING, ctx.now)
@@ -38,6 +38,6 @@ async def handle_lookup(ctx: Context) -> Result:
         name=name,
         signing_certificate=to_pem(signing.certificate),
         encryption_certificate=to_pem(encryption.certificate),
-        crl=await current_crl_der(ctx.conn),
+        crl=await current_crl_der(ctx.tx),
     )
     return Result(MessageType.LOOKUP_REPLY, body)

@@ -29,20 +29,20 @@ from escrow_worker.handlers.decide import (
     decide_release,
 )
 from escrow_worker.handlers.deposit import part_fields
-from escrow_worker.state import store
+from escrow_worker.state import records
 
 
 async def handle_key_request(ctx: Context) -> Result:
     assert isinstance(ctx.body, KeyRequestBody)
     cid = ctx.body.consignment_id
-    row = await store.get_deposit(ctx.conn, cid)
+    row = await records.get_deposit(ctx.tx, cid)
     if row is None:
         return refuse(
             ctx,
             Denial(ErrorCode.UNKNOWN_CONSIGNMENT, "no consignment with this id is deposited"),
             consignment_id=cid,
         )
-    state = await store.receiver_state(ctx.conn, cid, ctx.requester)
+    state = await records.receiver_state(ctx.tx, cid, ctx.requester, for_update=True)
     refusal = decide_release(
         row.policy,
         state,
@@ -56,11 +56,11 @@ async def handle_key_request(ctx: Context) -> Result:
         sealed, refusal = await _key_part(ctx, row)
     if refusal is not None:
         if state is not None:
-            await store.record_denial(ctx.conn, cid, ctx.requester, refusal.code.value, now=ctx.t)
+            await records.record_denial(ctx.tx, cid, ctx.requester, refusal.code.value, now=ctx.t)
         notice = denied(ctx, row.sender, cid, refusal, ctx.requester)
         return refuse(ctx, refusal, consignment_id=cid, notices=(notice,))
     assert sealed is not None
-    await store.record_release(ctx.conn, cid, ctx.requester, request_id=ctx.request_id, now=ctx.t)
+    await records.record_release(ctx.tx, cid, ctx.requester, request_id=ctx.request_id, now=ctx.t)
     release = KeyReleaseBody(
         in_reply_to=ctx.request_id,
         consignment_id=cid,
@@ -75,10 +75,10 @@ async def handle_key_request(ctx: Context) -> Result:
     return Result(MessageType.KEY_RELEASE, release, (notice,), cid)
 
 
-async def _key_part(ctx: Context, row: store.DepositRow) -> tuple[bytes | None, Denial | None]:
+async def _key_part(ctx: Context, row: records.DepositRow) -> tuple[bytes | None, Denial | None]:
     """The part for the requester: K2 sealed to its current key, or its wrapped K3."""
     escrow_key, wrapped = part_fields(
-        await ctx.vault.decrypt(row.part_key_id, row.consignment_id, row.part)
+        ctx.vault.decrypt(row.part_key_id, row.consignment_id, row.part)
     )
     if row.mode is Mode.ESCROWED:
         spec = row.policy.receiver(ctx.requester)

@@ -24,13 +24,13 @@ from escrow_worker.handlers.decide import (
     decide_revoke,
     decide_sender_request,
 )
-from escrow_worker.state import store
+from escrow_worker.state import records
 
 
 async def _own_deposit(
     ctx: Context, consignment_id: str, what: str
-) -> tuple[store.DepositRow | None, Result | None]:
-    row = await store.get_deposit(ctx.conn, consignment_id)
+) -> tuple[records.DepositRow | None, Result | None]:
+    row = await records.get_deposit(ctx.tx, consignment_id)
     if row is None:
         unknown = Denial(ErrorCode.UNKNOWN_CONSIGNMENT, "no consignment with this id is deposited")
         return None, refuse(ctx, unknown, consignment_id=consignment_id)
@@ -51,7 +51,7 @@ async def handle_revoke(ctx: Context) -> Result:
     refusal, names = decide_revoke(row.policy, ctx.body.receivers, requester=ctx.requester)
     if refusal is not None:
         return refuse(ctx, refusal, consignment_id=cid)
-    newly = await store.revoke(ctx.conn, cid, names, now=ctx.t)
+    newly = await records.revoke(ctx.tx, cid, names, now=ctx.t)
     notices = tuple(event(ctx, row.sender, cid, EventKind.REVOKED, name) for name in newly)
     reply = RevokeReplyBody(in_reply_to=ctx.request_id, consignment_id=cid, revoked=names)
     return Result(MessageType.REVOKE_REPLY, reply, notices, cid)
@@ -72,7 +72,7 @@ async def handle_status(ctx: Context) -> Result:
             revoked_at=r.state.revoked_at,
             last_denied=r.last_denied,
         )
-        for r in await store.receivers(ctx.conn, cid)
+        for r in await records.receivers(ctx.tx, cid)
     )
     reply = StatusReplyBody(
         in_reply_to=ctx.request_id,

@@ -1,5 +1,5 @@
 """The escrow's state: the database (`db`: schema, connections, transactions),
-its rows (`store`: deposits, receivers, releases, answered requests, the
+its rows (`records`: deposits, receivers, releases, answered requests, the
 outbox), replay protection (`replay`), the master keyring that encrypts
 deposited key parts at rest (`masterkey`), and the data directory's layout
 (`paths`).

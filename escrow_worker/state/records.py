@@ -1,19 +1,18 @@
-"""Rows of the escrow's work tables (`state.db.ESCROW_SCHEMA`): deposits, receivers,
+"""Rows of the escrow's work tables (`state.migrations`): deposits, receivers,
 releases, answered requests and the outbox.
 
-Plain async functions on a connection; they never BEGIN or COMMIT, so a handler
-runs them inside its own transaction. This module must never decrypt a part
+Plain async functions on a `Tx`; they never begin or commit, so a handler runs
+them inside the one store job of its request. This module must never decrypt a part
 (that is `state.masterkey`) nor decide anything (that is `handlers.decide`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from broker.deposit import Mode, Policy
+from escrow_worker.state.base import Row, Tx
 
 
 @dataclass(frozen=True)
@@ -73,9 +72,9 @@ _DEPOSIT_COLUMNS = (
 )
 
 
-async def get_deposit(conn: aiosqlite.Connection, consignment_id: str) -> DepositRow | None:
+async def get_deposit(tx: Tx, consignment_id: str) -> DepositRow | None:
     rows = list(
-        await conn.execute_fetchall(
+        await tx.fetchall(
             f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE consignment_id = ?",  # noqa: S608
             (consignment_id,),
         )
@@ -98,10 +97,8 @@ async def get_deposit(conn: aiosqlite.Connection, consignment_id: str) -> Deposi
     )
 
 
-async def insert_deposit(
-    conn: aiosqlite.Connection, row: DepositRow, *, sealed_at: int, request_id: str
-) -> None:
-    await conn.execute(
+async def insert_deposit(tx: Tx, row: DepositRow, *, sealed_at: int, request_id: str) -> None:
+    await tx.execute(
         f"INSERT INTO deposits ({_DEPOSIT_COLUMNS}, sealed_at, request_id)"  # noqa: S608
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -120,7 +117,7 @@ async def insert_deposit(
             request_id,
         ),
     )
-    await conn.executemany(
+    await tx.executemany(
         "INSERT INTO deposit_receivers (consignment_id, receiver, position, notified_at)"
         " VALUES (?, ?, ?, ?)",
         [
@@ -136,8 +133,8 @@ class ReceiverRow:
     last_denied: str | None
 
 
-async def receivers(conn: aiosqlite.Connection, consignment_id: str) -> list[ReceiverRow]:
-    rows = await conn.execute_fetchall(
+async def receivers(tx: Tx, consignment_id: str) -> list[ReceiverRow]:
+    rows = await tx.fetchall(
         "SELECT receiver, notified_at, releases, revoked_at, last_denied"
         " FROM deposit_receivers WHERE consignment_id = ? ORDER BY position",
         (consignment_id,),
@@ -149,12 +146,15 @@ async def receivers(conn: aiosqlite.Connection, consignment_id: str) -> list[Rec
 
 
 async def receiver_state(
-    conn: aiosqlite.Connection, consignment_id: str, name: str
+    tx: Tx, consignment_id: str, name: str, *, for_update: bool = False
 ) -> ReceiverRecord | None:
+    """One receiver's state; with `for_update`, its row is locked until the job
+    ends, so a decision that counts releases sees every committed one."""
+    lock = tx.for_update if for_update else ""
     rows = list(
-        await conn.execute_fetchall(
-            "SELECT notified_at, releases, revoked_at FROM deposit_receivers"
-            " WHERE consignment_id = ? AND receiver = ?",
+        await tx.fetchall(
+            "SELECT notified_at, releases, revoked_at FROM deposit_receivers"  # noqa: S608
+            " WHERE consignment_id = ? AND receiver = ?" + lock,
             (consignment_id, name),
         )
     )
@@ -165,43 +165,39 @@ async def receiver_state(
 
 
 async def record_release(
-    conn: aiosqlite.Connection, consignment_id: str, name: str, *, request_id: str, now: int
+    tx: Tx, consignment_id: str, name: str, *, request_id: str, now: int
 ) -> None:
     """One release: the request id is the primary key, so it counts once, ever."""
-    await conn.execute(
+    await tx.execute(
         "INSERT INTO releases (request_id, consignment_id, receiver, released_at)"
         " VALUES (?, ?, ?, ?)",
         (request_id, consignment_id, name, now),
     )
-    await conn.execute(
+    await tx.execute(
         "UPDATE deposit_receivers SET releases = releases + 1"
         " WHERE consignment_id = ? AND receiver = ?",
         (consignment_id, name),
     )
 
 
-async def record_denial(
-    conn: aiosqlite.Connection, consignment_id: str, name: str, reason: str, *, now: int
-) -> None:
-    await conn.execute(
+async def record_denial(tx: Tx, consignment_id: str, name: str, reason: str, *, now: int) -> None:
+    await tx.execute(
         "UPDATE deposit_receivers SET last_denied = ?, last_denied_at = ?"
         " WHERE consignment_id = ? AND receiver = ?",
         (reason, now, consignment_id, name),
     )
 
 
-async def revoke(
-    conn: aiosqlite.Connection, consignment_id: str, names: Iterable[str], *, now: int
-) -> list[str]:
+async def revoke(tx: Tx, consignment_id: str, names: Iterable[str], *, now: int) -> list[str]:
     """Revoke `names`; return those that were not revoked before."""
     newly: list[str] = []
     for name in names:
-        cursor = await conn.execute(
+        count = await tx.execute(
             "UPDATE deposit_receivers SET revoked_at = ?"
             " WHERE consignment_id = ? AND receiver = ? AND revoked_at IS NULL",
             (now, consignment_id, name),
         )
-        if cursor.rowcount == 1:
+        if count == 1:
             newly.append(name)
     return newly
 
@@ -211,9 +207,9 @@ _REQUEST_COLUMNS = (
 )
 
 
-async def find_request(conn: aiosqlite.Connection, request_id: str) -> StoredRequest | None:
+async def find_request(tx: Tx, request_id: str) -> StoredRequest | None:
     rows = list(
-        await conn.execute_fetchall(
+        await tx.fetchall(
             f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id = ?",  # noqa: S608
             (request_id,),
         )
@@ -228,13 +224,13 @@ async def find_request(conn: aiosqlite.Connection, request_id: str) -> StoredReq
 
 
 async def insert_request(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     stored: StoredRequest,
     *,
     consignment_id: str | None,
     now: int,
 ) -> None:
-    await conn.execute(
+    await tx.execute(
         f"INSERT INTO requests ({_REQUEST_COLUMNS}, consignment_id, at)"  # noqa: S608
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -254,7 +250,7 @@ async def insert_request(
 
 
 async def add_outbox(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     request_id: str,
     destination: str,
     message_id: str,
@@ -263,27 +259,27 @@ async def add_outbox(
     *,
     now: int,
 ) -> int:
-    cursor = await conn.execute(
+    outbox_id = await tx.fetchval(
         "INSERT INTO outbox (request_id, destination, message_id, type, body, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (request_id, destination, message_id, type_, body, now),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    assert isinstance(outbox_id, int)
+    return outbox_id
 
 
 _OUTBOX_COLUMNS = "id, request_id, destination, message_id, type, body"
 
 
-def _outbox_row(row: aiosqlite.Row | tuple[object, ...]) -> OutboxRow:
+def _outbox_row(row: Row) -> OutboxRow:
     id_, rid, dest, mid, type_, body = tuple(row)
     assert isinstance(id_, int)
     assert isinstance(body, bytes)
     return OutboxRow(id_, str(rid), str(dest), str(mid), str(type_), body)
 
 
-async def unsent_for(conn: aiosqlite.Connection, request_id: str) -> list[OutboxRow]:
-    rows = await conn.execute_fetchall(
+async def unsent_for(tx: Tx, request_id: str) -> list[OutboxRow]:
+    rows = await tx.fetchall(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
         " WHERE request_id = ? AND sent_at IS NULL ORDER BY id",
         (request_id,),
@@ -291,8 +287,8 @@ async def unsent_for(conn: aiosqlite.Connection, request_id: str) -> list[Outbox
     return [_outbox_row(r) for r in rows]
 
 
-async def unsent_before(conn: aiosqlite.Connection, before: int, limit: int) -> list[OutboxRow]:
-    rows = await conn.execute_fetchall(
+async def unsent_before(tx: Tx, before: int, limit: int) -> list[OutboxRow]:
+    rows = await tx.fetchall(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
         " WHERE sent_at IS NULL AND created_at <= ? ORDER BY id LIMIT ?",
         (before, limit),
@@ -300,8 +296,10 @@ async def unsent_before(conn: aiosqlite.Connection, before: int, limit: int) -> 
     return [_outbox_row(r) for r in rows]
 
 
-async def mark_sent(conn: aiosqlite.Connection, ids: Iterable[int], *, now: int) -> None:
-    await conn.executemany(
+async def mark_sent(tx: Tx, ids: Sequence[int], *, now: int) -> None:
+    if not ids:
+        return
+    await tx.executemany(
         "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
         [(now, i) for i in ids],
     )

@@ -1,0 +1,181 @@
+"""The escrow's schema, as versioned migrations applied in order on open.
+
+Each migration is written once, in the SQL both backends speak, with three
+type names filled in per backend so the schema is the same on both:
+
+| placeholder | SQLite | PostgreSQL |
+| --- | --- | --- |
+| `{BLOB}` | BLOB | BYTEA |
+| `{INT}` | INTEGER (64-bit) | BIGINT |
+| `{SERIAL}` | INTEGER PRIMARY KEY AUTOINCREMENT | BIGSERIAL PRIMARY KEY |
+
+`schema_migrations` records every version applied. Opening a database whose
+version is newer than the newest migration here is refused (`SchemaTooNew`):
+an older program must never write to a schema it does not know. A migration is
+never edited once released; a change is a new migration appended to
+`MIGRATIONS`.
+
+This module holds DDL only: no queries, no business rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["LATEST", "MIGRATIONS", "Dialect", "Migration"]
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_TYPES: Final[dict[str, dict[str, str]]] = {
+    "sqlite": {
+        "BLOB": "BLOB",
+        "INT": "INTEGER",
+        "SERIAL": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+    "postgresql": {"BLOB": "BYTEA", "INT": "BIGINT", "SERIAL": "BIGSERIAL PRIMARY KEY"},
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+    def sql(self, dialect: Dialect) -> tuple[str, ...]:
+        """The statements for one backend."""
+        return tuple(s.format(**_TYPES[dialect]) for s in self.statements)
+
+
+#: Applied before anything else, in the same transaction as the migrations.
+BOOKKEEPING: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version {INT} PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at {INT} NOT NULL
+)"""
+
+_INITIAL = Migration(
+    1,
+    "directory, CRL, trust policy, replay, deposits, releases, requests, outbox, secrets",
+    (
+        # -- identity: users, their groups, every certificate the CA issued, the CRL
+        """CREATE TABLE IF NOT EXISTS escrow_meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS users (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('user', 'escrow')),
+            created_at {INT} NOT NULL,
+            revoked_at {INT}
+        )""",
+        """CREATE TABLE IF NOT EXISTS user_groups (
+            name TEXT NOT NULL REFERENCES users(name),
+            grp TEXT NOT NULL,
+            PRIMARY KEY (name, grp)
+        )""",
+        """CREATE TABLE IF NOT EXISTS certificates (
+            fingerprint TEXT PRIMARY KEY,
+            serial TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL REFERENCES users(name),
+            role TEXT NOT NULL CHECK (role IN ('signing', 'encryption')),
+            not_before {INT} NOT NULL,
+            not_after {INT} NOT NULL,
+            der {BLOB} NOT NULL,
+            revoked_at {INT},
+            revocation_reason TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS certificates_by_name ON certificates (name, role, not_after)",
+        """CREATE TABLE IF NOT EXISTS crl (
+            id {INT} PRIMARY KEY CHECK (id = 1),
+            number {INT} NOT NULL,
+            der {BLOB} NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS policy_rules (
+            from_group TEXT NOT NULL,
+            to_group TEXT NOT NULL,
+            PRIMARY KEY (from_group, to_group)
+        )""",
+        # -- replay protection: every accepted request id and nonce, until it expires
+        """CREATE TABLE IF NOT EXISTS seen_requests (
+            request_id TEXT PRIMARY KEY,
+            nonce TEXT NOT NULL UNIQUE,
+            signer TEXT NOT NULL,
+            expires_at {INT} NOT NULL,
+            seen_at {INT} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS seen_requests_by_expiry ON seen_requests (expires_at)",
+        # -- the escrow's work. `part` is the escrow part (K2, or the wrapped K3s)
+        # AES-256-GCM encrypted under the master key `part_key_id`: never in clear.
+        """CREATE TABLE IF NOT EXISTS deposits (
+            consignment_id TEXT PRIMARY KEY,
+            sender TEXT NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('split', 'escrowed')),
+            policy TEXT NOT NULL,
+            policy_digest {BLOB} NOT NULL,
+            part_key_id TEXT NOT NULL,
+            part {BLOB} NOT NULL,
+            consignment_digest TEXT NOT NULL,
+            plaintext_commitment TEXT NOT NULL,
+            consignment_size {INT} NOT NULL,
+            sealed_at {INT} NOT NULL,
+            deposited_at {INT} NOT NULL,
+            request_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS deposits_by_sender ON deposits (sender)",
+        """CREATE TABLE IF NOT EXISTS deposit_receivers (
+            consignment_id TEXT NOT NULL REFERENCES deposits(consignment_id),
+            receiver TEXT NOT NULL,
+            position {INT} NOT NULL,
+            notified_at {INT},
+            releases {INT} NOT NULL DEFAULT 0,
+            revoked_at {INT},
+            last_denied TEXT,
+            last_denied_at {INT},
+            PRIMARY KEY (consignment_id, receiver)
+        )""",
+        """CREATE TABLE IF NOT EXISTS releases (
+            request_id TEXT PRIMARY KEY,
+            consignment_id TEXT NOT NULL REFERENCES deposits(consignment_id),
+            receiver TEXT NOT NULL,
+            released_at {INT} NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS requests (
+            request_id TEXT PRIMARY KEY,
+            signer TEXT NOT NULL,
+            signer_name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            request_sha256 TEXT NOT NULL,
+            consignment_id TEXT,
+            decision TEXT NOT NULL,
+            reply_id TEXT NOT NULL,
+            reply_type TEXT NOT NULL,
+            reply {BLOB} NOT NULL,
+            at {INT} NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS outbox (
+            id {SERIAL},
+            request_id TEXT NOT NULL REFERENCES requests(request_id),
+            destination TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            body {BLOB} NOT NULL,
+            created_at {INT} NOT NULL,
+            sent_at {INT}
+        )""",
+        "CREATE INDEX IF NOT EXISTS outbox_by_request ON outbox (request_id)",
+        "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL",
+        # -- the escrow's sealed key files, where the store holds them (PostgreSQL:
+        # worker hosts share no file system). Sealed under the escrow passphrase.
+        """CREATE TABLE IF NOT EXISTS escrow_files (
+            name TEXT PRIMARY KEY,
+            data {BLOB} NOT NULL,
+            updated_at {INT} NOT NULL
+        )""",
+    ),
+)
+
+#: Every migration, in the order applied. Append; never edit a released one.
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL,)
+LATEST: Final = MIGRATIONS[-1].version

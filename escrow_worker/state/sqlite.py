@@ -1,0 +1,281 @@
+"""`SqliteStore`: the escrow's state in one SQLite file, for one host.
+
+One thread per process owns the connection. `run(job)` puts the job on that
+thread's queue (the one hand-off) and awaits its result. The thread takes every
+job waiting at that moment (up to `max_batch`), runs them in ONE transaction
+(BEGIN IMMEDIATE, a savepoint per job, so a failing job undoes only itself),
+commits once, then hands all the results back to the event loop at once. With
+`synchronous = FULL` one fsync makes the whole batch durable: group commit,
+without weakening what a reply promises. Several processes on the same host may
+share the file (WAL mode); BEGIN IMMEDIATE serialises them, and a database
+still locked after the busy timeout is `StoreBusy`. SQLite's WAL mode is for
+one host only: never put the file on a network file system.
+
+A job's coroutine is driven on the thread without an event loop (see
+`state.base`). This module must never run a job outside a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from escrow_worker.state.base import Row, SchemaTooNew, Store, StoreBusy, StoreError, Tx
+from escrow_worker.state.migrations import BOOKKEEPING, LATEST, MIGRATIONS
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+_BUSY_TIMEOUT_MS: Final = 5000
+_SAVEPOINT: Final = "job"
+
+
+class _SqliteTx(Tx):
+    dialect = "sqlite"
+    for_update = ""
+    for_share = ""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def lock(self, key: str) -> None:
+        return None  # BEGIN IMMEDIATE: every transaction here is serial already
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a store job's coroutine to completion without an event loop. A job
+    that suspends (awaits anything but its Tx) is a bug: refused loudly."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise StoreError(
+        "a store job awaited something other than the store",
+        "this is a bug in the escrow: report it with the log",
+    )
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[Tx], Coroutine[Any, Any, Any]]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or mode[0] != "wal":
+            raise sqlite3.OperationalError("the database refuses WAL mode")
+        # FULL: a decision the escrow has replied to must survive a power cut.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(BOOKKEEPING.format(INT="INTEGER"))
+        current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+        if current > LATEST:
+            raise SchemaTooNew(
+                f"the escrow database is at schema version {current}; this program knows "
+                f"versions up to {LATEST}",
+                "run the newer consignment that wrote it; never an older one against it",
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            for statement in migration.sql("sqlite"):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, int(time.time())),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _as_store_error(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.OperationalError):
+        # Locked past the busy timeout, disk full, I/O error: try again later.
+        return StoreBusy(f"the escrow database is busy or full ({exc})", "it is tried again")
+    return StoreError(f"the escrow database failed: {exc}", "restore it from backup if damaged")
+
+
+class SqliteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, max_batch: int = 64) -> None:
+        self._path = path
+        self._conn = conn
+        self._tx = _SqliteTx(conn)
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._serve, name=f"escrow store {path.name}", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    async def open(cls, path: Path, *, max_batch: int = 64) -> SqliteStore:
+        try:
+            conn = await asyncio.to_thread(_connect, path)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the escrow database {path}: {exc}",
+                "check --escrow-dir and that the directory is writable",
+            ) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot prepare the escrow database {path}: {exc}",
+                "is it an escrow database? restore it from backup if it is damaged",
+            ) from exc
+        return cls(path, conn, max_batch=max_batch)
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    async def run(self, job: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        if self._closed:
+            raise StoreError("the escrow store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(job, future, loop))
+        return await future
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """An advisory lock on a file beside the database (`fcntl.flock`)."""
+        path = self._path.with_name(f"{self._path.name}.{name}.lock")
+        fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- the store's thread ----------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                self._run_batch(batch)
+                self._hand_back(batch)
+                if stop:
+                    return
+        finally:
+            self._conn.close()
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for job in batch:
+                job.outcome = (False, _as_store_error(exc))
+            return
+        for job in batch:
+            conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            try:
+                job.outcome = (True, drive(job.fn(self._tx)))
+            except Exception as exc:  # the job's own failure: undo it alone
+                error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                job.outcome = (False, error)
+                if not conn.in_transaction:  # SQLite rolled everything back (I/O, full)
+                    self._fail_all(batch, error)
+                    return
+                conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._fail_all(batch, _as_store_error(exc))
+
+    @staticmethod
+    def _fail_all(batch: list[_Job], error: BaseException) -> None:
+        for job in batch:
+            if job.outcome[0] or job.outcome[1] is None:
+                job.outcome = (False, error)
+
+    def _hand_back(self, batch: list[_Job]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, jobs)
+            except RuntimeError:  # that event loop is closed: nobody waits any more
+                _log.debug("%d store results had nobody to go to", len(jobs))
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():  # the caller was cancelled; the job may have committed
+            continue
+        ok, value = job.outcome
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
