@@ -1,30 +1,34 @@
 """Key-release round trips through an escrow worker against RabbitMQ, measured
 against a bare aio-pika echo server under the same loads.
 
-    python bench/key_release.py [--requests 2000] [--latency-requests 300]
-                                [--in-flight 64] [--amqp-url URL]
+    python bench/key_release.py [--store sqlite|postgresql] [--requests 2000]
+                                [--latency-requests 300] [--in-flight 64]
+                                [--amqp-url URL] [--pg-url URL]
 
 (from the repository root: it reuses the test helpers to set up the escrow).
 
 Sets up a throwaway escrow (alice and bob registered, one consignment deposited
-by alice for bob with no release limit) and starts two processes on a queue
-prefix of its own: `consign escrow worker` and `bench/_echo_server.py` (a durable
-quorum queue, manual acks, publisher confirms, no work). This process then plays
-bob with one client for both: it publishes signed key requests (signed before the
-clock starts) with publisher confirms to the escrow queue or the echo queue,
-with `reply_to` set to bob's inbox, and matches replies there by
-``correlation_id``. The echo server gets the very same request bytes, so the
-message size is the same. A key release is the whole path: authenticate
-(certificate chain, CRL, signature, freshness, replay), decide, decrypt the part,
-seal K2 to bob, one SQLite transaction storing the reply and the sender's event,
-publish both with confirms, ack.
+by alice for bob with no release limit) on the store chosen (`--store sqlite`,
+the default: a temporary escrow directory; `--store postgresql`: a database of
+its own on the server `--pg-url` names, dropped afterwards) and starts two
+processes on a queue prefix of its own: `consign escrow worker` and
+`bench/_echo_server.py` (a durable quorum queue, manual acks, publisher
+confirms, no work). This process then plays bob with one client for both: it
+publishes signed key requests (signed before the clock starts) with publisher
+confirms to the escrow queue or the echo queue, with `reply_to` set to bob's
+inbox, and matches replies there by ``correlation_id``. The echo server gets the
+very same request bytes, so the message size is the same. A key release is the
+whole path: authenticate (certificate chain, CRL, signature, freshness, replay),
+decide, decrypt the part, seal K2 to bob, one store transaction storing the
+reply and the sender's event, publish both with confirms, ack.
 
 Two loads, each run on the worker and then on the echo server after a warm-up of
 both: `--in-flight` requests outstanding (throughput) and 1 outstanding
-(latency). It prints one line per load and target, and last, exactly:
+(latency). It prints one line per load and target, the store, and last, exactly:
 
     release_per_s=<ours, N in flight> echo_per_s=<echo, N in flight> ratio=<ours/echo> \
-p99_ratio=<our p99 / echo p99, 1 in flight>
+p99_ratio=<our p99 / echo p99, 1 in flight> \
+cpu_ratio=<worker CPU per release / echo server CPU per request, N in flight>
 
 (one line; split here only to fit).
 
@@ -53,6 +57,8 @@ from aio_pika.abc import AbstractIncomingMessage
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker import ESCROW, AmqpTransport, Message, TransportConfig
+from escrow_worker.state.location import Location
+from tests.conftest import temporary_database
 from tests.escrow_helpers import (
     deposit_body,
     key_request_body,
@@ -184,17 +190,35 @@ async def main() -> None:
     parser.add_argument("--latency-requests", type=int, default=300, help="for 1 in flight")
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a server and a database to connect to while creating the bench's own",
+    )
     args = parser.parse_args()
+    if args.store == "postgresql":
+        async with temporary_database(args.pg_url) as url:
+            await bench(args, Location(database=url))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            await bench(args, Location(directory=Path(tmp) / "escrow"))
+
+
+async def bench(args: argparse.Namespace, location: Location) -> None:
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     config = TransportConfig(prefix=prefix)
     echo_queue = f"{prefix}.echo"
     processes: list[asyncio.subprocess.Process] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        setup = await make_escrow(Path(tmp) / "escrow", now=datetime.now(UTC))
+    if True:  # one indentation level, as before the store choice
+        setup = await make_escrow(location, now=datetime.now(UTC))
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
+        if location.database is not None:
+            env["CONSIGN_ESCROW_DB"] = location.database
+        else:
+            env["CONSIGN_ESCROW_DIR"] = str(setup.directory)
         env.update(
-            CONSIGN_ESCROW_DIR=str(setup.directory),
             CONSIGN_ESCROW_PASSPHRASE=ESCROW_PASS.decode(),
             CONSIGN_AMQP_URL=args.amqp_url,
             CONSIGN_QUEUE_PREFIX=prefix,
@@ -266,9 +290,14 @@ async def main() -> None:
             await _delete(args.amqp_url, config, echo_queue)
     ours, echo = results["ours", args.in_flight], results["echo", args.in_flight]
     p99_ratio = results["ours", 1].quantile_ms(0.99) / results["echo", 1].quantile_ms(0.99)
+    if ours.server_cpu is None or echo.server_cpu is None:
+        cpu_ratio = "n/a"
+    else:
+        cpu_ratio = f"{(ours.server_cpu / ours.requests) / (echo.server_cpu / echo.requests):.2f}"
+    print(f"store={args.store}", flush=True)
     print(
         f"release_per_s={ours.per_s:.0f} echo_per_s={echo.per_s:.0f} "
-        f"ratio={ours.per_s / echo.per_s:.2f} p99_ratio={p99_ratio:.2f}"
+        f"ratio={ours.per_s / echo.per_s:.2f} p99_ratio={p99_ratio:.2f} cpu_ratio={cpu_ratio}"
     )
 
 

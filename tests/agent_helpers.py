@@ -29,9 +29,9 @@ from broker.messages import (
     MessageType,
 )
 from broker.pki.identity import Identity
-from broker.pki.profile import Role, fingerprint
+from broker.pki.profile import fingerprint, load_certificate
 from escrow_worker import EscrowService, EscrowWorker, init_escrow, open_escrow, register_user
-from escrow_worker.ca.authority import load_ca, load_escrow_key, read_certificate
+from escrow_worker.ca.authority import load_ca, unseal_private_key
 
 ESCROW_NAME = "acme"
 ESCROW_PASS = b"escrow passphrase"
@@ -46,9 +46,9 @@ class World:
     identities: dict[str, Identity]
 
     def forger(self) -> Forger:
-        key = load_escrow_key(self.escrow_dir, Role.SIGNING, ESCROW_PASS)
+        key = unseal_private_key((self.escrow_dir / "signing.key").read_bytes(), ESCROW_PASS)
         assert isinstance(key, Ed25519PrivateKey)
-        cert = read_certificate(self.escrow_dir / "signing.pem")
+        cert = load_certificate((self.escrow_dir / "signing.pem").read_bytes())
         return Forger(key, fingerprint(cert))
 
 
@@ -56,9 +56,9 @@ async def make_world(root: Path, names: tuple[str, ...] = ("alice", "bob", "caro
     escrow_dir = root / "escrow"
     now = datetime.now(UTC) - timedelta(minutes=5)
     await init_escrow(escrow_dir, ESCROW_NAME, ESCROW_PASS, now=now, log_n=LOG_N)
-    ca = load_ca(escrow_dir, ESCROW_PASS)
     identities: dict[str, Identity] = {}
     async with open_escrow(escrow_dir) as esc:
+        ca = await load_ca(esc, ESCROW_PASS)
         for name in names:
             identities[name] = await register_user(
                 esc, ca, name, groups=(), now=now, save=lambda _identity: None

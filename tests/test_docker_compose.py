@@ -10,6 +10,7 @@ from typing import Any
 import click
 import pytest
 import yaml
+from yarl import URL
 
 from broker import BrokerSettings
 from broker.console import IDENTITY_PASSPHRASE_ENV
@@ -66,7 +67,19 @@ def test_compose_is_valid_and_runs_rabbitmq_with_the_management_ui(compose: dict
     assert "5672:5672" in rabbit["ports"]
 
 
-def test_two_workers_share_one_escrow_volume(
+def test_postgresql_serves_the_escrow_state(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    env = postgres["environment"]
+    url = URL(compose["services"]["worker-1"]["environment"]["CONSIGN_ESCROW_DB"])
+    assert url.scheme == "postgresql"
+    assert url.host == "postgres"
+    assert (url.user, url.password) == (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"])
+    assert url.path.lstrip("/") == env["POSTGRES_DB"]
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+
+
+def test_two_workers_share_only_the_database_and_the_broker(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = compose["services"]
@@ -74,31 +87,29 @@ def test_two_workers_share_one_escrow_volume(
         name: s for name, s in services.items() if s.get("command", [])[1:3] == ["escrow", "worker"]
     }
     assert len(workers) >= 2
-    volumes = {tuple(s["volumes"]) for s in workers.values()}
-    assert len(volumes) == 1
-    (mounts,) = volumes
-    named = {m.split(":")[0] for m in mounts}
-    assert named <= set(compose["volumes"])
+    urls = {s["environment"]["CONSIGN_ESCROW_DB"] for s in workers.values()}
+    assert len(urls) == 1  # one database for all of them
     for service in workers.values():
         env = service["environment"]
-        mount_point = mounts[0].split(":")[1]
-        assert env["CONSIGN_ESCROW_DIR"].startswith(mount_point)
+        # Workers on several hosts share no file system: no volume, no directory.
+        assert "volumes" not in service
+        assert "CONSIGN_ESCROW_DIR" not in env
         assert env["CONSIGN_AMQP_URL"].startswith("amqp://")
         assert "@rabbitmq:" in env["CONSIGN_AMQP_URL"]
         assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert service["stop_signal"] == "SIGTERM"
         assert resolve(service["command"], env, monkeypatch) is worker
 
 
-def test_init_service_initialises_the_same_directory(
+def test_init_service_initialises_the_same_database(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     init = compose["services"]["init"]
     assert init["command"][:3] == ["consign", "escrow", "init"]
     resolve(init["command"], init["environment"], monkeypatch)
     worker_env = compose["services"]["worker-1"]["environment"]
-    assert init["environment"]["CONSIGN_ESCROW_DIR"] == worker_env["CONSIGN_ESCROW_DIR"]
-    assert init["volumes"] == compose["services"]["worker-1"]["volumes"]
+    assert init["environment"]["CONSIGN_ESCROW_DB"] == worker_env["CONSIGN_ESCROW_DB"]
 
 
 def test_only_real_environment_variables_and_secrets(compose: dict[str, Any]) -> None:

@@ -19,9 +19,8 @@ from broker import ESCROW, Message
 from broker.messages import LookupReplyBody
 from escrow_worker import EscrowWorker
 from escrow_worker.state.location import Location
-from escrow_worker.state.masterkey import read_keyring
 from tests.conftest import TEST_DELIVERY_LIMIT, TransportFactory
-from tests.escrow_helpers import Agent, EscrowSetup, make_escrow, request
+from tests.escrow_helpers import Agent, EscrowSetup, escrow_keyring, make_escrow, request
 from tests.pki_helpers import ESCROW_PASS
 
 CONSIGN = str(Path(sys.executable).parent / "consign")
@@ -30,8 +29,11 @@ pytestmark = pytest.mark.rabbitmq
 
 def environment(setup: EscrowSetup, factory: TransportFactory, amqp_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
+    if setup.location.database is not None:  # nothing on disk: the URL is enough
+        env["CONSIGN_ESCROW_DB"] = setup.location.database
+    else:
+        env["CONSIGN_ESCROW_DIR"] = str(setup.directory)
     env.update(
-        CONSIGN_ESCROW_DIR=str(setup.directory),
         CONSIGN_ESCROW_PASSPHRASE=ESCROW_PASS.decode(),
         CONSIGN_AMQP_URL=amqp_url,
         CONSIGN_QUEUE_PREFIX=factory.prefix,
@@ -153,7 +155,7 @@ async def test_rotate_master_key(
     first = consign("escrow", "rotate-master-key", "--json", env=env)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
-    assert set(read_keyring(setup.directory, ESCROW_PASS).keys) == {data["master_key_id"]}
+    assert set((await escrow_keyring(setup)).keys) == {data["master_key_id"]}
     assert data["reencrypted"] == 0
     second = consign("escrow", "rotate-master-key", "--json", env=env)
     assert json.loads(second.stdout)["retired"] == [data["master_key_id"]]

@@ -39,7 +39,6 @@ from broker.messages import (
     StatusBody,
 )
 from broker.pki.profile import fingerprint
-from broker.sqlite import transaction
 from escrow_worker import EscrowService, open_escrow, revoke_user
 from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.policy import set_restricted
@@ -170,8 +169,8 @@ async def wrong_audience(w: World) -> Expect:
 
 
 async def revoked_signer(w: World) -> Expect:
-    async with open_escrow(w.setup.directory) as escrow:
-        ca = load_ca(w.setup.directory, ESCROW_PASS)
+    async with open_escrow(w.setup.location) as escrow:
+        ca = await load_ca(escrow, ESCROW_PASS)
         await revoke_user(escrow, ca, "mallory", now=w.setup.clock.now)
     data = w.req("mallory", "lookup", {"name": "bob"})
     return Expect(data, "mallory", "unauthenticated", detail="revoked")
@@ -322,8 +321,8 @@ async def deposit_naming_an_unregistered_receiver(w: World) -> Expect:
 
 async def deposit_naming_a_revoked_receiver(w: World) -> Expect:
     _, deposit = seal_for(w.setup["alice"], [w.setup["carol"]])
-    async with open_escrow(w.setup.directory) as escrow:
-        ca = load_ca(w.setup.directory, ESCROW_PASS)
+    async with open_escrow(w.setup.location) as escrow:
+        ca = await load_ca(escrow, ESCROW_PASS)
         await revoke_user(escrow, ca, "carol", now=w.setup.clock.now)
     return Expect(_deposit_data(w, deposit), "alice", "unknown_user", stored=True)
 
@@ -380,8 +379,7 @@ async def deposit_under_another_consignment_id(w: World) -> Expect:
 
 
 async def deposit_the_trust_policy_forbids(w: World) -> Expect:
-    async with open_escrow(w.setup.directory) as escrow, transaction(escrow.conn):
-        await set_restricted(escrow.conn, True)
+    await w.setup.run(lambda tx: set_restricted(tx, True))
     _, deposit = seal_for(w.setup["alice"], [w.setup["bob"]])
     return Expect(_deposit_data(w, deposit), "alice", "not_allowed", stored=True)
 
@@ -494,8 +492,8 @@ async def _dead_letters(w: World, wait: float = 0.0) -> list[bytes]:
 @pytest.mark.parametrize("case", list(CASES))
 async def test_refusal(world: World, case: str) -> None:
     expect = await CASES[case](world)
-    directory = world.setup.directory
-    before_state, before_all = await state(directory), await full_snapshot(directory)
+    setup = world.setup
+    before_state, before_all = await state(setup), await full_snapshot(setup)
     agent = world.agents[expect.by]
     await agent.send(expect.data)
 
@@ -521,8 +519,8 @@ async def test_refusal(world: World, case: str) -> None:
     else:
         assert events == []
 
-    assert await state(directory) == before_state
-    after_all = await full_snapshot(directory)
+    assert await state(setup) == before_state
+    after_all = await full_snapshot(setup)
     if expect.stored:
         # The decision is recorded with its request id, and nothing else.
         rows = {r[0]: r for r in after_all["requests"]}

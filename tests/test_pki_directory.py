@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-import aiosqlite
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from escrow_worker.state.db import SCHEMA, open_db
 
 from broker.errors import BrokerError, IdentityFileError
 from broker.pki.csr import build_csr, parse_csr
 from broker.pki.identity import Identity, generate_keys
-from broker.sqlite import transaction
 from client import (
     UntrustedCertificate,
     verify_encryption_certificate,
@@ -41,7 +40,11 @@ from escrow_worker.ca import policy as trust
 from escrow_worker.ca.authority import CertificateAuthority, load_ca
 from escrow_worker.ca.directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
 from escrow_worker.ca.policy import Member
+from escrow_worker.state.base import Tx
+from escrow_worker.state.location import Location
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, later, make_ca, snapshot, tree
+
+T = TypeVar("T")
 
 
 def _receiver_key(
@@ -57,15 +60,16 @@ def _receiver_key(
 class Setup:
     escrow: Escrow
     ca: CertificateAuthority
-    dir: Path
+
+    async def run(self, job: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        return await self.escrow.store.run(job)
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    directory = tmp_path / "escrow"
-    await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    async with open_escrow(directory) as escrow:
-        yield Setup(escrow, load_ca(directory, ESCROW_PASS), directory)
+async def setup(escrow_location: Location) -> AsyncIterator[Setup]:
+    await init_escrow(escrow_location, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
+    async with open_escrow(escrow_location) as escrow:
+        yield Setup(escrow, await load_ca(escrow, ESCROW_PASS))
 
 
 async def register(s: Setup, name: str, *groups: str, now: object = NOW) -> Identity:
@@ -80,23 +84,30 @@ async def register(s: Setup, name: str, *groups: str, now: object = NOW) -> Iden
     )
 
 
-async def test_init_creates_the_escrow(tmp_path: Path) -> None:
-    directory = tmp_path / "escrow"
-    certs = await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    files = {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
-    for stem in ("ca", "signing", "encryption"):
-        assert files[f"{stem}.key"] == 0o600
-        assert f"{stem}.pem" in files
-    assert directory.stat().st_mode & 0o777 == 0o700
-    async with open_escrow(directory) as escrow:
+async def test_init_creates_the_escrow(escrow_location: Location) -> None:
+    certs = await init_escrow(escrow_location, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
+    if escrow_location.directory is not None:
+        directory = escrow_location.directory
+        files = {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+        for stem in ("ca", "signing", "encryption"):
+            assert files[f"{stem}.key"] == 0o600
+            assert f"{stem}.pem" in files
+        assert directory.stat().st_mode & 0o777 == 0o700
+    async with open_escrow(escrow_location) as escrow:
         assert escrow.name == "acme"
         assert escrow.ca_certificate == certs.ca
-        mode = await escrow.conn.execute_fetchall("PRAGMA journal_mode")
-        assert next(iter(mode))[0] == "wal"
-        me = await get_user(escrow.conn, "acme")
+        for stem in ("ca", "signing", "encryption"):
+            assert await escrow.keystore.read(f"{stem}.pem") is not None
+            key = await escrow.keystore.read(f"{stem}.key")
+            assert key is not None
+            assert json.loads(key)["format"] == "consign-sealed"
+        if escrow.store.kind == "sqlite":
+            mode = await escrow.store.run(lambda tx: tx.fetchval("PRAGMA journal_mode"))
+            assert mode == "wal"
+        me = await escrow.store.run(lambda tx: get_user(tx, "acme"))
         assert me is not None
         assert me.kind == "escrow"
-        crl = await current_crl(escrow.conn)
+        crl = await escrow.store.run(current_crl)
         assert list(crl) == []
     # the escrow's own certificates pass the checks, as the escrow's
     verify_signing_certificate(
@@ -104,29 +115,39 @@ async def test_init_creates_the_escrow(tmp_path: Path) -> None:
     )
 
 
-async def test_init_refuses_an_existing_escrow(tmp_path: Path) -> None:
-    directory = tmp_path / "escrow"
-    await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    before = tree(directory)
+async def test_init_refuses_an_existing_escrow(escrow_location: Location) -> None:
+    await init_escrow(escrow_location, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
+    store = await escrow_location.open_store()
+    try:
+        before = await store.run(snapshot)
+    finally:
+        await store.close()
+    files = tree(escrow_location.directory) if escrow_location.directory else {}
     with pytest.raises(EscrowError, match="already holds an escrow"):
-        await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    assert tree(directory) == before
+        await init_escrow(escrow_location, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
+    store = await escrow_location.open_store()
+    try:
+        assert await store.run(snapshot) == before
+    finally:
+        await store.close()
+    if escrow_location.directory:
+        assert tree(escrow_location.directory) == files
 
 
 async def test_wrong_escrow_passphrase_is_refused(setup: Setup) -> None:
     with pytest.raises(IdentityFileError) as info:
-        load_ca(setup.dir, b"not it")
+        await load_ca(setup.escrow, b"not it")
     assert info.value.reason == "wrong_passphrase"
 
 
 async def test_register_then_lookup_gives_the_receivers_key(setup: Setup) -> None:
     bob = await register(setup, "bob", "partners")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=NOW))
     key = _receiver_key(answer, ca=bob.ca_certificate, now=NOW)
     assert isinstance(key, X25519PublicKey)
     raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
     assert key.public_bytes(*raw) == bob.encryption_key.public_key().public_bytes(*raw)
-    user = await get_user(setup.escrow.conn, "bob")
+    user = await setup.run(lambda tx: get_user(tx, "bob"))
     assert user is not None
     assert user.groups == ("partners",)
     assert {c.role.value for c in user.certificates} == {"signing", "encryption"}
@@ -141,7 +162,7 @@ async def test_register_via_csr(setup: Setup) -> None:
     assert issued.encryption.public_key().public_bytes(*raw) == (
         keys.encryption_key.public_key().public_bytes(*raw)
     )
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "carol", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "carol", now=NOW))
     assert _receiver_key(answer, ca=issued.ca, now=NOW) is not None
 
 
@@ -216,18 +237,18 @@ async def _revoke_escrow(s: Setup) -> None:
 )
 async def test_refused_operations_store_nothing(setup: Setup, action: object) -> None:
     await register(setup, "bob")
-    before = await snapshot(setup.escrow.conn)
+    before = await setup.run(snapshot)
     with pytest.raises((EscrowError, BrokerError)):  # a bad name is broker's name rule
         await action(setup)  # type: ignore[operator]
-    assert await snapshot(setup.escrow.conn) == before
+    assert await setup.run(snapshot) == before
 
 
 async def test_revocation_is_seen_at_the_moment_of_use(setup: Setup) -> None:
     bob = await register(setup, "bob")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=NOW))
     revoked = await revoke_user(setup.escrow, setup.ca, "bob", now=later(1))
     assert len(revoked) == 2
-    crl = await current_crl(setup.escrow.conn)
+    crl = await setup.run(lambda tx: current_crl(tx))
     assert {r.serial_number for r in crl} == {c.serial for c in revoked}
     # An answer obtained before revocation is refused once checked with the new CRL.
     stale_answer = DirectoryAnswer(
@@ -237,12 +258,12 @@ async def test_revocation_is_seen_at_the_moment_of_use(setup: Setup) -> None:
         _receiver_key(stale_answer, ca=bob.ca_certificate, now=later(1))
     assert info.value.reason == "revoked"
     with pytest.raises(DirectoryError):
-        await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(1))
+        await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=later(1)))
     with pytest.raises(DirectoryError, match="already revoked"):
         await revoke_user(setup.escrow, setup.ca, "bob", now=later(1))
     # after revocation the name can be registered again, with new certificates
     again = await register(setup, "bob", now=later(2))
-    answer2 = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(2))
+    answer2 = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=later(2)))
     assert _receiver_key(answer2, ca=again.ca_certificate, now=later(2)) is not None
 
 
@@ -256,33 +277,33 @@ async def test_lookup_gives_only_current_certificates(
 ) -> None:
     await register(setup, "bob")
     with pytest.raises(DirectoryError, match=message):
-        await lookup_encryption_certificate(setup.escrow.conn, "bob", now=when)  # type: ignore[arg-type]
+        await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=when))  # type: ignore[arg-type]
 
 
 async def test_naive_time_is_a_bug_not_a_decision(setup: Setup) -> None:
     bob = await register(setup, "bob")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=NOW))
     with pytest.raises(ValueError, match="timezone-aware"):
         _receiver_key(answer, ca=bob.ca_certificate, now=NOW.replace(tzinfo=None))
 
 
 async def test_lookup_unknown_name(setup: Setup) -> None:
     with pytest.raises(DirectoryError, match="no user named"):
-        await lookup_encryption_certificate(setup.escrow.conn, "nobody", now=NOW)
+        await setup.run(lambda tx: lookup_encryption_certificate(tx, "nobody", now=NOW))
 
 
 async def test_publish_crl_renews_and_numbers(setup: Setup) -> None:
-    first = await current_crl(setup.escrow.conn)
+    first = await setup.run(lambda tx: current_crl(tx))
     fresh = await publish_crl(setup.escrow, setup.ca, now=later(25))
     assert fresh.next_update_utc is not None
     assert fresh.next_update_utc > first.next_update_utc  # type: ignore[operator]
-    stored = await current_crl(setup.escrow.conn)
+    stored = await setup.run(lambda tx: current_crl(tx))
     assert stored == fresh
 
 
 async def test_client_refuses_a_stale_crl_from_the_directory(setup: Setup) -> None:
     bob = await register(setup, "bob")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=later(40))
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=later(40)))
     with pytest.raises(UntrustedCertificate) as info:
         _receiver_key(answer, ca=bob.ca_certificate, now=later(40))
     assert info.value.reason == "crl_stale"
@@ -291,7 +312,7 @@ async def test_client_refuses_a_stale_crl_from_the_directory(setup: Setup) -> No
 async def test_directory_answer_for_another_name_is_refused(setup: Setup) -> None:
     bob = await register(setup, "bob")
     await register(setup, "mallory")
-    real = await lookup_encryption_certificate(setup.escrow.conn, "mallory", now=NOW)
+    real = await setup.run(lambda tx: lookup_encryption_certificate(tx, "mallory", now=NOW))
     swapped = DirectoryAnswer("bob", real.certificate, real.crl)
     with pytest.raises(UntrustedCertificate) as info:
         _receiver_key(swapped, ca=bob.ca_certificate, now=NOW)
@@ -300,7 +321,7 @@ async def test_directory_answer_for_another_name_is_refused(setup: Setup) -> Non
 
 async def test_directory_answer_from_another_escrow_is_refused(setup: Setup) -> None:
     bob = await register(setup, "bob")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=NOW))
     with pytest.raises(UntrustedCertificate) as info:
         _receiver_key(answer, ca=make_ca("other").certificate, now=NOW)
     assert info.value.reason == "untrusted_issuer"
@@ -355,87 +376,29 @@ def test_may_send(sender: Member, receiver: Member, policy: TrustPolicy, allowed
 async def test_policy_is_stored_and_applied(setup: Setup) -> None:
     await register(setup, "alice", "staff")
     await register(setup, "bob", "partners")
-    conn = setup.escrow.conn
-    alice, bob = await trust.member(conn, "alice"), await trust.member(conn, "bob")
-    assert may_send(bob, alice, await trust.load_policy(conn))  # open by default
-    async with transaction(conn):
-        await trust.set_restricted(conn, True)
-        assert await trust.add_rule(conn, "staff", "partners")
-        assert not await trust.add_rule(conn, "staff", "partners")
-    policy = await trust.load_policy(conn)
+    alice = await setup.run(lambda tx: trust.member(tx, "alice"))
+    bob = await setup.run(lambda tx: trust.member(tx, "bob"))
+    assert may_send(bob, alice, await setup.run(trust.load_policy))  # open by default
+
+    async def restrict(tx: Tx) -> None:
+        await trust.set_restricted(tx, True)
+        assert await trust.add_rule(tx, "staff", "partners")
+        assert not await trust.add_rule(tx, "staff", "partners")
+
+    await setup.run(restrict)
+    policy = await setup.run(trust.load_policy)
     assert may_send(alice, bob, policy)
     assert not may_send(bob, alice, policy)
-    async with transaction(conn):
-        assert await trust.remove_rule(conn, "staff", "partners")
-    assert not may_send(alice, bob, await trust.load_policy(conn))
+    assert await setup.run(lambda tx: trust.remove_rule(tx, "staff", "partners"))
+    assert not may_send(alice, bob, await setup.run(trust.load_policy))
     with pytest.raises(BrokerError, match="invalid group"):
-        await trust.add_rule(conn, "Not Valid", "x")
-
-
-# --- the database module ---------------------------------------------------------
-
-
-async def test_open_db_is_idempotent_and_extensible(tmp_path: Path) -> None:
-    path = tmp_path / "escrow.db"
-    conn = await open_db(path)
-    await conn.close()
-    extra = (*SCHEMA, "CREATE TABLE IF NOT EXISTS deposits (id TEXT PRIMARY KEY)")
-    conn = await open_db(path, schema=extra)
-    try:
-        tables = {r[0] for r in await conn.execute_fetchall("SELECT name FROM sqlite_master")}
-        assert {"users", "certificates", "crl", "seen_requests", "deposits"} <= tables
-    finally:
-        await conn.close()
-    conn = await open_db(path, schema=extra)  # again: no error
-    await conn.close()
-
-
-async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
-    conn = await open_db(tmp_path / "escrow.db")
-    try:
-
-        async def write_then_fail() -> None:
-            async with transaction(conn):
-                await conn.execute("INSERT INTO escrow_meta (key, value) VALUES ('k', 'v')")
-                raise RuntimeError("boom")
-
-        with pytest.raises(RuntimeError):
-            await write_then_fail()
-        assert list(await conn.execute_fetchall("SELECT * FROM escrow_meta")) == []
-    finally:
-        await conn.close()
-
-
-@pytest.mark.parametrize("content", [b"this is not a database" * 100, b""], ids=["junk", "empty"])
-async def test_open_db_refuses_a_foreign_file(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "escrow.db"
-    path.write_bytes(content)
-    if content:
-        with pytest.raises(EscrowError, match="cannot"):
-            await open_db(path)
-    else:  # an empty file is a new database
-        conn = await open_db(path)
-        await conn.close()
+        await setup.run(lambda tx: trust.add_rule(tx, "Not Valid", "x"))
 
 
 async def test_open_escrow_refuses_a_non_escrow_directory(tmp_path: Path) -> None:
     with pytest.raises(EscrowError, match="not an escrow data directory"):
         async with open_escrow(tmp_path):
             pass
-
-
-async def test_connection_is_autocommit(tmp_path: Path) -> None:
-    conn = await open_db(tmp_path / "escrow.db")
-    try:
-        await conn.execute("INSERT INTO escrow_meta (key, value) VALUES ('k', 'v')")
-        other = await aiosqlite.connect(tmp_path / "escrow.db")
-        try:
-            rows = await other.execute_fetchall("SELECT value FROM escrow_meta")
-            assert [tuple(r) for r in rows] == [("v",)]
-        finally:
-            await other.close()
-    finally:
-        await conn.close()
 
 
 async def test_directory_certificate_seals_a_consignment_its_owner_opens(
@@ -451,7 +414,7 @@ async def test_directory_certificate_seals_a_consignment_its_owner_opens(
     alice = await register(setup, "alice")
     bob = await register(setup, "bob")
     carol = await register(setup, "carol")
-    answer = await lookup_encryption_certificate(setup.escrow.conn, "bob", now=NOW)
+    answer = await setup.run(lambda tx: lookup_encryption_certificate(tx, "bob", now=NOW))
     bob_key = _receiver_key(answer, ca=alice.ca_certificate, now=NOW)
     alice_verify = verify_signing_certificate(
         alice.signing_certificate, ca=alice.ca_certificate, crl=answer.crl, now=NOW, name="alice"

@@ -7,7 +7,6 @@ import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from broker.canonical import canonical_json
 from broker.errors import CertificateRejected, CertReason
 from broker.pki.identity import Identity
 from broker.pki.profile import fingerprint
-from broker.sqlite import transaction
 from escrow_worker import (
     Escrow,
     RequestReason,
@@ -30,6 +28,8 @@ from escrow_worker import (
 )
 from escrow_worker.ca.authority import CertificateAuthority, load_ca
 from escrow_worker.handlers.auth import VerifiedRequest, authenticate_request
+from escrow_worker.state.base import Tx
+from escrow_worker.state.location import Location
 from escrow_worker.state.replay import ReplayKey, check_and_record, prune
 from tests.pki_helpers import ESCROW_PASS, LOG_N, NOW, make_ca, make_identity, snapshot
 
@@ -42,11 +42,10 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    directory = tmp_path / "escrow"
-    await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    async with open_escrow(directory) as escrow:
-        ca = load_ca(directory, ESCROW_PASS)
+async def setup(escrow_location: Location) -> AsyncIterator[Setup]:
+    await init_escrow(escrow_location, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
+    async with open_escrow(escrow_location) as escrow:
+        ca = await load_ca(escrow, ESCROW_PASS)
         alice = await register_user(escrow, ca, "alice", groups=(), now=NOW, save=lambda i: None)
         yield Setup(escrow, ca, alice)
 
@@ -69,16 +68,17 @@ def request_bytes(
 async def accept(s: Setup, data: bytes, now: datetime = NOW) -> VerifiedRequest:
     """What the service does: authenticate (writes nothing), then record the
     request id and nonce in a transaction of its own."""
-    request = await authenticate_request(
-        s.escrow.conn, data, audience="acme", ca=s.escrow.ca_certificate, now=now
+    request = await s.escrow.store.run(
+        lambda tx: authenticate_request(
+            tx, data, audience="acme", ca=s.escrow.ca_certificate, now=now
+        )
     )
-    async with transaction(s.escrow.conn) as conn:
-        await check_and_record(conn, request.replay_key(), now=now)
+    await s.escrow.store.run(lambda tx: check_and_record(tx, request.replay_key(), now=now))
     return request
 
 
 async def state(s: Setup) -> object:
-    return await snapshot(s.escrow.conn)
+    return await s.escrow.store.run(snapshot)
 
 
 async def test_accepts_a_good_request_once(setup: Setup) -> None:
@@ -223,35 +223,35 @@ async def test_replayed_nonce_with_new_request_id_is_refused(setup: Setup) -> No
 
 async def test_prune_forgets_only_expired_entries(setup: Setup) -> None:
     await accept(setup, request_bytes(setup.alice))
-    async with transaction(setup.escrow.conn) as conn:
-        assert await prune(conn, now=NOW) == 0
-        assert await prune(conn, now=NOW + timedelta(minutes=8)) == 1
+    assert await setup.escrow.store.run(lambda tx: prune(tx, now=NOW)) == 0
+    later_on = NOW + timedelta(minutes=8)
+    assert await setup.escrow.store.run(lambda tx: prune(tx, now=later_on)) == 1
 
 
 KEY = ReplayKey("r" * 32, "bm9uY2Vub25jZW5vbmNlMQ==", "ab" * 32, 2_000_000_000)
 
 
-async def test_check_and_record_joins_the_callers_transaction(tmp_path: Path) -> None:
-    directory = tmp_path / "escrow"
-    await init_escrow(directory, "acme", ESCROW_PASS, now=NOW, log_n=LOG_N)
-    async with open_escrow(directory) as escrow:
-        conn = escrow.conn
+async def test_check_and_record_joins_the_callers_transaction(setup: Setup) -> None:
+    store = setup.escrow.store
 
-        async def record_then_fail() -> None:
-            async with transaction(conn):
-                await check_and_record(conn, KEY, now=NOW)
-                raise RuntimeError("the decision failed")
+    async def record_then_fail(tx: Tx) -> None:
+        await check_and_record(tx, KEY, now=NOW)
+        raise RuntimeError("the decision failed")
 
-        with pytest.raises(RuntimeError):
-            await record_then_fail()
-        assert list(await conn.execute_fetchall("SELECT * FROM seen_requests")) == []
+    with pytest.raises(RuntimeError):
+        await store.run(record_then_fail)
+    assert await store.run(lambda tx: tx.fetchall("SELECT * FROM seen_requests")) == []
 
-        async with transaction(conn):
-            await check_and_record(conn, KEY, now=NOW)
-            with pytest.raises(RequestRejected):
-                await check_and_record(conn, KEY, now=NOW)
-            # the refused insert leaves the caller's transaction usable
-            await conn.execute("INSERT INTO escrow_meta (key, value) VALUES ('after', 'ok')")
-        rows = await conn.execute_fetchall("SELECT value FROM escrow_meta WHERE key = 'after'")
-        assert [tuple(r) for r in rows] == [("ok",)]
-        assert len(list(await conn.execute_fetchall("SELECT * FROM seen_requests"))) == 1
+    async def record_twice(tx: Tx) -> None:
+        await check_and_record(tx, KEY, now=NOW)
+        with pytest.raises(RequestRejected):
+            await check_and_record(tx, KEY, now=NOW)
+        # the refused insert leaves the caller's transaction usable (PostgreSQL too)
+        await tx.execute("INSERT INTO escrow_meta (key, value) VALUES ('after', 'ok')")
+
+    await store.run(record_twice)
+    rows = await store.run(
+        lambda tx: tx.fetchall("SELECT value FROM escrow_meta WHERE key = 'after'")
+    )
+    assert [tuple(r) for r in rows] == [("ok",)]
+    assert len(await store.run(lambda tx: tx.fetchall("SELECT * FROM seen_requests"))) == 1

@@ -79,7 +79,7 @@ async def set_restricted(tx: Tx, restricted: bool) -> None:
 async def add_rule(tx: Tx, from_group: str, to_group: str) -> bool:
     """Add a rule; False if it was already there."""
     count = await tx.execute(
-        "INSERT OR IGNORE INTO policy_rules (from_group, to_group) VALUES (?, ?)",
+        "INSERT INTO policy_rules (from_group, to_group) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (_group(from_group), _group(to_group)),
     )
     return count == 1

@@ -134,6 +134,7 @@ class PostgresStore(Store):
         self._pool = pool
         self._max_wait = max_wait
         self._closed = False
+        self._outage = False  # logged once per outage, not once per waiting job
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 10, max_wait: float = 600.0) -> PostgresStore:
@@ -190,13 +191,14 @@ class PostgresStore(Store):
             raise StoreError("the escrow store is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_wait
-        delay, retries, reported = 0.05, 0, False
+        delay, retries = 0.05, 0
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     result = await job(_PgTx(conn))
-                if reported:
-                    _log.warning("the escrow database %s is back", self.location)
+                if self._outage:
+                    self._outage = False
+                    _log.warning("the escrow database %s answers again", self.location)
                 return result
             except _RETRY:
                 retries += 1
@@ -217,13 +219,13 @@ class PostgresStore(Store):
                         f"the escrow database {self.location} is unreachable ({exc})",
                         "it is tried again once the database answers",
                     ) from exc
-                if not reported:
+                if not self._outage:
+                    self._outage = True
                     _log.warning(
-                        "the escrow database %s is unreachable (%s); waiting for it",
+                        "the escrow database %s is unreachable (%s); requests wait for it",
                         self.location,
                         exc,
                     )
-                    reported = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except asyncpg.PostgresError as exc:

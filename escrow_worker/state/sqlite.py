@@ -87,12 +87,12 @@ class _Job:
     outcome: tuple[bool, Any] = field(default=(False, None))
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, cached_statements=256
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or mode[0] != "wal":
             raise sqlite3.OperationalError("the database refuses WAL mode")
@@ -155,9 +155,16 @@ class SqliteStore(Store):
         self._thread.start()
 
     @classmethod
-    async def open(cls, path: Path, *, max_batch: int = 64) -> SqliteStore:
+    async def open(
+        cls, path: Path, *, max_batch: int = 64, busy_timeout_ms: int = _BUSY_TIMEOUT_MS
+    ) -> SqliteStore:
+        if not await asyncio.to_thread(path.parent.is_dir):
+            raise StoreError(
+                f"the escrow directory {path.parent} does not exist",
+                "check --escrow-dir / CONSIGN_ESCROW_DIR, or run `consign escrow init` first",
+            )
         try:
-            conn = await asyncio.to_thread(_connect, path)
+            conn = await asyncio.to_thread(_connect, path, busy_timeout_ms)
         except OSError as exc:
             raise StoreError(
                 f"cannot open the escrow database {path}: {exc}",
