@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from broker.deposit import Mode
 from broker.messages import EventKind
-from client._manifest import FileEntry
+from client.format.manifest import FileEntry
 
 __all__ = [
     "ConsignmentStatus",
