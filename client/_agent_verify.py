@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel
 
 from broker.envelope import Envelope, SignedEnvelope, verify_envelope_signature
-from broker.errors import BrokerError, CertificateRejected
+from broker.errors import BrokerError
 from broker.messages import MessageType, UnknownMessage, parse_body
 from broker.pki.checks import check_encryption_certificate
 from broker.pki.profile import fingerprint, load_certificate
-from client._trust import verify_signing_certificate
-from client.errors import UntrustedCertificate, UntrustedMessage
+from client.errors import UntrustedCertificate, UntrustedMessage, _as_client_errors
+from client.trust import verify_signing_certificate
 
 #: Messages only the escrow signs.
 FROM_ESCROW: Final = frozenset(
@@ -117,12 +117,10 @@ def encryption_key(
     certs: Certificates, *, ca: x509.Certificate, now: datetime, escrow: bool
 ) -> X25519PublicKey:
     """The checked X25519 key of `certs` (the escrow's own when `escrow`)."""
-    try:
+    with _as_client_errors():
         return check_encryption_certificate(
             certs.encryption, ca=ca, crl=certs.crl, now=now, expected_name=certs.name, escrow=escrow
         )
-    except CertificateRejected as exc:
-        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
 
 
 def verify_with(message: Unverified, certs: Certificates, key: Ed25519PublicKey) -> None:

@@ -14,11 +14,11 @@ import click
 
 from broker.console import emit, json_option, progress, say
 from client._agent_store import Store
-from client._home import IdentityHome
 from client.agent import SenderAgent, Sent
 from client.cli._agentcli import AgentOptions, agent_options, running, state_dir
 from client.consignment import inspect
 from client.errors import AgentError
+from client.home import IdentityHome
 
 
 @click.command()
