@@ -12,8 +12,8 @@ from dataclasses import asdict
 import click
 
 from broker.console import emit, iso, json_option, say
-from client._agent import require_consignment_id
 from client.agent import InboxContents, ReceiverAgent
+from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
 
 _wait_option = click.option(

@@ -9,8 +9,8 @@ import asyncio
 import click
 
 from broker.console import emit, iso, json_option, say
-from client._agent import require_consignment_id
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
+from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
 
 
