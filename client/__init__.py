@@ -4,8 +4,13 @@ Public modules: `consignment` (seal, unseal, inspect and their types), `agent`
 (SenderAgent, ReceiverAgent and the records they return), `home` (a user's local
 identities), `trust` (checks of certificates before they are relied on) and
 `errors`. Every public name is exported here, once, and imported on first use.
-`cli` is the `consign` command. Internal: `format/` (the consignment file
-format) and modules starting with an underscore.
+`cli` is the `consign` command and `demo` the story it shows (`consign demo`).
+Internal: `format/` (the consignment file format), the modules inside `agent/`
+(its `__init__` says which does what), and modules starting with an underscore.
+
+`client` uses `broker` and must never import `escrow_worker` at import time:
+only `demo` uses it, inside the functions that run the demo, and `cli` mounts
+`consign escrow` (the operator's commands) on first use.
 """
 
 from __future__ import annotations

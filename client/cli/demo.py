@@ -1,4 +1,4 @@
-"""`consign demo`: the whole story on one machine (see `client._demo`)."""
+"""`consign demo`: the whole story on one machine (see `client.demo`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from broker.console import say
-from client._demo import run_demo
+from client.demo import run_demo
 
 
 @click.command()
