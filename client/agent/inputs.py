@@ -2,7 +2,8 @@
 or sealed: consignment ids, user names, release windows and consignment files.
 
 Each raises a `ClientError` whose message says what is wrong and whose hint says
-what to give instead. Pure checks; only `require_file` looks at the file system.
+what to give instead. They must never let a bad argument reach the escrow or the
+sealing. Pure checks; only `require_file` looks at the file system.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the agents hand back: plain, frozen records of verified messages.
 
-Nothing here does I/O. Times are whole Unix seconds (UTC), as on the wire.
+This module must never do I/O. Times are whole Unix seconds (UTC), as on the wire.
 """
 
 from __future__ import annotations

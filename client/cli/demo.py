@@ -1,4 +1,6 @@
-"""`consign demo`: the whole story on one machine (see `client.demo`)."""
+"""`consign demo`: the whole story on one machine (see `client.demo`). It must
+never leave anything behind: the story runs in a temporary directory.
+"""
 
 from __future__ import annotations
 

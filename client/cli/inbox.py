@@ -1,7 +1,8 @@
 """`consign inbox` and `consign events`: fetch what arrived in your inbox (each
 message verified and stored before it is acked) and list it.
 
-Thin wrappers around `ReceiverAgent.fetch` and `events`.
+Thin wrappers around `ReceiverAgent.fetch` and `events`. They must never show a
+refused message as received: refusals are listed apart, with the reason.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """`consign revoke` and `consign status`: the sender's control over a deposited
-consignment. Thin wrappers around `SenderAgent.revoke` and `status`.
+consignment. Thin wrappers around `SenderAgent.revoke` and `status`; they must
+never ask for a passphrase (or the escrow) about something that is not a
+consignment id.
 """
 
 from __future__ import annotations

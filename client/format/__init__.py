@@ -5,6 +5,6 @@ reads and writes it.
 `keys` is the key schedule, `stream` the encrypted payload, `manifest` the list
 of files and the rules for their names, `pack` and `unpack` the reads and writes
 of sealing and of opening. Internal: `client.consignment` (seal, unseal,
-inspect) is the public API built on it. Nothing here touches the network or an
+inspect) is the public API built on it. It must never touch the network or an
 agent's state.
 """
