@@ -10,8 +10,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from broker.deposit import ControlAttributes, Deposit, Mode
-from client._files import Opener
-from client._manifest import FileEntry
 from client.consignment import (
     Opened,
     Recipient,
@@ -21,6 +19,8 @@ from client.consignment import (
     seal,
     unseal,
 )
+from client.format.manifest import FileEntry
+from client.format.pack import Opener
 
 ESCROW = "amqp://escrow.example/consign"
 

@@ -30,7 +30,7 @@ from client import (
     SealError,
     SenderAgent,
 )
-from client._chunks import Chunk, chunk_wire
+from client.agent.chunks import Chunk, chunk_wire
 from client.consignment import consignment_digest
 from tests.agent_helpers import ESCROW_NAME, WorkerRunner, World, make_world
 from tests.conftest import TransportFactory

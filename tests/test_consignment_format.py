@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.deposit import Mode
-from client._format import (
+from client.errors import OpenError
+from client.format.header import (
     CHUNK_SIZE,
     MAGIC,
     TAG_SIZE,
@@ -19,7 +20,6 @@ from client._format import (
     Stanza,
     parse_header,
 )
-from client.errors import OpenError
 from tests.consign_helpers import RECEIVERS, open_bytes, seal_bytes
 
 ESCROWS = st.text(

@@ -13,8 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.deposit import Mode
-from client import _manifest
-from client._format import CHUNK_SIZE, parse_header
 from client.consignment import (
     Source,
     consignment_digest,
@@ -24,6 +22,8 @@ from client.consignment import (
     unseal,
     unseal_async,
 )
+from client.format import manifest as _manifest
+from client.format.header import CHUNK_SIZE, parse_header
 from tests.consign_helpers import ALICE, ESCROW, RECEIVERS, open_bytes, party, seal_bytes
 
 ONE_FILE_OVERHEAD = len(_manifest.encode([_manifest.FileEntry("f", 0)]))
@@ -223,8 +223,8 @@ def test_injected_randomness_and_clock_make_sealing_deterministic() -> None:
     """Escrowed mode puts no HPKE output in the file, so with the randomness and the
     clock injected the consignment bytes are exactly reproducible."""
     from broker.deposit import ControlAttributes
-    from client._manifest import FileEntry
     from client.consignment import _seal_from_parts
+    from client.format.manifest import FileEntry
 
     def sealed() -> tuple[bytes, int]:
         counter = iter(range(1000))

@@ -14,11 +14,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from broker.deposit import ControlAttributes, KeyRelease, Mode
-from client import _keys, _stream
-from client._format import TRAILER_SIZE, Header, parse_header
-from client._manifest import FileEntry, encode
 from client.consignment import Source, _content_key, seal, unseal
 from client.errors import OpenError, SealError, UnsafePathError
+from client.format import keys as _keys
+from client.format import stream as _stream
+from client.format.header import TRAILER_SIZE, Header, parse_header
+from client.format.manifest import FileEntry, encode
 from tests.consign_helpers import (
     ALICE,
     ESCROW,

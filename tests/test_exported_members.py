@@ -12,6 +12,8 @@ MODULES = [
     "client.consignment",
     "client.errors",
     "client.agent",
+    "client.home",
+    "client.trust",
     "broker",
     "broker.deposit",
 ]
@@ -36,7 +38,13 @@ def test_all_is_complete_and_resolves(name: str) -> None:
 def test_package_reexports_its_public_modules(package: str) -> None:
     module = importlib.import_module(package)
     for sub in {
-        "client": ["client.consignment", "client.errors", "client.agent"],
+        "client": [
+            "client.consignment",
+            "client.errors",
+            "client.agent",
+            "client.home",
+            "client.trust",
+        ],
         "broker": ["broker.deposit"],
     }[package]:
         assert set(importlib.import_module(sub).__all__) <= set(module.__all__)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from client._format import CHUNK_SIZE, TAG_SIZE, chunk_nonce
+from client.format.header import CHUNK_SIZE, TAG_SIZE, chunk_nonce
 
 SEGMENT_CHUNKS = 16
 SEGMENT = SEGMENT_CHUNKS * CHUNK_SIZE

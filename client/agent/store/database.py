@@ -1,35 +1,37 @@
-"""An agent's durable state: one SQLite database in its state directory.
+"""The agent database itself: where it lives, its tables, and the one connection
+every query goes through.
 
-- `spool`: every inbox message, stored (and committed) before it is acked, then
-  verified and moved to the table it belongs in (a chunk's data to a file of
-  its own, listed in `chunks`, until its consignment is whole).
-- `requests`: every signed request, stored before it is published, with the
-  verified reply once it came (so a retry re-sends the same bytes, and a reply
-  is never decided twice).
-- `directory`: certificates and CRL from the escrow's lookups (checked at use).
-- `events`, `notifications`, `received`, `sent`, `refused`: what arrived, what
-  was sealed and sent, and what was refused and why.
-
+`Database` opens (and creates) `agent.db` in the agent's state directory the
+way every SQLite database here is opened (`broker.sqlite`: write-ahead logging,
+`synchronous = FULL`, so a message is acked only once it survives a power cut).
 All access goes through one connection and one lock, so the pump and the
-processor of an agent never interleave inside a transaction. This module holds
-no protocol logic and must never store a private key.
+processor of an agent never interleave inside a transaction.
+The tables' methods live beside it (`requests.py`, `inbox.py`). This module must
+never hold protocol logic or store a private key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import aiosqlite
 
+from broker.sqlite import open_sqlite, transaction
 from client.errors import AgentError
 
-DB_NAME = "agent.db"
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+DB_NAME: Final = "agent.db"
+#: What a failing database raises: the state is at fault, not a message.
+StoreError = sqlite3.Error
+_R = TypeVar("_R", bound="DataclassInstance")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spool (
@@ -111,8 +113,8 @@ _SCHEMA = (
 )
 
 
-class Store:
-    """The agent database. Use `await Store.open(dir)`, then `close()`."""
+class Database:
+    """The connection to an agent's database. Use `await Store.open(dir)`, then `close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, root: Path) -> None:
         self._conn = conn
@@ -120,26 +122,16 @@ class Store:
         self.root = root
 
     @classmethod
-    async def open(cls, root: Path) -> Store:
+    async def open(cls, root: Path) -> Self:
         try:
             await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)
-            conn = await aiosqlite.connect(root / DB_NAME, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+            conn = await open_sqlite(root / DB_NAME, _SCHEMA, busy_timeout_ms=10_000)
+        except OSError as exc:
             raise AgentError(
                 f"cannot open the agent state in {root}: {exc}",
                 "check the state directory (--home) and that it is writable",
             ) from exc
-        try:
-            await conn.execute("PRAGMA busy_timeout = 10000")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a message is acked only once it survives a power cut.
-            await conn.execute("PRAGMA synchronous = FULL")
-            await conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await conn.execute(statement)
-            await conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            await conn.close()
             raise AgentError(
                 f"cannot prepare the agent state {root / DB_NAME}: {exc}",
                 "is it an agent database? move it away to start afresh",
@@ -151,18 +143,14 @@ class Store:
             await self._conn.close()
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction, alone on the connection."""
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+        async with self._lock, transaction(self._conn) as conn:
+            yield conn
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of a read-only query (for the methods beside this class, and
+        for tests that look inside)."""
         async with self._lock:
             self._conn.row_factory = sqlite3.Row
             try:
@@ -175,41 +163,7 @@ class Store:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    # -- spool ---------------------------------------------------------------
 
-    async def spool(self, items: Iterable[tuple[str, bytes]], now: int) -> None:
-        """Store raw inbox messages (hash, bytes); a redelivered one is stored once."""
-        async with self.tx() as conn:
-            await conn.executemany(
-                "INSERT OR IGNORE INTO spool (wire_hash, wire, received_at) VALUES (?, ?, ?)",
-                [(h, w, now) for h, w in items],
-            )
-
-    # -- requests ------------------------------------------------------------
-
-    async def add_request(
-        self,
-        *,
-        request_id: str,
-        type: str,
-        subject: str,
-        wire: bytes,
-        issued_at: int,
-        expires_at: int,
-    ) -> None:
-        async with self.tx() as conn:
-            await conn.execute(
-                "INSERT INTO requests (request_id, type, subject, wire, issued_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (request_id, type, subject, wire, issued_at, expires_at),
-            )
-
-    async def reply_of(self, request_id: str) -> sqlite3.Row | None:
-        return await self.fetchone(
-            "SELECT * FROM requests WHERE request_id = ? AND reply_type IS NOT NULL",
-            (request_id,),
-        )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def record(cls: type[_R], row: sqlite3.Row) -> _R:
+    """A record whose fields are columns of the same names."""
+    return cls(**{f.name: row[f.name] for f in fields(cls)})

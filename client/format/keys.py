@@ -1,5 +1,7 @@
 """The key schedule: how content, payload, MAC and commitment keys are derived,
-and how key parts are wrapped to receivers with HPKE (RFC 9180).
+how key parts are made and wrapped to receivers with HPKE (RFC 9180) when
+sealing, and how a receiver recovers the content key from a header and the
+escrow's release when opening.
 
 Pure functions over bytes, no I/O. This module must never use a key for two
 purposes: every derivation has its own HKDF info label.
@@ -7,13 +9,18 @@ purposes: every derivation has its own HKDF info label.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from broker.deposit import Mode
+from broker.canonical import raw_public_key
+from broker.deposit import KeyRelease, Mode, key_id
+from client.format.header import Header, Stanza
 
 KEY_LEN = 32
 WRAP_LEN = 80  # HPKE enc (32) || AEAD(32-byte key) (32 + 16)
@@ -23,7 +30,8 @@ _MODE_BYTE = {Mode.SPLIT: b"\x01", Mode.ESCROWED: b"\x02"}
 
 
 class UnwrapError(Exception):
-    """HPKE could not open a wrapped key part (wrong key, wrong context, altered)."""
+    """The content key cannot be recovered: a wrapped key part does not open (wrong
+    key, wrong context, altered), or the release or the header MAC does not fit."""
 
 
 def _hkdf(ikm: bytes, *, salt: bytes | None, info: bytes) -> bytes:
@@ -107,3 +115,67 @@ def unwrap(
     if len(secret) != KEY_LEN:
         raise UnwrapError("unwrapped key has the wrong length")
     return secret
+
+
+@dataclass(frozen=True)
+class NewContentKey:
+    """A content key just made, and what opens it: in split mode K1 wrapped to each
+    receiver (the file's stanzas) and K2 (for the escrow); in escrowed mode K3
+    wrapped to each receiver (for the escrow only)."""
+
+    key: bytes = field(repr=False)
+    stanzas: tuple[Stanza, ...]
+    wrapped_keys: dict[str, bytes]
+    escrow_key: bytes | None = field(repr=False)
+
+
+def new_content_key(
+    mode: Mode,
+    receivers: Sequence[tuple[bytes, X25519PublicKey]],
+    consignment_id: bytes,
+    policy_digest: bytes,
+    rng: Callable[[int], bytes],
+) -> NewContentKey:
+    """Make the key parts with `rng` and wrap them to the receivers, given as
+    (key id, encryption key) in the policy's order."""
+    if mode is Mode.SPLIT:
+        k1, k2 = rng(KEY_LEN), rng(KEY_LEN)
+        key = content_key(mode, k1 + k2, consignment_id, policy_digest)
+        stanzas = tuple(
+            Stanza(kid, wrap(mode, k1, public, consignment_id, policy_digest))
+            for kid, public in receivers
+        )
+        return NewContentKey(key, stanzas, {}, k2)
+    k3 = rng(KEY_LEN)
+    key = content_key(mode, k3, consignment_id, policy_digest)
+    wrapped = {
+        kid.hex(): wrap(mode, k3, public, consignment_id, policy_digest)
+        for kid, public in receivers
+    }
+    return NewContentKey(key, (), wrapped, None)
+
+
+def recover_content_key(header: Header, identity: X25519PrivateKey, release: KeyRelease) -> bytes:
+    """The content key of `header`, from the receiver's key and the escrow's
+    release, checked against the header MAC; `UnwrapError` if anything does not
+    fit (the caller must say no more than that)."""
+    if (
+        release.consignment_id != header.consignment_id.hex()
+        or release.mode is not header.mode
+        or len(release.policy_digest) != 32
+    ):
+        raise UnwrapError("the release is not for this consignment")
+    digest = release.policy_digest  # as the escrow holds it: a swapped policy opens nothing
+    if header.mode is Mode.SPLIT:
+        mine = key_id(raw_public_key(identity.public_key()))
+        stanza = next((s for s in header.stanzas if s.key_id == mine), None)
+        if stanza is None or len(release.key_part) != KEY_LEN:
+            raise UnwrapError("no key part for this receiver")
+        k1 = unwrap(header.mode, stanza.wrapped, identity, header.consignment_id, digest)
+        parts = k1 + release.key_part
+    else:
+        parts = unwrap(header.mode, release.key_part, identity, header.consignment_id, digest)
+    key = content_key(header.mode, parts, header.consignment_id, digest)
+    if not verify_header_mac(key, header.mac_input(), header.mac):
+        raise UnwrapError("the header MAC does not match")
+    return key

@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel
 
 from broker.envelope import Envelope, SignedEnvelope, verify_envelope_signature
-from broker.errors import BrokerError, CertificateRejected
-from broker.messages import MessageType, UnknownMessage, parse_body
+from broker.errors import BrokerError
+from broker.messages import LookupReplyBody, MessageType, UnknownMessage, parse_body
 from broker.pki.checks import check_encryption_certificate
 from broker.pki.profile import fingerprint, load_certificate
-from client._trust import verify_signing_certificate
-from client.errors import UntrustedCertificate, UntrustedMessage
+from client.errors import UntrustedCertificate, UntrustedMessage, _as_client_errors
+from client.trust import verify_signing_certificate
 
 #: Messages only the escrow signs.
 FROM_ESCROW: Final = frozenset(
@@ -117,12 +117,10 @@ def encryption_key(
     certs: Certificates, *, ca: x509.Certificate, now: datetime, escrow: bool
 ) -> X25519PublicKey:
     """The checked X25519 key of `certs` (the escrow's own when `escrow`)."""
-    try:
+    with _as_client_errors():
         return check_encryption_certificate(
             certs.encryption, ca=ca, crl=certs.crl, now=now, expected_name=certs.name, escrow=escrow
         )
-    except CertificateRejected as exc:
-        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
 
 
 def verify_with(message: Unverified, certs: Certificates, key: Ed25519PublicKey) -> None:
@@ -163,6 +161,33 @@ def self_certified_escrow(
         ) from exc
     verify_with(message, certs, key)
     return certs
+
+
+def check_subject(request_type: MessageType, subject: str, body: BaseModel) -> None:
+    """A reply must be about what its request asked: the name looked up, or the
+    consignment (and for a key request the digest) it named. Checked before the
+    reply is stored, so a forged or confused reply cannot stand in for the real one."""
+    if isinstance(body, LookupReplyBody):
+        if body.name != subject:
+            raise UntrustedMessage(
+                "unexpected_reply",
+                f"a lookup reply for {body.name!r} answers a lookup of {subject!r}",
+            )
+        return
+    cid = getattr(body, "consignment_id", None)
+    if request_type is MessageType.LOOKUP or cid is None:
+        return
+    wanted = subject.split(":")[0]
+    digest = getattr(body, "consignment_digest", None)
+    if cid != wanted or (
+        request_type is MessageType.KEY_REQUEST
+        and digest is not None
+        and digest != subject.split(":")[1]
+    ):
+        raise UntrustedMessage(
+            "wrong_consignment",
+            f"a {request_type} reply is about consignment {cid}, not {wanted} as asked",
+        )
 
 
 def crl_der(crl: x509.CertificateRevocationList) -> bytes:

@@ -1,6 +1,6 @@
 """What the agents hand back: plain, frozen records of verified messages.
 
-Nothing here does I/O. Times are whole Unix seconds (UTC), as on the wire.
+This module must never do I/O. Times are whole Unix seconds (UTC), as on the wire.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from broker.deposit import Mode
 from broker.messages import EventKind
-from client._manifest import FileEntry
+from client.format.manifest import FileEntry
 
 __all__ = [
     "ConsignmentStatus",

@@ -1,6 +1,6 @@
 """What a user can do about each typed refusal of the escrow: `refusal_error`
 turns an `error` reply into `EscrowRefused` with the escrow's code and a hint.
-Plain data; no I/O."""
+Plain data and one function: it must never do I/O."""
 
 from __future__ import annotations
 

@@ -1,40 +1,25 @@
-"""The agents: an application's side of the escrow protocol (docs/protocol.md).
+"""The sender's agent: seal and deposit, send, revoke, and ask for status.
 
-    async with SenderAgent(identity, transport, "acme", state_dir) as alice:
-        sealed = await alice.seal(["report.pdf"], "report.consignment", to=["bob"])
-        await alice.send(sealed.path)                      # chunks to bob's inbox
-        print(await alice.status(sealed.consignment_id))
-
-    async with ReceiverAgent(identity, transport, "acme", state_dir) as bob:
-        inbox = await bob.fetch()                          # stored before acked
-        opened = await bob.open(inbox.received[0].consignment_id, Path("out"))
-
-Both read their inbox in the background, keep what arrives in `state_dir`
-(SQLite), verify every message (the escrow's signature and certificate for
-escrow messages, the sender's for chunks) and store every request before they
-publish it, so asking again re-sends the same bytes. Errors are `ClientError`s:
-`EscrowRefused` (the escrow's typed refusal), `NoReply`, `UntrustedMessage`,
-`OpenError`. Sealing and opening run in worker threads: the event loop is never
-blocked.
+`SenderAgent.seal` looks up the receivers, seals the files (in a worker thread)
+and deposits the key part at the escrow, checking its signed receipt against
+the deposit; `send` publishes the file as signed chunks to the receivers'
+inboxes, many in flight; `revoke` and `status` are signed requests. This module
+must never send a consignment whose deposit the escrow refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from broker import SealedMessageError, open_key_part, seal_deposit
-from broker.deposit import ControlAttributes, Deposit, KeyRelease, Mode
+from broker import seal_deposit
+from broker.deposit import ControlAttributes, Deposit, Mode
 from broker.errors import Unroutable
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
-    ErrorCode,
-    KeyReleaseBody,
-    KeyRequestBody,
     MessageType,
     RevokeBody,
     RevokeReplyBody,
@@ -42,26 +27,20 @@ from broker.messages import (
     StatusReplyBody,
 )
 from broker.transport.base import Inbox, Message
-from client import _chunks
-from client._agent import (
-    Agent,
+from client.agent.chunks import Chunk, chunk_count, chunk_size, chunk_wire, read_chunks
+from client.agent.core import Agent
+from client.agent.inputs import (
     check_release_window,
     is_consignment_id,
     require_consignment_id,
+    require_file,
     require_name,
 )
-from client._agent_store import dumps
-from client._agent_types import (
+from client.agent.types import (
     ConsignmentStatus,
-    Event,
-    InboxContents,
-    Notification,
-    OpenedConsignment,
     Party,
     Receipt,
-    Received,
     ReceiverState,
-    Refusal,
     Revoked,
     Sealed,
     Sent,
@@ -74,34 +53,8 @@ from client.consignment import (
     consignment_digest,
     inspect,
     seal_async,
-    unseal_async,
 )
-from client.errors import (
-    AgentError,
-    ClientError,
-    EscrowRefused,
-    NoReply,
-    OpenError,
-    UntrustedMessage,
-)
-
-__all__ = [
-    "ConsignmentStatus",
-    "Event",
-    "InboxContents",
-    "Notification",
-    "OpenedConsignment",
-    "Party",
-    "Receipt",
-    "Received",
-    "ReceiverAgent",
-    "ReceiverState",
-    "Refusal",
-    "Revoked",
-    "Sealed",
-    "SenderAgent",
-    "Sent",
-]
+from client.errors import AgentError, ClientError, EscrowRefused, NoReply, UntrustedMessage
 
 #: Chunk publishes awaiting their broker confirm at once.
 _IN_FLIGHT = 16
@@ -154,24 +107,7 @@ class SenderAgent(Agent):
             # Refused: a file whose key part nobody holds opens for no one.
             await asyncio.to_thread(path.unlink, missing_ok=True)
             raise
-        async with self.store.tx() as conn:
-            await conn.execute(
-                "INSERT OR REPLACE INTO sent (consignment_id, path, mode, receivers,"
-                " consignment_digest, consignment_size, sealed_at, receipt, receipt_wire)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    deposit.consignment_id,
-                    str(path),
-                    mode.value,
-                    dumps(names),
-                    deposit.consignment_digest,
-                    deposit.consignment_size,
-                    deposit.sealed_at,
-                    dumps({"request_id": receipt.request_id, "deposited_at": receipt.deposited_at}),
-                    receipt.signed,
-                ),
-            )
-        return Sealed(
+        sealed = Sealed(
             consignment_id=deposit.consignment_id,
             path=path,
             mode=mode,
@@ -180,6 +116,8 @@ class SenderAgent(Agent):
             consignment_size=deposit.consignment_size,
             receipt=receipt,
         )
+        await self.store.record_sealed(sealed, deposit.sealed_at)
+        return sealed
 
     async def _deposit(self, deposit: Deposit, escrow: Party) -> Receipt:
         sealed = seal_deposit(deposit, escrow.encryption_key)
@@ -228,22 +166,19 @@ class SenderAgent(Agent):
         """(file, consignment id, receivers if this agent sealed it)."""
         text = str(consignment)
         if isinstance(consignment, str) and is_consignment_id(text):
-            row = await self.store.fetchone(
-                "SELECT path, receivers FROM sent WHERE consignment_id = ?", (text,)
-            )
-            if row is None:
+            record = await self.store.sealed(text)
+            if record is None:
                 raise AgentError(
                     f"this agent sealed no consignment {text}",
                     "give the consignment file instead of its id",
                 )
-            return Path(row["path"]), text, _names(row["receivers"])
+            path, receivers = record
+            return path, text, receivers
         path = Path(consignment)
-        await _require_file(path)
+        await require_file(path)
         info = await asyncio.to_thread(inspect, path)
-        row = await self.store.fetchone(
-            "SELECT receivers FROM sent WHERE consignment_id = ?", (info.consignment_id,)
-        )
-        return path, info.consignment_id, None if row is None else _names(row["receivers"])
+        record = await self.store.sealed(info.consignment_id)
+        return path, info.consignment_id, None if record is None else record[1]
 
     async def locate(self, consignment: Path | str) -> Path:
         """The file of a consignment: `consignment` itself, or the file of the
@@ -270,18 +205,18 @@ class SenderAgent(Agent):
             )
         digest = await asyncio.to_thread(consignment_digest, path)
         size = (await asyncio.to_thread(path.stat)).st_size
-        chunk = _chunks.chunk_size(self.transport.config.max_message_size)
-        count = _chunks.chunk_count(size, chunk)
+        chunk = chunk_size(self.transport.config.max_message_size)
+        count = chunk_count(size, chunk)
         # No declaring here: the escrow declared each receiver's inbox when it
         # took the deposit, and a sender's broker account needs no such right.
         slots = asyncio.Semaphore(_IN_FLIGHT)
-        chunks = _chunks.read_chunks(path, chunk)
+        chunks = read_chunks(path, chunk)
         done = 0
 
-        async def publish(receiver: str, piece: _chunks.Chunk) -> None:
+        async def publish(receiver: str, piece: Chunk) -> None:
             try:
                 message_id, wire = await asyncio.to_thread(
-                    _chunks.chunk_wire,
+                    chunk_wire,
                     self.identity,
                     receiver=receiver,
                     consignment_id=cid,
@@ -398,134 +333,3 @@ class SenderAgent(Agent):
                 for r in body.receivers
             ),
         )
-
-
-class ReceiverAgent(Agent):
-    """Reads its inbox (notifications, chunks, replies, events), keeps every
-    message durably before acking it, and opens consignments with the key part
-    the escrow releases. Constructed like `SenderAgent`."""
-
-    async def fetch(self, *, idle: float = 0.5, timeout: float = 30.0) -> InboxContents:  # noqa: ASYNC109
-        """Wait until the inbox is quiet, then return everything that arrived."""
-        await self.sync(idle=idle, timeout=timeout)
-        return await self.inbox()
-
-    async def locate(self, consignment: Path | str) -> Path:
-        """The file of a consignment: `consignment` itself, or the file of the
-        consignment with that id that arrived in the inbox (read first if it
-        has not been stored yet)."""
-        text = str(consignment)
-        if isinstance(consignment, str) and is_consignment_id(text):
-            query = "SELECT state, path FROM received WHERE consignment_id = ?"
-            row = await self.store.fetchone(query, (text,))
-            if row is None or row["state"] != "complete":
-                # Not here yet: read what the inbox holds (as `consign inbox` would).
-                await self.sync(idle=0.5, timeout=10.0)
-                row = await self.store.fetchone(query, (text,))
-            if row is None or row["state"] != "complete":
-                state = "has not arrived" if row is None else f"is {row['state']}"
-                raise AgentError(
-                    f"consignment {text} {state} in the inbox of {self.name!r}",
-                    "run `consign inbox` to fetch it, or give the consignment file",
-                )
-            return Path(row["path"])
-        return Path(consignment)
-
-    async def open(
-        self,
-        consignment: Path | str,
-        destination: Path | str,
-        *,
-        overwrite: bool = False,
-        progress: Progress | None = None,
-    ) -> OpenedConsignment:
-        """Open a consignment (a file, or the id of one that arrived in the inbox)
-        into the directory `destination`: check its digest, ask the escrow for
-        the key part, check the signed release and the sender's certificate,
-        then decrypt. Nothing is written unless every check passed."""
-        path = await self.locate(consignment)
-        await _require_file(path)
-        info = await asyncio.to_thread(inspect, path)
-        if info.escrow != self.escrow:
-            raise AgentError(
-                f"consignment {info.consignment_id} was sealed for escrow {info.escrow!r}, "
-                f"not {self.escrow!r}",
-                "open it with an identity of that escrow",
-            )
-        digest = await asyncio.to_thread(consignment_digest, path)
-        cid = info.consignment_id
-        try:
-            _, body, _, _ = await self.request(
-                MessageType.KEY_REQUEST,
-                KeyRequestBody(consignment_id=cid, consignment_digest=digest),
-                subject=f"{cid}:{digest}",
-                reuse=True,
-            )
-        except EscrowRefused as exc:
-            raise await self._explain_unknown(exc, cid) from None
-        assert isinstance(body, KeyReleaseBody)
-        if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
-            raise UntrustedMessage(
-                "wrong_consignment",
-                f"the escrow's key release is not for consignment {cid} as you hold it",
-                "do not trust this release; tell the escrow operator",
-            )
-        sender = await self.lookup(body.sender)
-        if body.mode is Mode.SPLIT:
-            try:
-                key_part = open_key_part(
-                    body.sealed_key_part, self.identity.encryption_key, cid, body.policy_digest
-                )
-            except SealedMessageError:
-                raise OpenError() from None
-        else:
-            key_part = body.sealed_key_part
-        release = KeyRelease(
-            consignment_id=cid, mode=body.mode, policy_digest=body.policy_digest, key_part=key_part
-        )
-        opened = await unseal_async(
-            path,
-            Path(destination),
-            identity=self.identity.encryption_key,
-            release=release,
-            sender_key=sender.signing_key,
-            overwrite=overwrite,
-            progress=progress,
-        )
-        return OpenedConsignment(
-            consignment_id=cid,
-            sender=body.sender,
-            mode=body.mode,
-            destination=Path(destination),
-            files=tuple(opened.files),
-            released_at=body.released_at,
-        )
-
-    async def _explain_unknown(self, refused: EscrowRefused, cid: str) -> EscrowRefused:
-        """An unknown consignment that no notification announced either: the id
-        was read from the file, so the file itself is the likely culprit."""
-        if refused.code != ErrorCode.UNKNOWN_CONSIGNMENT:
-            return refused
-        if await self.store.fetchone(
-            "SELECT 1 FROM notifications WHERE consignment_id = ?", (cid,)
-        ):
-            return refused
-        return EscrowRefused(
-            refused.code,
-            f"{refused}; no notification of consignment {cid} reached {self.name!r} either",
-            "the file may be damaged (the id comes from its header) or was deposited at "
-            "another escrow; get a fresh copy from the sender",
-            request_type=refused.request_type,
-            consignment_id=refused.consignment_id,
-            reason=refused.reason,
-        )
-
-
-async def _require_file(path: Path) -> None:
-    if not await asyncio.to_thread(path.is_file):
-        raise AgentError(f"no consignment file {path}", "check the path, or give the id")
-
-
-def _names(value: str) -> list[str]:
-    names = json.loads(value)
-    return [str(n) for n in names]

@@ -32,7 +32,7 @@ class FileEntry:
     mode: int = 0o644
 
 
-def check_name(name: str) -> str:
+def check_file_name(name: str) -> str:
     """Refuse any name that is absolute, climbs out, or is ambiguous on some system."""
     why = None
     if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
@@ -58,7 +58,7 @@ def check_name(name: str) -> str:
 def check_entries(entries: list[FileEntry]) -> None:
     seen: set[str] = set()
     for e in entries:
-        check_name(e.name)
+        check_file_name(e.name)
         if e.name in seen:
             raise UnsafePathError(f"refusing file name {e.name!r}: it appears twice")
         seen.add(e.name)

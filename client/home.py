@@ -4,25 +4,21 @@ default ~/.consign): `NAME.identity` (sealed keys, later with certificates) and
 
 `create` makes the keys and the request; `import_file` completes the identity
 with the operator's certificate bundle (after checking it) or installs an
-identity file the operator wrote. Errors from `escrow_worker` are turned into
-`ClientError`s here. This module must never write a private key unsealed and
-never accept certificates that do not match the keys it holds.
+identity file the operator wrote. What `broker` raises becomes a `ClientError`
+(`client.errors._as_client_errors`). This module must never write a private key
+unsealed and never accept certificates that do not match the keys it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from broker.errors import BrokerError, CertificateRejected, IdentityFileError
+from broker.canonical import raw_public_key
 from broker.files import read_bytes, write_bytes
 from broker.pki.bundle import parse_bundle
 from broker.pki.checks import check_encryption_certificate, check_signing_certificate
@@ -35,23 +31,12 @@ from broker.pki.identity import (
     load_identity_bytes,
 )
 from broker.pki.profile import common_name, fingerprint
-from client.errors import ClientError, IdentityError, UntrustedCertificate
+from client.errors import IdentityError, UntrustedCertificate, _as_client_errors
+
+__all__ = ["DEFAULT_HOME", "CreatedRequest", "IdentityHome", "load_identity"]
 
 DEFAULT_HOME = Path("~/.consign")
 IDENTITY_SUFFIX = ".identity"
-
-
-@contextmanager
-def client_errors() -> Iterator[None]:
-    """Turn `broker`'s identity and certificate errors into the client's."""
-    try:
-        yield
-    except IdentityFileError as exc:
-        raise IdentityError(exc.reason, exc.message, exc.hint) from exc
-    except CertificateRejected as exc:
-        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
-    except BrokerError as exc:
-        raise ClientError(exc.message, exc.hint) from exc
 
 
 @dataclass(frozen=True)
@@ -62,14 +47,10 @@ class CreatedRequest:
     request_pem: bytes
 
 
-def _raw(key: CertificatePublicKeyTypes) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def load_identity(path: Path, passphrase: bytes) -> Identity:
     """Load a complete identity file (keys, certificates, CA certificate) for an
     agent; raises IdentityError naming why not (wrong passphrase, damaged, ...)."""
-    with client_errors():
+    with _as_client_errors():
         identity = load_identity_bytes(read_bytes(path, "identity file"), passphrase)
     if not isinstance(identity, Identity):
         raise IdentityError(
@@ -133,13 +114,13 @@ class IdentityHome:
         )
 
     def load(self, name: str, passphrase: bytes) -> Identity | IdentityKeys:
-        with client_errors():
+        with _as_client_errors():
             data = read_bytes(self.identity_path(name), "identity file")
             return load_identity_bytes(data, passphrase)
 
     def create(self, name: str, passphrase: bytes) -> CreatedRequest:
         """Generate the keys (sealed under `passphrase`) and the request."""
-        with client_errors():
+        with _as_client_errors():
             keys = generate_keys(name)
             if self.identity_path(name).exists():
                 raise IdentityError(
@@ -161,7 +142,7 @@ class IdentityHome:
     ) -> Identity:
         """Complete a pending identity with the operator's certificate bundle, or
         install an identity file the operator wrote (`consign escrow register`)."""
-        with client_errors():
+        with _as_client_errors():
             if data.lstrip().startswith(b"{"):
                 identity = load_identity_bytes(data, passphrase)
                 if not isinstance(identity, Identity):
@@ -217,9 +198,9 @@ class IdentityHome:
                 f"identity {name!r} already has its certificates",
                 "nothing to import; see `consign id show`",
             )
-        if _raw(pending.signing_key.public_key()) != _raw(bundle.signing.public_key()) or _raw(
-            pending.encryption_key.public_key()
-        ) != _raw(bundle.encryption.public_key()):
+        held = (pending.signing_key.public_key(), pending.encryption_key.public_key())
+        certified = (bundle.signing.public_key(), bundle.encryption.public_key())
+        if list(map(raw_public_key, held)) != list(map(raw_public_key, certified)):
             raise IdentityError(
                 "mismatch",
                 f"the certificates are not for the keys of {name!r} in {self.root}",

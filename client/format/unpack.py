@@ -1,10 +1,10 @@
-"""Where payload bytes come from when sealing and go to when opening.
+"""Opening's reads and writes: the consignment read from its file, and the files
+it holds written out.
 
-Sealing reads the manifest and then each file in turn, refusing a file that shrinks
-or grows while it is read. Opening stages every file in a private directory (or a
-temporary file) and moves it into place only in commit(), after the last chunk,
-the signature and the commitment have checked; abort() leaves nothing behind. This
-module must never write outside the target directory or follow a link out of it.
+`Unpacker` stages every file in a private directory (or a temporary file) and
+moves it into place only in commit(), after the last chunk, the signature and
+the commitment have checked; abort() leaves nothing behind. This module must
+never write outside the target directory or follow a link out of it.
 """
 
 from __future__ import annotations
@@ -13,91 +13,44 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from client._manifest import MAX_MANIFEST, FileEntry, ManifestFormatError, check_entries, decode
-from client.errors import ClientError, SealError, UnsafePathError
+from client.errors import ClientError, UnsafePathError
+from client.format.manifest import (
+    MAX_MANIFEST,
+    FileEntry,
+    ManifestFormatError,
+    check_entries,
+    decode,
+)
 
-Opener = Callable[[], BinaryIO]
+
+@contextlib.contextmanager
+def open_input(source: Path | str | BinaryIO) -> Iterator[BinaryIO]:
+    """The consignment to read: a path opened (a local file problem is a
+    `ClientError` saying which, not a verdict on the consignment), or a stream."""
+    if not isinstance(source, str | Path):
+        yield source
+        return
+    try:
+        f = open(source, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ClientError(
+            f"cannot read {str(source)!r}: {exc.strerror}",
+            hint="check the path and that you may read the file",
+        ) from exc
+    with f:
+        yield f
 
 
-class ConcatReader:
-    """Fills views exactly from the manifest bytes followed by each file's bytes."""
-
-    def __init__(self, prefix: bytes, files: list[tuple[FileEntry, Opener]]) -> None:
-        self._prefix = memoryview(prefix)
-        self._files = files
-        self._index = -1
-        self._current: BinaryIO | None = None
-        self._left = 0
-
-    def _next_file(self) -> None:
-        self._close_current()
-        self._index += 1
-        entry, opener = self._files[self._index]
-        try:
-            self._current = opener()
-        except OSError as exc:
-            raise SealError(f"cannot read {entry.name!r}: {exc.strerror}") from exc
-        self._left = entry.size
-
-    def _close_current(self) -> None:
-        if self._current is None:
-            return
-        entry = self._files[self._index][0]
-        try:
-            extra = self._current.read(1)
-        finally:
-            self._current.close()
-            self._current = None
-        if extra:
-            raise SealError(
-                f"{entry.name!r} grew while it was being sealed",
-                hint="seal it again once nothing is writing to it",
-            )
-
-    def __call__(self, view: memoryview) -> None:
-        pos = 0
-        if self._prefix:
-            n = min(len(self._prefix), len(view))
-            view[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            pos = n
-        while pos < len(view):
-            while self._current is None or self._left == 0:
-                self._next_file()
-            assert self._current is not None
-            want = min(self._left, len(view) - pos)
-            readinto = getattr(self._current, "readinto", None)
-            if readinto is not None:
-                got = readinto(view[pos : pos + want])
-            else:
-                data = self._current.read(want)
-                got = len(data)
-                view[pos : pos + got] = data
-            if not got:
-                entry = self._files[self._index][0]
-                raise SealError(
-                    f"{entry.name!r} shrank while it was being sealed",
-                    hint="seal it again once nothing is writing to it",
-                )
-            pos += got
-            self._left -= got
-
-    def finish(self) -> None:
-        """Check that the last file ended where its declared size said."""
-        while self._index + 1 < len(self._files):
-            self._next_file()  # zero-length files at the end
-            if self._left:
-                raise SealError("internal error: payload size does not match the files")
-        self._close_current()
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
+def read_up_to(src: BinaryIO, n: int) -> bytes:
+    """Up to `n` bytes: fewer only where the stream ends."""
+    data = b""
+    while len(data) < n and (block := src.read(n - len(data))):
+        data += block
+    return data
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -15,10 +15,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from broker.errors import CertificateRejected
 from broker.pki.checks import check_encryption_certificate, check_signing_certificate
 from broker.pki.profile import load_certificate, load_crl
-from client.errors import UntrustedCertificate
+from client.errors import _as_client_errors
+
+__all__ = ["verify_encryption_certificate", "verify_signing_certificate"]
 
 
 def _parse(
@@ -43,13 +44,11 @@ def verify_encryption_certificate(
     if it chains to `ca`, is valid at `now`, is not on the (current, CA-signed)
     `crl`, carries the encryption usage and, when given, belongs to `name`.
     Raises UntrustedCertificate naming the reason otherwise."""
-    try:
+    with _as_client_errors():
         cert, revocations = _parse(certificate, crl)
         return check_encryption_certificate(
             cert, ca=ca, crl=revocations, now=now, expected_name=name
         )
-    except CertificateRejected as exc:
-        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
 
 
 def verify_signing_certificate(
@@ -63,10 +62,8 @@ def verify_signing_certificate(
 ) -> Ed25519PublicKey:
     """The Ed25519 key of a signing certificate, under the same checks (with
     `escrow=True` it must also be the escrow's own, e.g. for deposit receipts)."""
-    try:
+    with _as_client_errors():
         cert, revocations = _parse(certificate, crl)
         return check_signing_certificate(
             cert, ca=ca, crl=revocations, now=now, expected_name=name, escrow=escrow
         )
-    except CertificateRejected as exc:
-        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc

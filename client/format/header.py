@@ -1,6 +1,8 @@
-"""The consignment file format, version 1: parsing and serialising in one place.
+"""The consignment header, version 1: parsing and serialising in one place.
 
-docs/format.md is the specification; this module is its only implementation.
+docs/format.md is the specification; this module is the only implementation of
+its parsing and serialising rules (the key schedule is `keys.py`'s, the payload
+`stream.py`'s).
 Parsing is strict and canonical (serialise(parse(x)) == x): anything a writer
 following the spec would not produce is rejected. This module only moves bytes;
 it never decides whether a MAC or signature is good.

@@ -25,6 +25,8 @@ from broker.pki.profile import fingerprint
 from client.agent import ReceiverAgent, SenderAgent
 from client.errors import EscrowRefused
 
+__all__ = ["DemoResult", "run_demo"]
+
 ESCROW = "demo-escrow"
 DEMO_PREFIX = "consign-demo"
 _log = logging.getLogger(__name__)
