@@ -53,7 +53,8 @@ from aio_pika.abc import AbstractIncomingMessage
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker import ESCROW, AmqpTransport, Message, TransportConfig
-from tests.escrow_helpers import (
+from tests.broker.pki_helpers import ESCROW_PASS
+from tests.escrow_worker.helpers import (
     deposit_body,
     key_request_body,
     make_escrow,
@@ -61,7 +62,6 @@ from tests.escrow_helpers import (
     request_id_of,
     seal_for,
 )
-from tests.pki_helpers import ESCROW_PASS
 
 CONSIGN = str(Path(sys.executable).parent / "consign")
 ECHO_SERVER = str(Path(__file__).resolve().parent / "_echo_server.py")
