@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker import TransportConfig, connect_transport
 from client import ReceiverAgent, SenderAgent
-from tests.agent_helpers import ESCROW_NAME, WorkerRunner, make_world
+from tests.client.agent_helpers import ESCROW_NAME, WorkerRunner, make_world
 
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None  # tmpfs: time the agents, not the disk
 
@@ -62,7 +62,7 @@ async def main(size_mib: int, url: str | None) -> None:
             await bob.open(sealed.consignment_id, root / "out")
             line("request + open", t)
         if url is not None:
-            from tests.test_cli_agents import delete_topology
+            from tests.cli_helpers import delete_topology
 
             await delete_topology(url, prefix, ("alice", "bob"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -58,8 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker import ESCROW, AmqpTransport, Message, TransportConfig
 from escrow_worker.state.location import Location
-from tests.conftest import temporary_database
-from tests.escrow_helpers import (
+from tests.broker.pki_helpers import ESCROW_PASS
+from tests.escrow_worker.helpers import (
     deposit_body,
     key_request_body,
     make_escrow,
@@ -67,7 +67,7 @@ from tests.escrow_helpers import (
     request_id_of,
     seal_for,
 )
-from tests.pki_helpers import ESCROW_PASS
+from tests.support import temporary_database
 
 CONSIGN = str(Path(sys.executable).parent / "consign")
 ECHO_SERVER = str(Path(__file__).resolve().parent / "_echo_server.py")

@@ -1,9 +1,16 @@
 """The client: sealing and opening consignments, agents and the command line.
 
-Public surface: `client.consignment` (seal, unseal and their types), the agents
-of the escrow protocol (`client.agent`: SenderAgent, ReceiverAgent and what they
-return), identities and certificate checks, and `client.errors`. Modules starting with an underscore
-are internal.
+Public modules: `consignment` (seal, unseal, inspect and their types), `agent`
+(SenderAgent, ReceiverAgent and the records they return), `home` (a user's local
+identities), `trust` (checks of certificates before they are relied on) and
+`errors`. Every public name is exported here, once, and imported on first use.
+`cli` is the `consign` command and `demo` the story it shows (`consign demo`).
+Internal: `format/` (the consignment file format), the modules inside `agent/`
+(its `__init__` says which does what), and modules starting with an underscore.
+
+`client` uses `broker` and must never import `escrow_worker` at import time:
+only `demo` uses it, inside the functions that run the demo, and `cli` mounts
+`consign escrow` (the operator's commands) on first use.
 """
 
 from __future__ import annotations
@@ -13,11 +20,6 @@ from typing import TYPE_CHECKING
 from broker._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from client._home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
-    from client._trust import (
-        verify_encryption_certificate,
-        verify_signing_certificate,
-    )
     from client.agent import (
         ConsignmentStatus,
         Event,
@@ -61,19 +63,24 @@ if TYPE_CHECKING:
         UntrustedCertificate,
         UntrustedMessage,
     )
+    from client.home import DEFAULT_HOME, CreatedRequest, IdentityHome, load_identity
+    from client.trust import (
+        verify_encryption_certificate,
+        verify_signing_certificate,
+    )
 
 _EXPORTS = {
-    "DEFAULT_HOME": "client._home",
+    "DEFAULT_HOME": "client.home",
     "AgentError": "client.errors",
     "ClientError": "client.errors",
     "ConsignmentInfo": "client.consignment",
     "ConsignmentStatus": "client.agent",
-    "CreatedRequest": "client._home",
+    "CreatedRequest": "client.home",
     "EscrowRefused": "client.errors",
     "Event": "client.agent",
     "FileEntry": "client.consignment",
     "IdentityError": "client.errors",
-    "IdentityHome": "client._home",
+    "IdentityHome": "client.home",
     "InboxContents": "client.agent",
     "NoReply": "client.errors",
     "Notification": "client.agent",
@@ -99,13 +106,13 @@ _EXPORTS = {
     "UntrustedMessage": "client.errors",
     "consignment_digest": "client.consignment",
     "inspect": "client.consignment",
-    "load_identity": "client._home",
+    "load_identity": "client.home",
     "seal": "client.consignment",
     "seal_async": "client.consignment",
     "unseal": "client.consignment",
     "unseal_async": "client.consignment",
-    "verify_encryption_certificate": "client._trust",
-    "verify_signing_certificate": "client._trust",
+    "verify_encryption_certificate": "client.trust",
+    "verify_signing_certificate": "client.trust",
 }
 
 __all__ = [

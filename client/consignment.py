@@ -10,14 +10,12 @@ never touches the network. Every failure to authenticate raises the same OpenErr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import hmac
 import os
-import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
@@ -26,8 +24,8 @@ import blake3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from broker.canonical import raw_public_key
 from broker.deposit import (
     ControlAttributes,
     Deposit,
@@ -35,21 +33,20 @@ from broker.deposit import (
     Mode,
     Policy,
     ReceiverSpec,
-    key_id,
 )
-from client import _keys
-from client._files import ConcatReader, Opener, Unpacker
-from client._format import (
+from client.errors import OpenError, SealError
+from client.format import keys
+from client.format.header import (
     TRAILER_SIGNATURE_LABEL,
     TRAILER_SIZE,
     FormatError,
     Header,
-    Stanza,
     parse_header,
 )
-from client._manifest import FileEntry, ManifestFormatError, collect, encode
-from client._stream import PayloadError, decrypt_payload, encrypt_payload
-from client.errors import ClientError, OpenError, SealError
+from client.format.manifest import FileEntry, ManifestFormatError, collect, encode
+from client.format.pack import ConcatReader, Opener, atomic_output, path_opener, stream_opener
+from client.format.stream import PayloadError, decrypt_payload, encrypt_payload
+from client.format.unpack import Unpacker, open_input, read_up_to
 
 __all__ = [
     "ConsignmentInfo",
@@ -69,10 +66,6 @@ __all__ = [
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def _raw(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 @dataclass(frozen=True)
@@ -162,18 +155,10 @@ def _collect_inputs(inputs: Sequence[Path | str | Source]) -> list[tuple[FileEnt
         if isinstance(item, Source):
             if item.size < 0 or not 0 <= item.mode <= 0o777:
                 raise SealError(f"source {item.name!r} has a negative size or a bad mode")
-            out.append((FileEntry(item.name, item.size, item.mode), _given(item.fileobj)))
+            out.append((FileEntry(item.name, item.size, item.mode), stream_opener(item.fileobj)))
         else:
-            out.extend((entry, _opener(path)) for entry, path in collect([Path(item)]))
+            out.extend((entry, path_opener(path)) for entry, path in collect([Path(item)]))
     return out
-
-
-def _given(fileobj: BinaryIO) -> Opener:
-    return lambda: fileobj
-
-
-def _opener(path: Path) -> Opener:
-    return lambda: open(path, "rb", buffering=0)
 
 
 def _seal_from_parts(
@@ -196,7 +181,8 @@ def _seal_from_parts(
             escrow=escrow,
             sender=sender.name,
             receivers=tuple(
-                ReceiverSpec(name=r.name, encryption_key=_raw(r.public_key)) for r in receivers
+                ReceiverSpec(name=r.name, encryption_key=raw_public_key(r.public_key))
+                for r in receivers
             ),
             attributes=attributes,
         )
@@ -206,56 +192,35 @@ def _seal_from_parts(
     payload_size = len(prefix) + sum(e.size for e, _ in files)
     consignment_id = rng(16)
     policy_digest = policy.digest()
-    wrapped_keys: dict[str, bytes] = {}
-    stanzas: list[Stanza] = []
-    escrow_key: bytes | None = None
-    if mode is Mode.SPLIT:
-        k1, k2 = rng(32), rng(32)
-        key = _keys.content_key(mode, k1 + k2, consignment_id, policy_digest)
-        stanzas = [
-            Stanza(spec.key_id, _keys.wrap(mode, k1, r.public_key, consignment_id, policy_digest))
-            for spec, r in zip(policy.receivers, receivers, strict=True)
-        ]
-        escrow_key = k2
-    else:
-        k3 = rng(32)
-        key = _keys.content_key(mode, k3, consignment_id, policy_digest)
-        wrapped_keys = {
-            spec.key_id.hex(): _keys.wrap(mode, k3, r.public_key, consignment_id, policy_digest)
-            for spec, r in zip(policy.receivers, receivers, strict=True)
-        }
+    wrap_to = [(s.key_id, r.public_key) for s, r in zip(policy.receivers, receivers, strict=True)]
+    made = keys.new_content_key(mode, wrap_to, consignment_id, policy_digest, rng)
+    key = made.key
     unsigned = Header(
         consignment_id=consignment_id,
         escrow=escrow,
         mode=mode,
         policy_digest=policy_digest,
-        sender_key=_raw(sender.signing_key.public_key()),
+        sender_key=raw_public_key(sender.signing_key.public_key()),
         payload_salt=rng(16),
         payload_size=payload_size,
-        stanzas=tuple(stanzas),
+        stanzas=made.stanzas,
         mac=bytes(32),
         signature=bytes(64),
     )
-    with_mac = _replace(unsigned, mac=_keys.header_mac(key, unsigned.mac_input()))
+    with_mac = _replace(unsigned, mac=keys.header_mac(key, unsigned.mac_input()))
     header = _replace(with_mac, signature=sender.signing_key.sign(with_mac.signed_input()))
     header_bytes = header.serialize()
 
     body_hash = blake3.blake3(header_bytes)
-    plain_hash = blake3.blake3(key=_keys.commitment_key(key))
+    plain_hash = blake3.blake3(key=keys.commitment_key(key))
     reader = ConcatReader(prefix, files)
-    done = 0
+    step = _counting(progress, payload_size)
 
-    def step(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, payload_size)
-
-    with _output(output) as out:
+    with atomic_output(output) as out:
         try:
             out.write(header_bytes)
             encrypt_payload(
-                _keys.payload_key(key, header.payload_salt),
+                keys.payload_key(key, header.payload_salt),
                 payload_size,
                 reader,
                 out,
@@ -278,8 +243,8 @@ def _seal_from_parts(
         mode=mode,
         policy=policy,
         policy_digest=policy_digest,
-        escrow_key=escrow_key,
-        wrapped_keys=wrapped_keys,
+        escrow_key=made.escrow_key,
+        wrapped_keys=made.wrapped_keys,
         consignment_digest=body_hash.hexdigest(),
         plaintext_commitment=commitment.hex(),
         consignment_size=len(header_bytes) + header.payload_ciphertext_size + TRAILER_SIZE,
@@ -291,59 +256,14 @@ def _replace(header: Header, **changes: bytes) -> Header:
     return dataclasses.replace(header, **changes)  # type: ignore[arg-type]
 
 
-@contextlib.contextmanager
-def _output(output: Path | str | BinaryIO) -> Iterator[BinaryIO]:
-    if not isinstance(output, str | Path):
-        yield output
-        return
-    target = Path(output)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".consign-partial-", dir=target.parent or ".")
-    except OSError as exc:
-        directory = target.parent
-        hint = (
-            f"the directory {str(directory)!r} does not exist; create it or choose another output"
-            if isinstance(exc, FileNotFoundError)
-            else f"check that you may write to the directory {str(directory)!r}"
-        )
-        raise SealError(f"cannot write {str(target)!r}: {exc.strerror}", hint) from exc
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 # -- opening --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _input(source: Path | str | BinaryIO) -> Iterator[BinaryIO]:
-    if not isinstance(source, str | Path):
-        yield source
-        return
-    try:
-        f = open(source, "rb")  # noqa: SIM115
-    except OSError as exc:
-        # A local file problem, not a verdict on the consignment: say which.
-        raise ClientError(
-            f"cannot read {str(source)!r}: {exc.strerror}",
-            hint="check the path and that you may read the file",
-        ) from exc
-    with f:
-        yield f
 
 
 def inspect(
     source: Path | str | BinaryIO, *, sender_key: Ed25519PublicKey | None = None
 ) -> ConsignmentInfo:
     """Read the header. Without sender_key nothing in the answer is authenticated."""
-    with _input(source) as src:
+    with open_input(source) as src:
         try:
             header = parse_header(src)
         except FormatError:
@@ -367,21 +287,14 @@ def inspect(
 def consignment_digest(source: Path | str | BinaryIO) -> str:
     """BLAKE3 of every byte, to compare with the escrow's before asking for keys."""
     h = blake3.blake3()
-    with _input(source) as src:
+    with open_input(source) as src:
         while block := src.read(1 << 20):
             h.update(block)
     return str(h.hexdigest())
 
 
-def _read_up_to(src: BinaryIO, n: int) -> bytes:
-    data = b""
-    while len(data) < n and (block := src.read(n - len(data))):
-        data += block
-    return data
-
-
 def _verify_header_signature(header: Header, sender_key: Ed25519PublicKey) -> None:
-    if not hmac.compare_digest(header.sender_key, _raw(sender_key)):
+    if not hmac.compare_digest(header.sender_key, raw_public_key(sender_key)):
         raise OpenError()
     try:
         sender_key.verify(header.signature, header.signed_input())
@@ -390,31 +303,10 @@ def _verify_header_signature(header: Header, sender_key: Ed25519PublicKey) -> No
 
 
 def _content_key(header: Header, identity: X25519PrivateKey, release: KeyRelease) -> bytes:
-    if (
-        release.consignment_id != header.consignment_id.hex()
-        or release.mode is not header.mode
-        or len(release.policy_digest) != 32
-    ):
-        raise OpenError()
-    digest = release.policy_digest  # as the escrow holds it: a swapped policy opens nothing
     try:
-        if header.mode is Mode.SPLIT:
-            mine = key_id(_raw(identity.public_key()))
-            stanza = next((s for s in header.stanzas if s.key_id == mine), None)
-            if stanza is None or len(release.key_part) != 32:
-                raise OpenError()
-            k1 = _keys.unwrap(header.mode, stanza.wrapped, identity, header.consignment_id, digest)
-            parts = k1 + release.key_part
-        else:
-            parts = _keys.unwrap(
-                header.mode, release.key_part, identity, header.consignment_id, digest
-            )
-        key = _keys.content_key(header.mode, parts, header.consignment_id, digest)
-    except _keys.UnwrapError:
+        return keys.recover_content_key(header, identity, release)
+    except keys.UnwrapError:
         raise OpenError() from None
-    if not _keys.verify_header_mac(key, header.mac_input(), header.mac):
-        raise OpenError()
-    return key
 
 
 def unseal(
@@ -436,7 +328,7 @@ def unseal(
     dest: Path | BinaryIO = (
         Path(destination) if isinstance(destination, str | Path) else destination
     )
-    with _input(source) as src:
+    with open_input(source) as src:
         try:
             header = parse_header(src)
         except FormatError:
@@ -445,19 +337,13 @@ def unseal(
         key = _content_key(header, identity, release)
         header_bytes = header.serialize()
         body_hash = blake3.blake3(header_bytes)
-        plain_hash = blake3.blake3(key=_keys.commitment_key(key))
+        plain_hash = blake3.blake3(key=keys.commitment_key(key))
         unpacker = Unpacker(dest, header.payload_size, overwrite)
-        done = 0
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, header.payload_size)
+        step = _counting(progress, header.payload_size)
 
         try:
             decrypt_payload(
-                _keys.payload_key(key, header.payload_salt),
+                keys.payload_key(key, header.payload_salt),
                 header.payload_size,
                 src,
                 unpacker,
@@ -465,7 +351,7 @@ def unseal(
                 body_hash,
                 step,
             )
-            trailer = _read_up_to(src, TRAILER_SIZE)
+            trailer = read_up_to(src, TRAILER_SIZE)
             if len(trailer) != TRAILER_SIZE or src.read(1):
                 raise OpenError()
             commitment, signature = trailer[:32], trailer[32:]
@@ -487,6 +373,19 @@ def unseal(
             unpacker.abort()
             raise
     return Opened(consignment_id=header.consignment_id.hex(), files=entries)
+
+
+def _counting(progress: Progress | None, total: int) -> Callable[[int], None]:
+    """The payload stream's per-segment callback, reporting (done, total) to `progress`."""
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    return step
 
 
 def _in_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:

@@ -1,4 +1,6 @@
-"""Errors the client raises: `ClientError` (a `broker.Error`) and its family.
+"""Errors the client raises: `ClientError` (a `broker.Error`) and its family, and
+the one place `broker`'s identity and certificate errors become the client's
+(`_as_client_errors`, for the client's own modules).
 
 Every failure to open or authenticate a consignment is the same OpenError with the
 same message, whichever check failed: the message must never tell an attacker which
@@ -7,7 +9,10 @@ byte, key or MAC was wrong.
 
 from __future__ import annotations
 
-from broker.errors import Error
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from broker.errors import BrokerError, CertificateRejected, Error, IdentityFileError
 
 __all__ = [
     "AgentError",
@@ -114,3 +119,19 @@ class UntrustedMessage(ClientError):
     def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.reason = reason
+
+
+@contextmanager
+def _as_client_errors() -> Iterator[None]:
+    """Turn what `broker` raises inside into the client's family: a refused
+    certificate into `UntrustedCertificate`, an unreadable identity file into
+    `IdentityError`, any other `BrokerError` into a `ClientError`; reason, message
+    and hint are kept."""
+    try:
+        yield
+    except IdentityFileError as exc:
+        raise IdentityError(exc.reason, exc.message, exc.hint) from exc
+    except CertificateRejected as exc:
+        raise UntrustedCertificate(exc.reason.value, exc.message, exc.hint) from exc
+    except BrokerError as exc:
+        raise ClientError(exc.message, exc.hint) from exc

@@ -26,9 +26,9 @@ from cryptography.x509.oid import NameOID
 from broker import BrokerSettings, connect_transport
 from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase
 from broker.pki.identity import Identity
-from client._agent import Agent
-from client._home import DEFAULT_HOME, IdentityHome, load_identity
+from client.agent.core import Agent
 from client.errors import AgentError
+from client.home import DEFAULT_HOME, IdentityHome, load_identity
 
 A = TypeVar("A", bound=Agent)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,4 +1,6 @@
-"""`consign demo`: the whole story on one machine (see `client._demo`)."""
+"""`consign demo`: the whole story on one machine (see `client.demo`). It must
+never leave anything behind: the story runs in a temporary directory.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import click
 
 from broker.console import say
-from client._demo import run_demo
+from client.demo import run_demo
 
 
 @click.command()

@@ -25,7 +25,8 @@ from broker.console import (
 from broker.files import read_bytes
 from broker.pki.identity import Identity, IdentityKeys, load_identity_bytes
 from broker.pki.profile import fingerprint
-from client._home import DEFAULT_HOME, IdentityHome, client_errors
+from client.errors import _as_client_errors
+from client.home import DEFAULT_HOME, IdentityHome
 
 home_option = click.option(
     "--home",
@@ -164,7 +165,7 @@ def show(
     state, certificate fingerprints and validity. Never shows private keys."""
     passphrase = _passphrase(passphrase_file)
     if file is not None:
-        with client_errors():
+        with _as_client_errors():
             loaded = load_identity_bytes(read_bytes(file, "identity file"), passphrase)
     else:
         store = IdentityHome(home)

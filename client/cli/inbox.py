@@ -1,7 +1,8 @@
 """`consign inbox` and `consign events`: fetch what arrived in your inbox (each
 message verified and stored before it is acked) and list it.
 
-Thin wrappers around `ReceiverAgent.fetch` and `events`.
+Thin wrappers around `ReceiverAgent.fetch` and `events`. They must never show a
+refused message as received: refusals are listed apart, with the reason.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import asdict
 import click
 
 from broker.console import emit, iso, json_option, say
-from client._agent import require_consignment_id
 from client.agent import InboxContents, ReceiverAgent
+from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
 
 _wait_option = click.option(

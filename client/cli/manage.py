@@ -1,5 +1,7 @@
 """`consign revoke` and `consign status`: the sender's control over a deposited
-consignment. Thin wrappers around `SenderAgent.revoke` and `status`.
+consignment. Thin wrappers around `SenderAgent.revoke` and `status`; they must
+never ask for a passphrase (or the escrow) about something that is not a
+consignment id.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ import asyncio
 import click
 
 from broker.console import emit, iso, json_option, say
-from client._agent import require_consignment_id
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
+from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
 
 

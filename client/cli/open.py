@@ -1,7 +1,7 @@
 """`consign open`: open a consignment with the key part the escrow releases.
 
-A thin wrapper around `ReceiverAgent.open`: nothing is written unless every
-check passed (digest, signed release, sender's certificate and signature,
+A thin wrapper around `ReceiverAgent.open`: it must never write a file unless
+every check passed (digest, signed release, sender's certificate and signature,
 every chunk, the commitment).
 """
 

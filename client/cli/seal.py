@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from broker import ControlAttributes, Mode
 from broker.console import emit, iso, json_option, progress, say
-from client._agent import check_release_window
 from client.agent import Sealed, SenderAgent
+from client.agent.inputs import check_release_window
 from client.cli._agentcli import AgentOptions, Duration, Timestamp, agent_options, running
 from client.errors import AgentError
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from broker.console import emit, json_option, progress, say
-from client._agent_store import Store
-from client._home import IdentityHome
 from client.agent import SenderAgent, Sent
+from client.agent.store import Store
 from client.cli._agentcli import AgentOptions, agent_options, running, state_dir
 from client.consignment import inspect
 from client.errors import AgentError
+from client.home import IdentityHome
 
 
 @click.command()
@@ -103,13 +103,11 @@ async def _sealed_file(opts: AgentOptions, consignment_id: str) -> Path:
     name = IdentityHome(opts.home).resolve(opts.as_name)
     store = await Store.open(state_dir(opts.home, name))
     try:
-        row = await store.fetchone(
-            "SELECT path FROM sent WHERE consignment_id = ?", (consignment_id,)
-        )
+        sealed = await store.sealed(consignment_id)
     finally:
         await store.close()
-    if row is None:
+    if sealed is None:
         raise AgentError(
             f"{name!r} sealed no consignment {consignment_id}", "give the consignment file instead"
         )
-    return Path(row["path"])
+    return sealed[0]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.deposit import ControlAttributes, Deposit, KeyRelease, Mode
-from client._format import CHUNK_SIZE, TAG_SIZE, TRAILER_SIZE, parse_header
-from tests.consign_helpers import ALICE, RECEIVERS, party, seal_bytes, seal_raw_manifest
+from client.format.header import CHUNK_SIZE, TAG_SIZE, TRAILER_SIZE, parse_header
+from tests.client.consign_helpers import ALICE, RECEIVERS, party, seal_bytes, seal_raw_manifest
 
 HERE = Path(__file__).parent
 BOB, CAROL, DAVE = RECEIVERS[:3]

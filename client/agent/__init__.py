@@ -1,0 +1,65 @@
+"""The agents: an application's side of the escrow protocol (docs/protocol.md).
+
+    async with SenderAgent(identity, transport, "acme", state_dir) as alice:
+        sealed = await alice.seal(["report.pdf"], "report.consignment", to=["bob"])
+        await alice.send(sealed.path)                      # chunks to bob's inbox
+        print(await alice.status(sealed.consignment_id))
+
+    async with ReceiverAgent(identity, transport, "acme", state_dir) as bob:
+        inbox = await bob.fetch()                          # stored before acked
+        opened = await bob.open(inbox.received[0].consignment_id, Path("out"))
+
+Both read their inbox in the background, keep what arrives in `state_dir`
+(SQLite), verify every message (the escrow's signature and certificate for
+escrow messages, the sender's for chunks) and store every request before they
+publish it, so asking again re-sends the same bytes. Errors are `ClientError`s:
+`EscrowRefused` (the escrow's typed refusal), `NoReply`, `UntrustedMessage`,
+`OpenError`. Sealing and opening run in worker threads: the event loop is never
+blocked.
+
+This package exports the agents and the records they return; its modules are
+internal: `core` (the `Agent` base: life cycle, signed requests, waiting for
+replies), `sender` and `receiver`, `inbox` (the pump; verifying and filing what
+arrives), `verify` (checks of wire messages), `directory` (the certificates
+looked up, cached and checked), `store/` (the database: all the agents' SQL),
+`chunks` (a file as signed chunks and back), `hints` (what to do about each
+refusal), `inputs` (checks of what a caller gives) and `types` (the records).
+"""
+
+from __future__ import annotations
+
+from client.agent.receiver import ReceiverAgent
+from client.agent.sender import SenderAgent
+from client.agent.types import (
+    ConsignmentStatus,
+    Event,
+    InboxContents,
+    Notification,
+    OpenedConsignment,
+    Party,
+    Receipt,
+    Received,
+    ReceiverState,
+    Refusal,
+    Revoked,
+    Sealed,
+    Sent,
+)
+
+__all__ = [
+    "ConsignmentStatus",
+    "Event",
+    "InboxContents",
+    "Notification",
+    "OpenedConsignment",
+    "Party",
+    "Receipt",
+    "Received",
+    "ReceiverAgent",
+    "ReceiverState",
+    "Refusal",
+    "Revoked",
+    "Sealed",
+    "SenderAgent",
+    "Sent",
+]

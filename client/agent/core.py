@@ -1,0 +1,296 @@
+"""What sender and receiver agents share: their life cycle, signed requests to the
+escrow and waiting for the replies, and the lookups of the escrow's directory.
+
+A request is stored (signed bytes, request id) before it is published; until its
+reply is stored, waiting re-sends the same bytes, so a lost reply is recovered
+and never re-decided. The inbox (`inbox.py`) files the replies and wakes whoever
+waits; the directory (`directory.py`) holds the certificates the agent checked.
+This module must never use a reply the inbox did not verify and file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from pydantic import BaseModel
+
+from broker.envelope import new_envelope, sign_envelope
+from broker.errors import Unroutable
+from broker.messages import ErrorBody, LookupBody, LookupReplyBody, MessageType, parse_body
+from broker.pki.identity import Identity
+from broker.transport.base import ESCROW, Message, Transport
+from client.agent.directory import Directory
+from client.agent.hints import refusal_error
+from client.agent.inbox import Inbox
+from client.agent.inputs import require_name
+from client.agent.store import Store
+from client.agent.types import Event, InboxContents, Party
+from client.errors import AgentError, EscrowRefused, NoReply
+
+_log = logging.getLogger(__name__)
+
+#: Requests live this long; the escrow accepts up to 15 minutes.
+REQUEST_LIFETIME: Final = timedelta(minutes=10)
+#: Seconds between publishes while no escrow worker has declared its queue.
+_NO_QUEUE_RETRY: Final = 0.25
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent:
+    """Base of `SenderAgent` and `ReceiverAgent`: see `client.agent`."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        transport: Transport,
+        escrow: str,
+        state_dir: Path,
+        *,
+        reply_timeout: float = 30.0,
+        resend_after: float = 5.0,
+        prefetch: int = 64,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if reply_timeout <= 0 or resend_after <= 0:
+            raise ValueError("reply_timeout and resend_after must be > 0")
+        self.identity = identity
+        self.transport = transport
+        self.escrow = escrow
+        self.state_dir = Path(state_dir)
+        self.reply_timeout = reply_timeout
+        self.resend_after = resend_after
+        self._clock = clock or _utcnow
+        self._store: Store | None = None
+        self._directory = Directory(escrow, identity.ca_certificate, self.now)
+        self._inbox = Inbox(self, self._directory, prefetch=prefetch)
+
+    # -- life cycle ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise AgentError("the agent is not started", "use 'async with agent:' or start()")
+        return self._store
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _ts(self) -> int:
+        return int(self.now().timestamp())
+
+    async def start(self) -> None:
+        """Open the state, declare the inbox, read it in the background, and make
+        sure the escrow's certificate is known. Idempotent."""
+        if self._store is not None:
+            return
+        self._store = await Store.open(self.state_dir)
+        try:
+            # Only the agent's own inbox: the escrow's queues are the workers' to
+            # declare, so an agent's broker account needs no rights on them.
+            await self.transport.declare_inbox(self.name)
+            self._directory.load(await self._store.directory())
+            self._inbox.start()
+            await self._inbox.process()  # what an earlier run stored but did not process
+            if not self._directory.knows_escrow:
+                await self.lookup(self.escrow)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop reading the inbox (unacked messages go back to it) and close the state."""
+        await self._inbox.stop()
+        if self._store is not None:
+            store, self._store = self._store, None
+            await store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def sync(self, *, idle: float = 0.5, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until the inbox has been quiet for `idle` seconds (everything that
+        was queued is stored and processed), or `timeout` has passed."""
+        await self._inbox.settle(idle=idle, timeout=timeout)
+
+    # -- what arrived --------------------------------------------------------------
+
+    async def events(self, consignment_id: str | None = None) -> list[Event]:
+        """Every verified escrow event kept so far (oldest first)."""
+        return await self.store.events(consignment_id)
+
+    async def inbox(self) -> InboxContents:
+        """What arrived so far: notifications, consignments, events, refusals."""
+        return await self.store.inbox()
+
+    # -- the directory -------------------------------------------------------------
+
+    async def lookup(self, name: str) -> Party:
+        """Ask the escrow's directory for `name`'s certificates and check them
+        against the CA and the CRL (the escrow's own for the escrow's name)."""
+        require_name(name)
+        _, body, _, _ = await self.request(MessageType.LOOKUP, LookupBody(name=name), subject=name)
+        assert isinstance(body, LookupReplyBody)
+        return self._directory.party(name, body)
+
+    async def escrow_party(self) -> Party:
+        """The escrow's checked certificates (looked up when not known or stale)."""
+        return self._directory.escrow_party() or await self.lookup(self.escrow)
+
+    # -- requests ----------------------------------------------------------------
+
+    async def request(
+        self,
+        type: MessageType,
+        body: BaseModel,
+        *,
+        subject: str,
+        reuse: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> tuple[str, BaseModel, bytes, str]:
+        """Send a signed request to the escrow and wait for its verified reply.
+
+        Returns (reply type, reply body, signed reply bytes, request id); an
+        `error` reply raises `EscrowRefused`. With `reuse`, the latest request of
+        this type and subject is answered from its stored reply, or re-sent with
+        the same bytes, before a new one is made.
+        """
+        self._inbox.check()
+        if reuse:
+            row = await self.store.latest_request(type.value, subject)
+            if row is not None and row["reply_type"] not in (None, MessageType.ERROR):
+                return await self._answer(row["request_id"])
+            if row is not None and row["reply_type"] is None:
+                # Same bytes again: the escrow answers from its stored reply if it
+                # decided, and decides now if it never saw them.
+                expired = row["expires_at"] <= self._ts()
+                try:
+                    await self._wait(row["request_id"], row["wire"], timeout)
+                    return await self._answer(row["request_id"])
+                except EscrowRefused:
+                    if not expired:
+                        raise
+        envelope = new_envelope(
+            type=type.value,
+            body=body.model_dump(mode="json"),
+            audience=self.escrow,
+            signer=self.identity.signer,
+            now=self.now(),
+            reply_to=self.name,
+            lifetime=REQUEST_LIFETIME,
+        )
+        wire = sign_envelope(envelope, self.identity.signing_key).to_wire()
+        await self.store.add_request(
+            request_id=envelope.request_id,
+            type=type.value,
+            subject=subject,
+            wire=wire,
+            issued_at=envelope.issued_at,
+            expires_at=envelope.expires_at,
+        )
+        await self._wait(envelope.request_id, wire, timeout)
+        return await self._answer(envelope.request_id)
+
+    async def _answer(self, request_id: str) -> tuple[str, BaseModel, bytes, str]:
+        row = await self.store.reply_of(request_id)
+        assert row is not None
+        body = parse_body(row["reply_type"], 1, json.loads(row["reply_body"]))
+        if isinstance(body, ErrorBody):
+            raise refusal_error(body)
+        return row["reply_type"], body, row["reply_wire"], request_id
+
+    async def _wait(self, request_id: str, wire: bytes, timeout: float | None) -> None:  # noqa: ASYNC109
+        """Publish the stored request and wait for its reply, publishing the same
+        bytes again, less and less often, until it comes or time is up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.reply_timeout if timeout is None else timeout)
+        waiter = self._inbox.waiter(request_id)
+        interval = self.resend_after
+        since = self._ts()
+        try:
+            # unsent: the escrow's queue did not exist yet at the last publish
+            unsent = not await self._publish(request_id, wire)
+            while await self.store.reply_of(request_id) is None:
+                self._inbox.check()
+                left = deadline - loop.time()
+                if left <= 0:
+                    waited = self.reply_timeout if timeout is None else timeout
+                    if unsent:
+                        raise self._no_worker(request_id, waited)
+                    raise await self._no_reply(request_id, waited, since)
+                try:
+                    async with asyncio.timeout(min(_NO_QUEUE_RETRY if unsent else interval, left)):
+                        await asyncio.shield(waiter)
+                except TimeoutError:
+                    if loop.time() < deadline:
+                        if not unsent:
+                            interval *= 2
+                        unsent = not await self._publish(request_id, wire)  # the same bytes
+                else:
+                    waiter = self._inbox.waiter(request_id, renew=True)
+        finally:
+            self._inbox.forget(request_id)
+
+    def _no_worker(self, request_id: str, waited: float) -> AgentError:
+        return AgentError(
+            f"no escrow worker has started on this broker within {waited:g} s: the escrow's "
+            f"work queue {self.transport.config.escrow_queue!r} does not exist "
+            f"(request {request_id} is kept)",
+            "start one (consign escrow worker) with the same CONSIGN_QUEUE_PREFIX, then ask again",
+        )
+
+    async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:
+        hint = (
+            "is an escrow worker running, and is this identity registered at that escrow "
+            "(an escrow of another CA refuses it, and its answer cannot be verified here; "
+            "see `consign id show`)? "
+            "the request is kept: ask again and the same request is sent again"
+        )
+        refused = await self.store.refusals_since(since)
+        if refused:
+            hint = (
+                f"{len(refused)} message(s) were refused meanwhile, the last: {refused[0]}; {hint}"
+            )
+        return NoReply(
+            f"no reply from escrow {self.escrow!r} within {waited:g} s (request {request_id})",
+            hint,
+            request_id=request_id,
+        )
+
+    async def _publish(self, request_id: str, wire: bytes) -> bool:
+        """Publish a stored request; False if the escrow's queue does not exist yet."""
+        row = await self.store.request(request_id)
+        kind = row["type"] if row is not None else "request"
+        try:
+            await self.transport.publish(
+                ESCROW, Message(body=wire, message_id=request_id, type=f"{kind}.v1")
+            )
+        except Unroutable:
+            # No worker has declared the escrow's queues yet; agents do not declare
+            # them (their broker accounts need no rights there): try again shortly.
+            _log.info("request %s: no escrow work queue yet; waiting for a worker", request_id)
+            return False
+        await self.store.published(request_id)
+        return True

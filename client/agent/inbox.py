@@ -1,0 +1,324 @@
+"""An agent's inbox: reading it, and verifying and filing what arrives.
+
+The inbox is read by one task (the pump): it stores a batch of messages in the
+agent's database, commits, acks, then processes what it stored. Processing never
+waits on the network: a message that needs a certificate the agent does not
+hold yet (the escrow's after a renewal, a chunk sender's) stays in the spool
+while a lookup runs in its own task, and is processed again when it returns.
+A reply is filed only if it answers a request this agent stored, about what that
+request asked; replies are matched on the signed `in_reply_to`, never on AMQP
+properties. This module must never act on a message it did not verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Final
+
+from broker.errors import DeliveryLost
+from broker.messages import ChunkBody, EventBody, LookupReplyBody, MessageType, NotifyBody
+from broker.transport.base import Delivery
+from client.agent import verify
+from client.agent.chunks import MAX_CHUNK, Assembly
+from client.agent.directory import Directory, NeedLookup
+from client.agent.store import DirectoryEntry, StoreError
+from client.errors import (
+    AgentError,
+    EscrowRefused,
+    NoReply,
+    UntrustedCertificate,
+    UntrustedMessage,
+)
+
+if TYPE_CHECKING:
+    from client.agent.core import Agent
+
+_log = logging.getLogger(__name__)
+
+_BATCH: Final = 32  # inbox messages stored in one transaction
+_BIG: Final = 64 * 1024  # messages verified in a worker thread
+_UNKNOWN: Final = "unknown"
+
+
+def _hash(wire: bytes) -> str:
+    return hashlib.sha256(wire).hexdigest()
+
+
+class Inbox:
+    """The inbox of `agent`: its pump, the processing of what it stored, the
+    lookups that processing waits for, and the futures of replies awaited."""
+
+    def __init__(self, agent: Agent, directory: Directory, *, prefetch: int) -> None:
+        self._agent = agent
+        self._directory = directory
+        self._prefetch = prefetch
+        self._pump_task: asyncio.Task[None] | None = None
+        self._pump_error: BaseException | None = None
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._process_lock = asyncio.Lock()
+        self._activity = asyncio.Event()
+        self._last_activity = 0.0
+        self._deferred: set[int] = set()  # spool rows waiting for a lookup
+
+    def _ts(self) -> int:
+        return int(self._agent.now().timestamp())
+
+    # -- the pump ----------------------------------------------------------------
+
+    def start(self) -> None:
+        name = self._agent.name
+        self._pump_task = asyncio.create_task(self._pump(), name=f"inbox {name}")
+
+    async def stop(self) -> None:
+        """Stop the pump and the lookups (unacked messages go back to the queue)."""
+        tasks = [t for t in (self._pump_task, *self._lookups.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._pump_task = None
+        self._lookups.clear()
+
+    async def _pump(self) -> None:
+        agent = self._agent
+        queue = agent.transport.config.inbox_queue(agent.name)
+        try:
+            async with agent.transport.consume(queue, prefetch=self._prefetch) as deliveries:
+                async for first in deliveries:
+                    batch = [first]
+                    while len(batch) < _BATCH:
+                        try:
+                            async with asyncio.timeout(0):
+                                batch.append(await anext(deliveries))
+                        except (TimeoutError, StopAsyncIteration):
+                            break
+                    await self._take(batch)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # reported to whoever waits next
+            _log.exception("the inbox of %s stopped", agent.name)
+            self._pump_error = exc
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _take(self, batch: list[Delivery]) -> None:
+        """Store, commit, ack, then process."""
+        await self._agent.store.spool(((_hash(d.body), d.body) for d in batch), self._ts())
+        for delivery in batch:
+            with contextlib.suppress(DeliveryLost):  # it comes back; stored once
+                await delivery.ack()
+        self._mark_activity()
+        await self.process()
+
+    def _mark_activity(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        self._activity.set()
+
+    def check(self) -> None:
+        """Raise `AgentError` if the pump stopped."""
+        if self._pump_error is not None:
+            raise AgentError(
+                f"the inbox of {self._agent.name!r} stopped: {self._pump_error}",
+                "check the broker connection and start the agent again",
+            ) from self._pump_error
+
+    async def settle(self, *, idle: float, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the inbox has been quiet for `idle` seconds and no lookup
+        runs, or `timeout` has passed; then until processing is done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._last_activity = max(self._last_activity, loop.time())
+        while True:
+            self.check()
+            quiet_until = self._last_activity + idle
+            now = loop.time()
+            if now >= quiet_until and not self._lookups:
+                break
+            if now >= deadline:
+                break
+            self._activity.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(min(quiet_until, deadline) - now, 0.01)):
+                    await self._activity.wait()
+        async with self._process_lock:
+            pass
+
+    # -- replies awaited ----------------------------------------------------------
+
+    def waiter(self, request_id: str, *, renew: bool = False) -> asyncio.Future[None]:
+        """A future done when a reply to `request_id` is filed (or the pump stops);
+        `renew` replaces one that is done."""
+        future = asyncio.get_running_loop().create_future()
+        if renew:
+            self._waiters[request_id] = future
+            return future
+        return self._waiters.setdefault(request_id, future)
+
+    def forget(self, request_id: str) -> None:
+        self._waiters.pop(request_id, None)
+
+    # -- processing ---------------------------------------------------------------
+
+    async def process(self) -> None:
+        """Verify and file every stored message that is not waiting for a lookup."""
+        store = self._agent.store
+        async with self._process_lock:
+            for seq in await store.spooled():
+                if seq in self._deferred:
+                    continue  # until a lookup returns
+                row = await store.spooled_message(seq)
+                if row is None:
+                    continue
+                wire_hash, wire = row["wire_hash"], row["wire"]
+                try:
+                    await self._file(seq, wire_hash, wire, row["received_at"])
+                except NeedLookup as need:
+                    self._lookup(need.name)
+                    self._deferred.add(seq)
+                    continue
+                except UntrustedMessage as exc:
+                    await self._refuse(seq, wire_hash, wire, exc)
+                except UntrustedCertificate as exc:
+                    reason = f"certificate_{exc.reason}"
+                    await self._refuse(seq, wire_hash, wire, UntrustedMessage(reason, exc.message))
+                except StoreError:  # the state, not the message: try again later
+                    _log.exception("%s cannot store what arrived; will try again", self._agent.name)
+                    break
+                except Exception as exc:  # never let one message wedge the inbox
+                    _log.exception("%s cannot file a message", self._agent.name)
+                    why = UntrustedMessage("internal", f"the agent could not file it: {exc!r}")
+                    await self._refuse(seq, wire_hash, wire, why)
+        self._mark_activity()
+
+    async def _refuse(self, seq: int, wire_hash: str, wire: bytes, exc: UntrustedMessage) -> None:
+        try:
+            kind = verify.parse(wire, me=self._agent.name).envelope.type
+        except UntrustedMessage:
+            kind = _UNKNOWN
+        _log.info("%s refused a %s message: %s", self._agent.name, kind, exc.message)
+        await self._agent.store.refuse(seq, wire_hash, kind, exc.reason, exc.message, self._ts())
+
+    def _lookup(self, name: str) -> None:
+        """Look `name` up in a task of its own, then process the deferred messages."""
+        if name in self._lookups:
+            return
+
+        async def run() -> None:
+            directory = self._directory
+            try:
+                await self._agent.lookup(name)
+                directory.failed.pop(name, None)
+            except (EscrowRefused, UntrustedMessage, UntrustedCertificate) as exc:
+                directory.failed[name] = exc.message
+                directory.checked.add(name)
+            except NoReply as exc:
+                directory.failed[name] = exc.message
+            finally:
+                self._lookups.pop(name, None)
+                self._deferred.clear()  # try them again with what the lookup brought
+            await self.process()
+
+        self._lookups[name] = asyncio.create_task(run(), name=f"lookup {name}")
+
+    # -- filing -------------------------------------------------------------------
+
+    async def _file(self, seq: int, wire_hash: str, wire: bytes, received_at: int) -> None:
+        # A chunk is ~1 MB of base64 to decode, re-encode and hash: a worker
+        # thread's job, so the event loop never stalls on it.
+        me, store = self._agent.name, self._agent.store
+        big = len(wire) > _BIG
+        if big:
+            message = await asyncio.to_thread(verify.parse, wire, me=me)
+        else:
+            message = verify.parse(wire, me=me)
+        kind = message.envelope.type
+        if kind in verify.FROM_ESCROW:
+            self._directory.check_escrow_message(message)
+        elif kind == MessageType.CHUNK:
+            certs, key = self._directory.chunk_signer(message)
+            if big:
+                await asyncio.to_thread(verify.verify_with, message, certs, key)
+            else:
+                verify.verify_with(message, certs, key)
+        else:
+            raise UntrustedMessage("unexpected_type", f"a {kind} message does not belong here")
+        body = message.body
+        if isinstance(body, EventBody):
+            await store.file_event(seq, wire_hash, wire, body, received_at)
+        elif isinstance(body, NotifyBody):
+            escrow = self._agent.escrow
+            if body.escrow != escrow:
+                raise UntrustedMessage(
+                    "wrong_escrow", f"a notification names escrow {body.escrow!r}, not {escrow!r}"
+                )
+            await store.file_notification(seq, wire, body, received_at)
+        elif isinstance(body, ChunkBody):
+            await self._file_chunk(seq, message.envelope.reply_to, body, received_at)
+        else:
+            await self._file_reply(seq, wire, message)
+
+    async def _file_reply(self, seq: int, wire: bytes, message: verify.Unverified) -> None:
+        envelope, body = message.envelope, message.body
+        in_reply_to = str(getattr(body, "in_reply_to", ""))
+        request = await self._agent.store.request(in_reply_to)
+        if request is None:
+            raise UntrustedMessage(
+                "unexpected_reply",
+                f"a {envelope.type} message answers request {in_reply_to}, which this agent "
+                "never sent",
+            )
+        if envelope.type not in verify.REPLIES.get(MessageType(request["type"]), frozenset()):
+            raise UntrustedMessage(
+                "unexpected_reply",
+                f"a {envelope.type} message cannot answer a {request['type']} request",
+            )
+        verify.check_subject(MessageType(request["type"]), request["subject"], body)
+        certs = entry = None
+        if isinstance(body, LookupReplyBody):
+            certs = verify.certificates(
+                body.name, body.signing_certificate, body.encryption_certificate, body.crl
+            )
+            signing, encryption = verify.pem(certs.signing), verify.pem(certs.encryption)
+            entry = DirectoryEntry(certs.name, signing, encryption, verify.crl_der(certs.crl))
+        await self._agent.store.file_reply(
+            seq, in_reply_to, envelope.type, envelope.body, wire, self._ts(), entry
+        )
+        if certs is not None:
+            self._directory.remember(certs)
+        waiter = self._waiters.get(in_reply_to)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _file_chunk(self, seq: int, sender: str, body: ChunkBody, received_at: int) -> None:
+        """Keep a verified chunk's data in a file of its own, then drop the message;
+        once every chunk is there, write them in order to one file, kept only if
+        it adds up to the signed digest."""
+        store, cid = self._agent.store, body.consignment_id
+        if body.index >= body.count or len(body.data) > MAX_CHUNK:
+            raise UntrustedMessage(
+                "malformed", f"chunk {body.index} of {body.count} of {cid} is out of bounds"
+            )
+        meta = (sender, body.consignment_digest, body.total_size, body.count)
+        state = await store.begin_chunk(seq, cid, body.index, meta, received_at)
+        if state == "inconsistent":
+            raise UntrustedMessage(
+                "inconsistent_chunk",
+                f"chunk {body.index} of {cid} disagrees with the chunks before it",
+            )
+        if state == "held":  # sent again: kept already
+            return
+        assembly = Assembly(self._agent.state_dir / "received", cid)
+        await asyncio.to_thread(assembly.keep, body.index, body.data)
+        if await store.keep_chunk(seq, cid, body.index, len(body.data)) != body.count:
+            return
+        kept = await asyncio.to_thread(
+            assembly.assemble, body.count, body.total_size, body.consignment_digest
+        )
+        await store.assembled(cid, assembly.final if kept else None, self._ts())
+        await asyncio.to_thread(assembly.clear)

@@ -1,0 +1,140 @@
+"""The receiver's agent: fetch the inbox and open consignments.
+
+`ReceiverAgent.open` checks the consignment's digest, asks the escrow for the
+key part (a signed key-request), checks the signed release and the sender's
+certificate, then decrypts in a worker thread. This module must never write an
+opened file before every check has passed (`client.consignment.unseal` stages
+and commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from broker import SealedMessageError, open_key_part
+from broker.deposit import KeyRelease, Mode
+from broker.messages import ErrorCode, KeyReleaseBody, KeyRequestBody, MessageType
+from client.agent.core import Agent
+from client.agent.inputs import is_consignment_id, require_file
+from client.agent.types import InboxContents, OpenedConsignment
+from client.consignment import Progress, consignment_digest, inspect, unseal_async
+from client.errors import AgentError, EscrowRefused, OpenError, UntrustedMessage
+
+
+class ReceiverAgent(Agent):
+    """Reads its inbox (notifications, chunks, replies, events), keeps every
+    message durably before acking it, and opens consignments with the key part
+    the escrow releases. Constructed like `SenderAgent`."""
+
+    async def fetch(self, *, idle: float = 0.5, timeout: float = 30.0) -> InboxContents:  # noqa: ASYNC109
+        """Wait until the inbox is quiet, then return everything that arrived."""
+        await self.sync(idle=idle, timeout=timeout)
+        return await self.inbox()
+
+    async def locate(self, consignment: Path | str) -> Path:
+        """The file of a consignment: `consignment` itself, or the file of the
+        consignment with that id that arrived in the inbox (read first if it
+        has not been stored yet)."""
+        text = str(consignment)
+        if isinstance(consignment, str) and is_consignment_id(text):
+            arrived = await self.store.received_file(text)
+            if arrived is None or arrived[0] != "complete":
+                # Not here yet: read what the inbox holds (as `consign inbox` would).
+                await self.sync(idle=0.5, timeout=10.0)
+                arrived = await self.store.received_file(text)
+            if arrived is None or arrived[0] != "complete" or arrived[1] is None:
+                state = "has not arrived" if arrived is None else f"is {arrived[0]}"
+                raise AgentError(
+                    f"consignment {text} {state} in the inbox of {self.name!r}",
+                    "run `consign inbox` to fetch it, or give the consignment file",
+                )
+            return arrived[1]
+        return Path(consignment)
+
+    async def open(
+        self,
+        consignment: Path | str,
+        destination: Path | str,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> OpenedConsignment:
+        """Open a consignment (a file, or the id of one that arrived in the inbox)
+        into the directory `destination`: check its digest, ask the escrow for
+        the key part, check the signed release and the sender's certificate,
+        then decrypt. Nothing is written unless every check passed."""
+        path = await self.locate(consignment)
+        await require_file(path)
+        info = await asyncio.to_thread(inspect, path)
+        if info.escrow != self.escrow:
+            raise AgentError(
+                f"consignment {info.consignment_id} was sealed for escrow {info.escrow!r}, "
+                f"not {self.escrow!r}",
+                "open it with an identity of that escrow",
+            )
+        digest = await asyncio.to_thread(consignment_digest, path)
+        cid = info.consignment_id
+        try:
+            _, body, _, _ = await self.request(
+                MessageType.KEY_REQUEST,
+                KeyRequestBody(consignment_id=cid, consignment_digest=digest),
+                subject=f"{cid}:{digest}",
+                reuse=True,
+            )
+        except EscrowRefused as exc:
+            raise await self._explain_unknown(exc, cid) from None
+        assert isinstance(body, KeyReleaseBody)
+        if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
+            raise UntrustedMessage(
+                "wrong_consignment",
+                f"the escrow's key release is not for consignment {cid} as you hold it",
+                "do not trust this release; tell the escrow operator",
+            )
+        sender = await self.lookup(body.sender)
+        if body.mode is Mode.SPLIT:
+            try:
+                key_part = open_key_part(
+                    body.sealed_key_part, self.identity.encryption_key, cid, body.policy_digest
+                )
+            except SealedMessageError:
+                raise OpenError() from None
+        else:
+            key_part = body.sealed_key_part
+        release = KeyRelease(
+            consignment_id=cid, mode=body.mode, policy_digest=body.policy_digest, key_part=key_part
+        )
+        opened = await unseal_async(
+            path,
+            Path(destination),
+            identity=self.identity.encryption_key,
+            release=release,
+            sender_key=sender.signing_key,
+            overwrite=overwrite,
+            progress=progress,
+        )
+        return OpenedConsignment(
+            consignment_id=cid,
+            sender=body.sender,
+            mode=body.mode,
+            destination=Path(destination),
+            files=tuple(opened.files),
+            released_at=body.released_at,
+        )
+
+    async def _explain_unknown(self, refused: EscrowRefused, cid: str) -> EscrowRefused:
+        """An unknown consignment that no notification announced either: the id
+        was read from the file, so the file itself is the likely culprit."""
+        if refused.code != ErrorCode.UNKNOWN_CONSIGNMENT:
+            return refused
+        if await self.store.notified(cid):
+            return refused
+        return EscrowRefused(
+            refused.code,
+            f"{refused}; no notification of consignment {cid} reached {self.name!r} either",
+            "the file may be damaged (the id comes from its header) or was deposited at "
+            "another escrow; get a fresh copy from the sender",
+            request_type=refused.request_type,
+            consignment_id=refused.consignment_id,
+            reason=refused.reason,
+        )

@@ -1,0 +1,29 @@
+"""An agent's durable state: one SQLite database in its state directory, and all
+the SQL the agents run, as methods of `Store`.
+
+- `spool`: every inbox message, stored (and committed) before it is acked, then
+  verified and moved to the table it belongs in (a chunk's data to a file of
+  its own, listed in `chunks`, until its consignment is whole).
+- `requests`: every signed request, stored before it is published, with the
+  verified reply once it came (so a retry re-sends the same bytes, and a reply
+  is never decided twice).
+- `directory`: certificates and CRL from the escrow's lookups (checked at use).
+- `events`, `notifications`, `received`, `sent`, `refused`: what arrived, what
+  was sealed and sent, and what was refused and why.
+
+`database.py` holds the connection and the tables; `requests.py` and `inbox.py`
+the methods, by table. No other module of the client runs SQL. This package
+holds no protocol logic and must never store a private key.
+"""
+
+from __future__ import annotations
+
+from client.agent.store.database import DB_NAME, StoreError
+from client.agent.store.inbox import ChunkState, InboxTables
+from client.agent.store.requests import DirectoryEntry, RequestTables
+
+__all__ = ["DB_NAME", "ChunkState", "DirectoryEntry", "Store", "StoreError"]
+
+
+class Store(RequestTables, InboxTables):
+    """The agent database. Use `await Store.open(dir)`, then `close()`."""

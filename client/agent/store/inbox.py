@@ -1,0 +1,241 @@
+"""What arrived in the agent's inbox: the spool of raw messages, the events and
+notifications filed from it, consignments arriving in chunks, and refusals.
+
+Every inbox message is stored (and committed) in `spool` before it is acked, then
+moved in one transaction to the table it belongs in (a chunk's data to a file of
+its own, listed in `chunks`, until its consignment is whole). This module must
+never decide whether a message is good: callers verify first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+
+from broker.messages import EventBody, MessageType, NotifyBody
+from client.agent.store.database import Database, record
+from client.agent.types import Event, InboxContents, Notification, Received, Refusal
+
+#: How a chunk's consignment stands before the chunk is kept.
+ChunkState = Literal["new", "held", "inconsistent"]
+
+
+class InboxTables(Database):
+    """`spool`, `refused`, `events`, `notifications`, `received` and `chunks`."""
+
+    async def spool(self, items: Iterable[tuple[str, bytes]], now: int) -> None:
+        """Store raw inbox messages (hash, bytes); a redelivered one is stored once."""
+        async with self._tx() as conn:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO spool (wire_hash, wire, received_at) VALUES (?, ?, ?)",
+                [(h, w, now) for h, w in items],
+            )
+
+    async def spooled(self) -> list[int]:
+        """The stored messages not filed yet, oldest first."""
+        return [r["seq"] for r in await self.fetchall("SELECT seq FROM spool ORDER BY seq")]
+
+    async def spooled_message(self, seq: int) -> sqlite3.Row | None:
+        """(seq, wire_hash, wire, received_at) of a stored message, if still there."""
+        return await self.fetchone(
+            "SELECT seq, wire_hash, wire, received_at FROM spool WHERE seq = ?", (seq,)
+        )
+
+    async def refuse(
+        self, seq: int, wire_hash: str, kind: str, reason: str, message: str, now: int
+    ) -> None:
+        """Keep why a stored message was refused, and drop it."""
+        async with self._tx() as conn:
+            await _refused(conn, wire_hash, kind, reason, message, now)
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    async def refusals_since(self, since: int) -> list[str]:
+        """What the refusals since `since` said, latest first."""
+        rows = await self.fetchall(
+            "SELECT message FROM refused WHERE received_at >= ? ORDER BY seq DESC", (since,)
+        )
+        return [r["message"] for r in rows]
+
+    async def file_event(
+        self, seq: int, wire_hash: str, wire: bytes, body: EventBody, received_at: int
+    ) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO events (wire_hash, consignment_id, kind, receiver,"
+                " reason, at, received_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    wire_hash,
+                    body.consignment_id,
+                    body.kind.value,
+                    body.receiver,
+                    body.reason,
+                    body.at,
+                    received_at,
+                    wire,
+                ),
+            )
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    async def file_notification(
+        self, seq: int, wire: bytes, body: NotifyBody, received_at: int
+    ) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO notifications (consignment_id, sender, escrow,"
+                " deposited_at, consignment_digest, consignment_size, received_at, wire)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    body.consignment_id,
+                    body.sender,
+                    body.escrow,
+                    body.deposited_at,
+                    body.consignment_digest,
+                    body.consignment_size,
+                    received_at,
+                    wire,
+                ),
+            )
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    async def notified(self, consignment_id: str) -> bool:
+        """Whether the escrow's notification of the consignment arrived."""
+        row = await self.fetchone(
+            "SELECT 1 FROM notifications WHERE consignment_id = ?", (consignment_id,)
+        )
+        return row is not None
+
+    # -- consignments arriving in chunks -------------------------------------
+
+    async def begin_chunk(
+        self, seq: int, consignment_id: str, index: int, meta: tuple[str, str, int, int], now: int
+    ) -> ChunkState:
+        """Where a verified chunk with (sender, digest, size, count) `meta` stands:
+        "new" (keep it; a first or failed consignment starts afresh), "held" (sent
+        again: kept already; its message is dropped here) or "inconsistent" (it
+        disagrees with the chunks before it)."""
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT sender, consignment_digest, total_size, chunk_count, state"
+                " FROM received WHERE consignment_id = ?",
+                (consignment_id,),
+            )
+            row = next(iter(rows), None)
+            if row is None or row[4] == "failed":
+                await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (consignment_id,))
+                await conn.execute(
+                    "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
+                    " total_size, chunk_count, state, first_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (consignment_id, *meta, "partial", now),
+                )
+            elif tuple(row[:4]) != meta and row[4] != "complete":
+                return "inconsistent"
+            held = await conn.execute_fetchall(
+                "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?",
+                (consignment_id, index),
+            )
+            if (row is not None and row[4] == "complete") or held:
+                await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                return "held"
+        return "new"
+
+    async def keep_chunk(self, seq: int, consignment_id: str, index: int, size: int) -> int:
+        """List a chunk whose data is in its file and drop its message; returns how
+        many chunks of the consignment are held."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO chunks (consignment_id, idx, size) VALUES (?, ?, ?)",
+                (consignment_id, index, size),
+            )
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+            have = await conn.execute_fetchall(
+                "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (consignment_id,)
+            )
+        return int(next(iter(have))[0])
+
+    async def assembled(self, consignment_id: str, path: Path | None, now: int) -> None:
+        """The chunks were assembled into `path`, or (None) did not add up to the
+        signed digest: then the consignment failed, and a refusal says why."""
+        async with self._tx() as conn:
+            if path is not None:
+                await conn.execute(
+                    "UPDATE received SET state = 'complete', path = ?, completed_at = ?"
+                    " WHERE consignment_id = ?",
+                    (str(path), now, consignment_id),
+                )
+            else:
+                reason = "the chunks do not add up to the signed digest"
+                await conn.execute(
+                    "UPDATE received SET state = 'failed', reason = ? WHERE consignment_id = ?",
+                    (reason, consignment_id),
+                )
+                message = f"{consignment_id}: {reason}"
+                kind = MessageType.CHUNK.value
+                await _refused(conn, consignment_id, kind, "digest_mismatch", message, now)
+            await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (consignment_id,))
+
+    async def received_file(self, consignment_id: str) -> tuple[str, Path | None] | None:
+        """(state, path) of a consignment arriving in chunks, once one arrived."""
+        row = await self.fetchone(
+            "SELECT state, path FROM received WHERE consignment_id = ?", (consignment_id,)
+        )
+        if row is None:
+            return None
+        return row["state"], Path(row["path"]) if row["path"] else None
+
+    # -- reading -------------------------------------------------------------
+
+    async def events(self, consignment_id: str | None = None) -> list[Event]:
+        """Every verified escrow event kept so far (oldest first)."""
+        sql = "SELECT * FROM events"
+        params: tuple[str, ...] = ()
+        if consignment_id is not None:
+            sql += " WHERE consignment_id = ?"
+            params = (consignment_id,)
+        return [record(Event, r) for r in await self.fetchall(sql + " ORDER BY at, seq", params)]
+
+    async def inbox(self) -> InboxContents:
+        """What arrived so far: notifications, consignments, events, refusals."""
+        notes = await self.fetchall("SELECT * FROM notifications ORDER BY received_at")
+        received = await self.fetchall("SELECT * FROM received ORDER BY first_at")
+        counts = {
+            r["consignment_id"]: r["n"]
+            for r in await self.fetchall(
+                "SELECT consignment_id, COUNT(*) AS n FROM chunks GROUP BY consignment_id"
+            )
+        }
+        refused = await self.fetchall("SELECT * FROM refused ORDER BY seq")
+        return InboxContents(
+            notifications=tuple(record(Notification, r) for r in notes),
+            received=tuple(_received(r, counts) for r in received),
+            events=tuple(await self.events()),
+            refused=tuple(record(Refusal, r) for r in refused),
+        )
+
+
+async def _refused(
+    conn: aiosqlite.Connection, wire_hash: str, kind: str, reason: str, message: str, now: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO refused (wire_hash, type, reason, message, received_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (wire_hash, kind, reason, message, now),
+    )
+
+
+def _received(row: sqlite3.Row, counts: dict[str, int]) -> Received:
+    complete = row["state"] == "complete"
+    return Received(
+        consignment_id=row["consignment_id"],
+        sender=row["sender"],
+        consignment_digest=row["consignment_digest"],
+        size=row["total_size"],
+        chunks=row["chunk_count"],
+        chunks_received=row["chunk_count"] if complete else counts.get(row["consignment_id"], 0),
+        state=row["state"],
+        path=Path(row["path"]) if row["path"] else None,
+        reason=row["reason"],
+    )

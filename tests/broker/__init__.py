@@ -1,0 +1,1 @@
+"""Tests of `broker`: the wire, the transports, the PKI both sides check, the console."""

@@ -1,0 +1,1 @@
+"""Tests of `client`: the consignment format and engine, the agents, the identity commands."""
