@@ -161,6 +161,15 @@ def _check_usage(cert: x509.Certificate, role: Role, escrow: bool) -> None:
         _reject(CertReason.WRONG_USAGE, "certificate does not belong to the escrow")
 
 
+# Certificates whose time-independent checks passed (issued by the CA, the CRL
+# signed by it and not listing the certificate, usage, name), by the exact
+# certificate, CA and CRL and what was asked. Those checks are pure functions of
+# these, so remembering a success changes no decision; a new CRL is a new key.
+# The times (CA, certificate, CRL freshness) are checked on every call.
+_PASSED: dict[tuple[object, ...], Ed25519PublicKey | X25519PublicKey] = {}
+_PASSED_MAX = 4096
+
+
 def check_certificate(
     cert: x509.Certificate,
     *,
@@ -176,12 +185,13 @@ def check_certificate(
     return its public key. `now` must be timezone-aware."""
     require_aware(now)
     check_ca(ca, now)
+    memo = (cert, ca, crl.public_bytes(Encoding.DER), role, escrow, expected_name)
+    key = _PASSED.get(memo)
+    if key is not None:
+        _check_times(cert, crl, ca, now, require_current_crl)
+        return key
     _check_issued_by(cert, ca)
-    if now < cert.not_valid_before_utc:
-        _reject(CertReason.NOT_YET_VALID, "certificate is not valid yet")
-    if now > cert.not_valid_after_utc:
-        _reject(CertReason.EXPIRED, "certificate has expired")
-    check_crl(crl, ca, now, require_current=require_current_crl)
+    _check_times(cert, crl, ca, now, require_current_crl)
     if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
         _reject(
             CertReason.REVOKED,
@@ -195,9 +205,26 @@ def check_certificate(
             f"certificate is not {expected_name!r}'s",
             "the directory answered with someone else's certificate; do not use it",
         )
-    key = cert.public_key()
-    assert isinstance(key, Ed25519PublicKey | X25519PublicKey)  # _check_usage made sure
-    return key
+    public = cert.public_key()
+    assert isinstance(public, Ed25519PublicKey | X25519PublicKey)  # _check_usage made sure
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED[memo] = public
+    return public
+
+
+def _check_times(
+    cert: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    ca: x509.Certificate,
+    now: datetime,
+    require_current_crl: bool,
+) -> None:
+    if now < cert.not_valid_before_utc:
+        _reject(CertReason.NOT_YET_VALID, "certificate is not valid yet")
+    if now > cert.not_valid_after_utc:
+        _reject(CertReason.EXPIRED, "certificate has expired")
+    check_crl(crl, ca, now, require_current=require_current_crl)
 
 
 def check_signing_certificate(
