@@ -55,7 +55,6 @@ from broker.transport.amqp_errors import (
     wrapped,
 )
 from broker.transport.base import (
-    DeadLetter,
     Delivery,
     Destination,
     EscrowQueue,
@@ -63,6 +62,7 @@ from broker.transport.base import (
     Transport,
     TransportConfig,
     _Consumer,
+    dead_letter_of,
 )
 from broker.transport.topology import dead_letter_queue_arguments, work_queue_arguments
 
@@ -106,12 +106,7 @@ class _AmqpDelivery(Delivery):
             for key, value in raw.items()
             if isinstance(value, str) and not key.lower().startswith("x-")
         }
-        reason, origin = raw.get("x-first-death-reason"), raw.get("x-first-death-queue")
-        dead_letter = (
-            DeadLetter(reason=reason, queue=origin)
-            if isinstance(reason, str) and isinstance(origin, str)
-            else None
-        )
+        dead_letter = dead_letter_of(raw)
         super().__init__(
             queue=queue,
             body=incoming.body,
@@ -197,6 +192,7 @@ class AmqpTransport(Transport):
         self._topology_channel: AbstractChannel | None = None
         self._default_exchange: AbstractExchange | None = None
         self._inbox_exchange: AbstractExchange | None = None
+        self._dead_letter_exchange: AbstractExchange | None = None
         # Publishes in flight by message id: see _one_per_message_id.
         self._publishing: dict[str, asyncio.Future[None]] = {}
 
@@ -241,6 +237,9 @@ class AmqpTransport(Transport):
             self._default_exchange = self._publish_channel.default_exchange
             self._inbox_exchange = await self._publish_channel.get_exchange(
                 config.inbox_exchange, ensure=False
+            )
+            self._dead_letter_exchange = await self._publish_channel.get_exchange(
+                config.dead_letter_exchange, ensure=False
             )
         except BaseException:
             await connection.close()
@@ -314,11 +313,25 @@ class AmqpTransport(Transport):
             done.set_result(None)
 
     async def _publish(self, destination: Destination, message: Message) -> None:
-        assert self._publish_channel is not None
         if isinstance(destination, EscrowQueue):
             exchange, routing_key = self._default_exchange, self.config.escrow_queue
         else:
             exchange, routing_key = self._inbox_exchange, destination.identity
+        await self._publish_to(exchange, routing_key, message, f"for {destination}")
+
+    async def _publish_dead_letter(self, message: Message) -> None:
+        config = self.config
+        await self._publish_to(
+            self._dead_letter_exchange,
+            config.dead_letter_queue,
+            message,
+            f"for the dead-letter queue {config.dead_letter_queue!r}",
+        )
+
+    async def _publish_to(
+        self, exchange: AbstractExchange | None, routing_key: str, message: Message, to: str
+    ) -> None:
+        assert self._publish_channel is not None
         assert exchange is not None
         outgoing = aio_pika.Message(
             message.body,
@@ -332,7 +345,7 @@ class AmqpTransport(Transport):
                 else aio_pika.DeliveryMode.NOT_PERSISTENT
             ),
         )
-        what = f"message {message.message_id} for {destination}"
+        what = f"message {message.message_id} {to}"
         async with self._one_per_message_id(message.message_id):
             try:
                 async with asyncio.timeout(self.config.publish_timeout):
