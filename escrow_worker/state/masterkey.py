@@ -38,8 +38,8 @@ import aiosqlite
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker.canonical import canonical_json
-from broker.errors import IdentityFileError
+from broker.canonical import canonical_json, parse_canonical_json, unb64
+from broker.errors import BrokerError, IdentityFileError
 from broker.files import read_bytes, write_bytes
 from broker.pki import sealed as _sealed
 from broker.sqlite import transaction
@@ -127,16 +127,16 @@ def _dump(keyring: MasterKeyring) -> bytes:
 
 def _load(plaintext: bytes) -> MasterKeyring:
     try:
-        content = json.loads(plaintext)
+        content = parse_canonical_json(plaintext, "the master keyring")
         keys: dict[str, bytes] = {}
         created: dict[str, int] = {}
         for entry in content["keys"]:
-            key = base64.b64decode(entry["key"], validate=True)
+            key = unb64(entry["key"], "key")
             if len(key) != 32 or not isinstance(entry["id"], str):
                 raise ValueError("bad key entry")
             keys[entry["id"]] = key
             created[entry["id"]] = int(entry["created_at"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, BrokerError) as exc:
         raise IdentityFileError(
             "inconsistent", "the master keyring holds no valid keys", _RESTORE
         ) from exc
