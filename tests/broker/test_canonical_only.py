@@ -52,6 +52,14 @@ def test_a_wire_form_with_whitespace_is_refused() -> None:
         assert refused.value.reason == "not_canonical"
 
 
+def test_the_wire_version_is_the_integer_1_only() -> None:
+    wire = json.loads(_signed().to_wire())
+    for v in (True, 2, "1"):
+        with pytest.raises(EnvelopeError) as refused:
+            SignedEnvelope.from_wire(canonical_json(dict(wire, v=v)))
+        assert refused.value.reason == "malformed"
+
+
 def test_a_payload_that_is_not_canonical_is_refused() -> None:
     signed = SignedEnvelope(payload=b'{"b":1, "a":2}', signature=b"\0" * 64)
     with pytest.raises(EnvelopeError) as refused:
