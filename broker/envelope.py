@@ -125,7 +125,7 @@ class SignedEnvelope(BaseModel):
         value = parse_canonical_json(data)
         if not isinstance(value, dict) or set(value) != {"payload", "signature", "v"}:
             raise EnvelopeError("malformed", "envelope must have exactly payload, signature, v")
-        if value["v"] != _WIRE_VERSION:
+        if type(value["v"]) is not int or value["v"] != _WIRE_VERSION:  # true == 1 in Python
             raise EnvelopeError("malformed", f"unknown envelope version {value['v']!r}")
         try:
             if not isinstance(value["payload"], str) or not isinstance(value["signature"], str):

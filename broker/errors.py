@@ -142,7 +142,14 @@ class EnvelopeError(BrokerError):
 class SealedMessageError(BrokerError):
     """An HPKE-sealed deposit or key part cannot be opened, or is not what it claims.
 
-    One message for every cause (wrong key, wrong context, altered): no oracle."""
+    One message for every cause of a failed opening (wrong key, wrong context,
+    altered): no oracle. Once it opened, what is wrong with the plaintext is
+    named: the sealer wrote it. `reason` is "cannot_open", "not_json",
+    "not_canonical", "invalid" or "wrong_consignment"."""
+
+    def __init__(self, message: str, hint: str | None = None, *, reason: str = "cannot_open"):
+        super().__init__(message, hint)
+        self.reason = reason
 
 
 class FileError(BrokerError):

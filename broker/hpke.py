@@ -9,23 +9,25 @@ HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, base mode):
   certificate, with ``info = "consignment/v1 release" || 0x00 || consignment id
   || policy digest``.
 
-Both the client and the escrow worker use these functions, so the info strings
-exist once. This module never sees a certificate (callers check them) and must
+"Sealed" is HPKE single-shot encryption: ``enc`` (the 32-byte X25519 encapsulated
+key) followed by the AEAD ciphertext with its 16-byte tag, with empty associated
+data. Both the client and the escrow worker use these functions, so the info
+strings exist once. This module never sees a certificate (callers check them) and must
 never log or put key material in an error message.
 """
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from pydantic import ValidationError
 
-from broker.canonical import HEX_ID, canonical_json
+from broker.canonical import HEX_ID, canonical_json, parse_canonical_json
 from broker.deposit import Deposit
-from broker.errors import SealedMessageError
+from broker.errors import EnvelopeError, SealedMessageError
 
 __all__ = [
     "DEPOSIT_INFO",
@@ -70,22 +72,77 @@ def seal_deposit(deposit: Deposit, escrow_key: X25519PublicKey) -> bytes:
 def open_deposit(sealed: bytes, consignment_id: str, escrow_key: X25519PrivateKey) -> Deposit:
     """Open and validate a sealed deposit for `consignment_id`.
 
-    Raises `SealedMessageError` alike for every failure (wrong key, another
-    consignment's deposit, altered, not a valid Deposit, or for another id)."""
+    Raises `SealedMessageError`: one message for every failure to open (wrong
+    key, another consignment's info, altered); once opened, a plaintext that is
+    not canonical JSON, not exactly the canonical encoding of a valid `Deposit`
+    (every field present, as `seal_deposit` writes it), or for another id, is
+    refused naming what is wrong (`reason`)."""
     try:
         plaintext = _SUITE.decrypt(sealed, escrow_key, info=_deposit_info(consignment_id))
-        deposit = Deposit.model_validate(json.loads(plaintext))
-    except (InvalidTag, ValueError, ValidationError, RecursionError) as exc:
+    except (InvalidTag, ValueError) as exc:
         raise SealedMessageError(
-            "the sealed deposit cannot be opened or is not a valid deposit",
+            "the sealed deposit cannot be opened: it is not sealed to this escrow's encryption"
+            " key with this consignment id, or it was altered",
             "seal the deposit to this escrow's current encryption certificate",
         ) from exc
+    deposit = _deposit(plaintext)
     if deposit.consignment_id != consignment_id:
         raise SealedMessageError(
             "the sealed deposit is for another consignment",
             "send the deposit with the consignment id it was sealed for",
+            reason="wrong_consignment",
         )
     return deposit
+
+
+_DEPOSIT_HINT = "the deposit is canonical JSON with every field (docs/protocol.md, The deposit)"
+
+
+def _deposit(plaintext: bytes) -> Deposit:
+    try:
+        value = parse_canonical_json(plaintext, "the deposit JSON")
+    except EnvelopeError as exc:
+        reason = "not_canonical" if exc.reason == "not_canonical" else "not_json"
+        raise SealedMessageError(exc.message, _DEPOSIT_HINT, reason=reason) from exc
+    try:
+        deposit = Deposit.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "deposit"
+        raise SealedMessageError(
+            f"the deposit is not valid: field {where}: {first['msg']}",
+            _DEPOSIT_HINT,
+            reason="invalid",
+        ) from None
+    again = deposit.model_dump(mode="json")
+    if canonical_json(again) != plaintext:
+        where = _difference(value, again) or "deposit"
+        raise SealedMessageError(
+            f"the deposit JSON is not the canonical encoding of a deposit: field {where}"
+            " is missing, extra or of another form",
+            _DEPOSIT_HINT,
+            reason="not_canonical",
+        )
+    return deposit
+
+
+def _difference(given: Any, encoded: Any, path: str = "") -> str | None:
+    """The first path where `given` and the model's own encoding differ."""
+    if isinstance(given, dict) and isinstance(encoded, dict):
+        for key in sorted(set(given) | set(encoded)):
+            if key not in given or key not in encoded:
+                return f"{path}{key}"
+            found = _difference(given[key], encoded[key], f"{path}{key}.")
+            if found is not None:
+                return found
+        return None
+    if isinstance(given, list) and isinstance(encoded, list) and len(given) == len(encoded):
+        for index, (a, b) in enumerate(zip(given, encoded, strict=True)):
+            found = _difference(a, b, f"{path}{index}.")
+            if found is not None:
+                return found
+        return None
+    return None if given == encoded and type(given) is type(encoded) else path.rstrip(".")
 
 
 def seal_key_part(

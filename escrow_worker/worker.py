@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from broker import BrokerError, Deliveries, Delivery, Inbox, Transport
-from broker.errors import TopologyError, Unroutable
+from broker.errors import PublishRefused, TopologyError, Unroutable
 from escrow_worker.replies import Outcome, Outgoing
 from escrow_worker.service import EscrowService
+from escrow_worker.undelivered import Undelivered
 
 __all__ = ["EscrowWorker"]
 
@@ -58,6 +59,12 @@ class EscrowWorker:
         self._busy = 0  # lanes handling a delivery right now
         #: Deliveries settled so far (answered, dead-lettered or requeued).
         self.processed = 0
+        self._undelivered = Undelivered(transport)
+
+    @property
+    def undelivered(self) -> Mapping[str, int]:
+        """The metric of messages no inbox took: inbox queue name -> count."""
+        return self._undelivered.counts
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop if stop is not None else asyncio.Event()
@@ -149,38 +156,31 @@ class EscrowWorker:
                 raise result
 
     async def _send(self, outgoing: Outgoing) -> bool:
-        """Publish one message; False if no queue took it (nothing is raised for
-        that: the request was answered, and an outbox row stays unsent for the
-        sweep to try again)."""
-        if outgoing.declare and not await self._declare(outgoing.destination):
-            return False
+        """Publish one message; False if no inbox took it. Nothing is dropped
+        silently: see `escrow_worker.undelivered` (kept, logged once, counted)."""
+        if outgoing.declare:
+            await self._declare(outgoing.destination)
         try:
             await self._transport.publish(Inbox(outgoing.destination), outgoing.message)
-        except Unroutable:
-            # A reply to an inbox nobody declared (the claimed reply_to of a request
-            # that failed authentication) is dropped; an outbox row stays unsent.
-            _log.warning(
-                "%s for %s not delivered: no such inbox%s",
-                outgoing.message.type,
-                outgoing.destination,
-                "; kept in the outbox" if outgoing.outbox_id is not None else "",
-            )
+        except (Unroutable, PublishRefused) as exc:
+            await self._undelivered.failed(outgoing, exc)
             return False
+        self._undelivered.delivered(outgoing.destination)
         return True
 
-    async def _declare(self, identity: str) -> bool:
+    async def _declare(self, identity: str) -> None:
         """Declare a registered party's inbox once per worker, so that nothing the
         escrow sends it (a notification above all) is lost before it connects.
-        False if the broker refused; it is tried again next time."""
+        If the broker refuses, the message is published all the same (the inbox
+        may exist, bound, with other arguments) and declaring is tried next time."""
         if identity in self._declared:
-            return True
+            return
         try:
             await self._transport.declare_inbox(identity)
         except TopologyError as exc:
-            _log.warning("cannot declare the inbox of %s: %s", identity, exc.message)
-            return False
+            self._undelivered.misdeclared(identity, exc)
+            return
         self._declared.add(identity)
-        return True
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         """Publish outbox messages that stayed unsent (a worker died after its commit),

@@ -59,6 +59,15 @@ class TransportFactory:
         self._inboxes: set[str] = set()
         self._exchanges: set[str] = set()
 
+    @property
+    def amqp_url(self) -> str:
+        assert self._amqp_url is not None, "an AMQP factory"
+        return self._amqp_url
+
+    def track_queue(self, name: str) -> None:
+        """Delete the queue `name` too, after the test."""
+        self._inboxes.add(name)
+
     async def __call__(self, *, url: str | None = None, **overrides: Any) -> Transport:
         """A started transport; `overrides` are `TransportConfig` fields.
 

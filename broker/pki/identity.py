@@ -13,7 +13,6 @@ must never write a private key anywhere but a sealed file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from broker.canonical import b64, canonical_json, check_name, unb64
+from broker.canonical import b64, canonical_json, check_name, parse_canonical_json, unb64
 from broker.errors import BrokerError, IdentityFileError
 from broker.files import read_bytes, write_bytes
 from broker.pki import sealed as _sealed
@@ -111,7 +110,7 @@ def _field(content: dict[str, Any], key: str) -> bytes:
 def load_identity_bytes(data: bytes, passphrase: bytes) -> Identity | IdentityKeys:
     plaintext = _sealed.unseal(data, passphrase, kind=KIND)
     try:
-        content = json.loads(plaintext)
+        content = parse_canonical_json(plaintext, "the identity")
         if not isinstance(content, dict):
             raise ValueError("not an object")
         name = check_name(content["name"])

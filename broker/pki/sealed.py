@@ -8,14 +8,15 @@ file from a wrong passphrase; it adds no security, the AEAD does.
 
 File: canonical JSON (broker.canonical_json) of
 {"aead","checksum","ciphertext","format","kdf":{"log_n","name","p","r","salt"},
-"kind","nonce","version"} followed by a newline. This module must never write a
-secret anywhere but inside the ciphertext, nor put one in an error message.
+"kind","nonce","version"} followed by one newline (LF); `unseal` refuses any
+other form, and a plaintext that must be JSON is parsed as canonical JSON too.
+This module must never write a secret anywhere but inside the ciphertext, nor
+put one in an error message.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any, Final
 
@@ -23,8 +24,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from broker.canonical import b64, canonical_json, unb64
-from broker.errors import IdentityFileError
+from broker.canonical import b64, canonical_json, parse_canonical_json, unb64
+from broker.errors import EnvelopeError, IdentityFileError
 
 __all__ = [
     "DEFAULT_LOG_N",
@@ -99,10 +100,13 @@ def unseal(data: bytes, passphrase: bytes, *, kind: str) -> bytes:
     "malformed", "damaged" or "wrong_passphrase"."""
     if len(data) > MAX_FILE_BYTES:
         raise _malformed(kind, "too large")
+    # Exactly what `seal` writes: one line of canonical JSON and one LF.
+    if not data.endswith(b"\n"):
+        raise _malformed(kind, "not one line of canonical JSON ending in a newline")
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _malformed(kind, "not JSON") from exc
+        document = parse_canonical_json(data[:-1], "it")
+    except EnvelopeError as exc:
+        raise _malformed(kind, exc.message) from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _malformed(kind, "no consign-sealed header")
     if document.get("version") != VERSION or document.get("kind") != kind:

@@ -12,10 +12,10 @@ after the connection drops) carries:
   consumer closes the channel, which returns its unacked messages;
 - one short-lived channel per `get`, closed once its delivery is settled.
 
-Queues are durable quorum queues with ``x-delivery-limit`` and a dead-letter
-exchange (at-least-once dead-lettering, which needs ``x-overflow:
-reject-publish``). aio-pika and aiormq exceptions are wrapped in `broker.errors`
-here and never leave this module. `aio_pika.patterns.RPC` must not be used.
+Queues, exchanges and bindings are declared exactly as `broker.transport.topology`
+gives them (docs/protocol.md, "Queues"). aio-pika and aiormq exceptions are
+wrapped in `broker.errors` (`amqp_errors`) and never leave this module.
+`aio_pika.patterns.RPC` must not be used.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aio_pika
@@ -39,20 +38,23 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import ChannelInvalidStateError
-from yarl import URL
 
 from broker.errors import (
     ConnectionFailed,
     DeliveryLost,
     PublishRefused,
     PublishTimeout,
-    QueueNotFound,
     TopologyError,
-    TransportError,
     Unroutable,
 )
+from broker.transport.amqp_errors import (
+    LINK_ERRORS,
+    connect_failed,
+    declaration_refused,
+    where,
+    wrapped,
+)
 from broker.transport.base import (
-    DeadLetter,
     Delivery,
     Destination,
     EscrowQueue,
@@ -60,75 +62,16 @@ from broker.transport.base import (
     Transport,
     TransportConfig,
     _Consumer,
+    dead_letter_of,
 )
+from broker.transport.topology import dead_letter_queue_arguments, work_queue_arguments
 
 __all__ = ["AmqpTransport"]
 
 _log = logging.getLogger(__name__)
 
-# What a dropped connection or a closed channel looks like from aio-pika/aiormq.
-_LINK_ERRORS = (aiormq.exceptions.AMQPError, ChannelInvalidStateError, OSError)
+_LINK_ERRORS = LINK_ERRORS
 _GET_POLL_MAX = 0.25  # seconds between basic.get polls while `get` waits
-
-
-def _where(url: str) -> str:
-    """The URL without credentials, for messages and logs."""
-    parsed = URL(url)
-    return str(parsed.with_user(None).with_password(None)) if parsed.host else "<invalid url>"
-
-
-@contextlib.contextmanager
-def _wrapped(doing: str) -> Iterator[None]:
-    """Turn aio-pika/aiormq exceptions raised while `doing` into `TransportError`s."""
-    try:
-        yield
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
-        raise QueueNotFound(f"{doing}: it does not exist", hint="declare it first") from exc
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TopologyError(
-            f"{doing}: it exists with other arguments ({exc})",
-            hint="use the same delivery limit and queue length, or another prefix",
-        ) from exc
-    except aiormq.exceptions.ChannelAccessRefused as exc:
-        raise TransportError(
-            f"{doing}: access refused ({exc})", hint="check the RabbitMQ user's permissions"
-        ) from exc
-    except (*_LINK_ERRORS, TimeoutError) as exc:
-        raise ConnectionFailed(f"{doing}: {exc!r}", hint="is RabbitMQ running?") from exc
-
-
-def _connect_failed(url: str, exc: BaseException, timeout: float) -> ConnectionFailed:
-    """Why connecting failed, in words: never the library's repr."""
-    parsed = URL(url)
-    port = parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
-    where = f"{parsed.host}:{port}" if parsed.host else _where(url)
-    if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc):
-        # RabbitMQ closes the connection instead of opening it: the vhost.
-        vhost = parsed.path[1:] or "/"
-        return ConnectionFailed(
-            f"RabbitMQ at {where} refused the vhost {vhost!r} "
-            "(missing, or no permission for this user)",
-            hint="check the vhost at the end of the URL (amqp://user:pass@host:5672/ is the "
-            "default vhost '/'); `rabbitmqctl list_vhosts` and `list_permissions` show them",
-        )
-    causes = [exc, exc.__cause__, exc.__context__]
-    if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        reason = "connection refused"
-        hint = "is RabbitMQ running there, and are the host and port in the URL right?"
-    elif any(isinstance(c, socket.gaierror) for c in causes):
-        reason = f"unknown host {parsed.host!r}"
-        hint = "check the host name in the URL"
-    elif isinstance(exc, TimeoutError):
-        reason = f"no answer within {timeout:g} s"
-        hint = "is the host reachable, and is RabbitMQ listening on that port?"
-    elif isinstance(exc, ValueError):
-        reason = "the URL is not valid"
-        hint = "write it as amqp://user:password@host:5672/vhost"
-    else:
-        cause = next((c for c in causes if isinstance(c, OSError) and c.strerror), None)
-        reason = str(cause.strerror).lower() if cause is not None else type(exc).__name__
-        hint = "is RabbitMQ running, and is the URL right?"
-    return ConnectionFailed(f"cannot connect to RabbitMQ at {where}: {reason}", hint=hint)
 
 
 async def _close_quietly(channel: AbstractChannel) -> None:
@@ -147,21 +90,6 @@ async def _close_quietly(channel: AbstractChannel) -> None:
         _log.debug("closing %r was cut short by the connection closing", channel)
 
 
-def _quorum_arguments(config: TransportConfig) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "x-queue-type": "quorum",
-        "x-delivery-limit": config.delivery_limit,
-        "x-dead-letter-exchange": config.dead_letter_exchange,
-        # At-least-once dead-lettering keeps a message in this queue until the
-        # dead-letter queue has confirmed it; RabbitMQ requires reject-publish for it.
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
-    }
-    if config.max_queue_length is not None:
-        arguments["x-max-length"] = config.max_queue_length
-    return arguments
-
-
 class _AmqpDelivery(Delivery):
     __slots__ = ("_after_settle", "_incoming")
 
@@ -178,12 +106,7 @@ class _AmqpDelivery(Delivery):
             for key, value in raw.items()
             if isinstance(value, str) and not key.lower().startswith("x-")
         }
-        reason, origin = raw.get("x-first-death-reason"), raw.get("x-first-death-queue")
-        dead_letter = (
-            DeadLetter(reason=reason, queue=origin)
-            if isinstance(reason, str) and isinstance(origin, str)
-            else None
-        )
+        dead_letter = dead_letter_of(raw)
         super().__init__(
             queue=queue,
             body=incoming.body,
@@ -275,13 +198,14 @@ class AmqpTransport(Transport):
         self._topology_channel: AbstractChannel | None = None
         self._default_exchange: AbstractExchange | None = None
         self._inbox_exchange: AbstractExchange | None = None
+        self._dead_letter_exchange: AbstractExchange | None = None
         # Publishes in flight by message id: see _one_per_message_id.
         self._publishing: dict[str, asyncio.Future[None]] = {}
 
     @property
     def url(self) -> str:
         """The broker URL without credentials."""
-        return _where(self._url)
+        return where(self._url)
 
     def _link(self) -> AbstractRobustConnection:
         assert self._connection is not None, "used before start()"
@@ -300,25 +224,28 @@ class AmqpTransport(Transport):
                 hint="check the user name and password in the URL",
             ) from exc
         except (*_LINK_ERRORS, TimeoutError, ValueError) as exc:
-            raise _connect_failed(self._url, exc, self._connect_timeout) from exc
+            raise connect_failed(self._url, exc, self._connect_timeout) from exc
         try:
-            with _wrapped(f"opening channels on {self.url}"):
+            with wrapped(f"opening channels on {self.url}"):
                 self._publish_channel = await connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
                 self._topology_channel = await connection.channel(publisher_confirms=False)
             config = self.config
-            with _wrapped(f"declaring exchange {config.inbox_exchange!r}"):
+            with wrapped(f"declaring exchange {config.inbox_exchange!r}"):
                 await self._topology_channel.declare_exchange(
                     config.inbox_exchange, aio_pika.ExchangeType.DIRECT, durable=True
                 )
-            with _wrapped(f"declaring exchange {config.dead_letter_exchange!r}"):
+            with wrapped(f"declaring exchange {config.dead_letter_exchange!r}"):
                 await self._topology_channel.declare_exchange(
                     config.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
                 )
             self._default_exchange = self._publish_channel.default_exchange
             self._inbox_exchange = await self._publish_channel.get_exchange(
                 config.inbox_exchange, ensure=False
+            )
+            self._dead_letter_exchange = await self._publish_channel.get_exchange(
+                config.dead_letter_exchange, ensure=False
             )
         except BaseException:
             await connection.close()
@@ -333,29 +260,41 @@ class AmqpTransport(Transport):
 
     # -- topology ----------------------------------------------------------
 
-    async def _declare_quorum_queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue:
+    async def _declare_quorum_queue(
+        self, name: str, arguments: dict[str, Any], *, inbox: bool = False
+    ) -> AbstractQueue:
+        """Declare (never passively) with exactly `arguments`: RabbitMQ refuses if the
+        queue exists with any other, which is how a declaration is checked."""
         assert self._topology_channel is not None
-        with _wrapped(f"declaring queue {name!r}"):
-            return await self._topology_channel.declare_queue(
-                name, durable=True, arguments=arguments
-            )
+        try:
+            with wrapped(f"declaring queue {name!r}", declaring=True):
+                return await self._topology_channel.declare_queue(
+                    name, durable=True, arguments=arguments
+                )
+        except TopologyError as exc:
+            if isinstance(exc.__cause__, aiormq.exceptions.ChannelPreconditionFailed):
+                raise declaration_refused(name, exc.__cause__, arguments, inbox=inbox) from exc
+            raise
 
     async def _declare_dead_letter_queue(self) -> None:
         config = self.config
         queue = await self._declare_quorum_queue(
-            config.dead_letter_queue, {"x-queue-type": "quorum"}
+            config.dead_letter_queue, dead_letter_queue_arguments()
         )
-        with _wrapped(f"binding queue {config.dead_letter_queue!r}"):
+        with wrapped(f"binding queue {config.dead_letter_queue!r}", declaring=True):
             await queue.bind(config.dead_letter_exchange)
 
     async def _declare_escrow_queues(self) -> None:
         await self._declare_dead_letter_queue()
-        await self._declare_quorum_queue(self.config.escrow_queue, _quorum_arguments(self.config))
+        config = self.config
+        await self._declare_quorum_queue(config.escrow_queue, work_queue_arguments(config))
 
     async def _declare_inbox(self, identity: str, queue: str) -> None:
         await self._declare_dead_letter_queue()
-        declared = await self._declare_quorum_queue(queue, _quorum_arguments(self.config))
-        with _wrapped(f"binding queue {queue!r}"):
+        declared = await self._declare_quorum_queue(
+            queue, work_queue_arguments(self.config), inbox=True
+        )
+        with wrapped(f"binding queue {queue!r}", declaring=True):
             await declared.bind(self.config.inbox_exchange, routing_key=identity)
 
     # -- publish -----------------------------------------------------------
@@ -380,11 +319,25 @@ class AmqpTransport(Transport):
             done.set_result(None)
 
     async def _publish(self, destination: Destination, message: Message) -> None:
-        assert self._publish_channel is not None
         if isinstance(destination, EscrowQueue):
             exchange, routing_key = self._default_exchange, self.config.escrow_queue
         else:
             exchange, routing_key = self._inbox_exchange, destination.identity
+        await self._publish_to(exchange, routing_key, message, f"for {destination}")
+
+    async def _publish_dead_letter(self, message: Message) -> None:
+        config = self.config
+        await self._publish_to(
+            self._dead_letter_exchange,
+            config.dead_letter_queue,
+            message,
+            f"for the dead-letter queue {config.dead_letter_queue!r}",
+        )
+
+    async def _publish_to(
+        self, exchange: AbstractExchange | None, routing_key: str, message: Message, to: str
+    ) -> None:
+        assert self._publish_channel is not None
         assert exchange is not None
         outgoing = aio_pika.Message(
             message.body,
@@ -398,7 +351,7 @@ class AmqpTransport(Transport):
                 else aio_pika.DeliveryMode.NOT_PERSISTENT
             ),
         )
-        what = f"message {message.message_id} for {destination}"
+        what = f"message {message.message_id} {to}"
         async with self._one_per_message_id(message.message_id):
             try:
                 async with asyncio.timeout(self.config.publish_timeout):
@@ -424,7 +377,7 @@ class AmqpTransport(Transport):
     async def _open_consumer(self, queue: str, prefetch: int) -> _Consumer:
         channel = await self._link().channel(publisher_confirms=False)
         try:
-            with _wrapped(f"consuming queue {queue!r}"):
+            with wrapped(f"consuming queue {queue!r}"):
                 await channel.set_qos(prefetch_count=prefetch)
                 amqp_queue = await channel.get_queue(queue, ensure=True)
                 consumer = _AmqpConsumer(channel, queue)
@@ -439,7 +392,7 @@ class AmqpTransport(Transport):
         channel = await self._link().channel(publisher_confirms=False)
         delivery: Delivery | None = None
         try:
-            with _wrapped(f"reading queue {queue!r}"):
+            with wrapped(f"reading queue {queue!r}"):
                 amqp_queue = await channel.get_queue(queue, ensure=True)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + wait

@@ -45,6 +45,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -61,8 +62,10 @@ from broker.errors import (
     TransportClosed,
     TransportError,
 )
+from broker.transport.deadletter import DEAD_LETTER_HEADERS, DeadLetter, dead_letter_of
 
 __all__ = [
+    "DEAD_LETTER_HEADERS",
     "DEFAULT_PREFETCH",
     "ESCROW",
     "DeadLetter",
@@ -75,6 +78,7 @@ __all__ = [
     "Requeue",
     "Transport",
     "TransportConfig",
+    "dead_letter_of",
 ]
 
 _log = logging.getLogger(__name__)
@@ -220,17 +224,6 @@ class Message:
             if not key or key[:2].lower() == "x-":
                 raise ValueError(f"header name {key!r} is empty or reserved for the broker")
         object.__setattr__(self, "headers", headers)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """Why and where from a message reached the dead-letter queue."""
-
-    #: ``"rejected"`` (a handler or the size check refused it) or
-    #: ``"delivery_limit"`` (returned too often); RabbitMQ may report others.
-    reason: str
-    #: The queue it was dead-lettered from.
-    queue: str
 
 
 class Requeue(BrokerError):
@@ -509,6 +502,23 @@ class Transport(abc.ABC):
             )
         await self._publish(destination, message)
 
+    async def dead_letter(self, message: Message, *, queue: str, detail: str) -> None:
+        """Put `message`, which could not be delivered to `queue`, into the
+        dead-letter queue (reason ``undeliverable``), where the operator's
+        listing shows it. Raises like `publish`."""
+        self._check_open()
+        reason_key, queue_key, detail_key = DEAD_LETTER_HEADERS
+        headers = {
+            **message.headers,
+            reason_key: "undeliverable",
+            queue_key: queue,
+            detail_key: detail[:200],
+        }
+        kept = dataclasses.replace(message, headers=headers)
+        if len(kept.body) > self._config.max_message_size:
+            raise MessageTooLarge(f"message {message.message_id} is over the size limit")
+        await self._publish_dead_letter(kept)
+
     # -- consume -----------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -586,6 +596,9 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def _publish(self, destination: Destination, message: Message) -> None: ...
+
+    @abc.abstractmethod
+    async def _publish_dead_letter(self, message: Message) -> None: ...
 
     @abc.abstractmethod
     async def _open_consumer(self, queue: str, prefetch: int) -> _Consumer: ...

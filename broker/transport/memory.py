@@ -40,6 +40,7 @@ from broker.transport.base import (
     Transport,
     TransportConfig,
     _Consumer,
+    dead_letter_of,
 )
 
 __all__ = ["InProcessBroker", "InProcessTransport"]
@@ -212,7 +213,7 @@ class _Holder:
             type=message.type,
             headers=dict(message.headers),
             redelivered=stored.redelivered,
-            dead_letter=stored.dead_letter,
+            dead_letter=stored.dead_letter or dead_letter_of(message.headers),
         )
         self.unsettled.add(delivery)
         return delivery
@@ -349,6 +350,11 @@ class InProcessTransport(Transport):
             self._broker.publish("", self.config.escrow_queue, message, what)
         else:
             self._broker.publish(self.config.inbox_exchange, destination.identity, message, what)
+
+    async def _publish_dead_letter(self, message: Message) -> None:
+        config = self.config
+        what = f"message {message.message_id} for {config.dead_letter_queue!r}"
+        self._broker.publish(config.dead_letter_exchange, config.dead_letter_queue, message, what)
 
     async def _open_consumer(self, queue: str, prefetch: int) -> _Consumer:
         return _InProcessConsumer(self._broker, self._broker.queue(queue), prefetch, self._holders)

@@ -12,7 +12,6 @@ from anywhere but its caller.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from broker.canonical import b64, canonical_json, raw_public_key, unb64
-from broker.errors import CertificateRejected, IdentityFileError
+from broker.canonical import b64, canonical_json, parse_canonical_json, raw_public_key, unb64
+from broker.errors import BrokerError, CertificateRejected, IdentityFileError
 from broker.pki import sealed as _sealed
 from broker.pki.profile import (
     Role,
@@ -120,13 +119,13 @@ def seal_private_key(
 def unseal_private_key(data: bytes, passphrase: bytes) -> Ed25519PrivateKey | X25519PrivateKey:
     plaintext = _sealed.unseal(data, passphrase, kind=KEY_KIND)
     try:
-        content = json.loads(plaintext)
+        content = parse_canonical_json(plaintext, "the escrow key")
         raw = unb64(content["key"], "key")
         if content["algorithm"] == "ed25519":
             return Ed25519PrivateKey.from_private_bytes(raw)
         if content["algorithm"] == "x25519":
             return X25519PrivateKey.from_private_bytes(raw)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, BrokerError) as exc:
         raise IdentityFileError(
             "inconsistent", "escrow key file holds no valid key", _RESTORE
         ) from exc

@@ -173,6 +173,8 @@ def _summary(delivery: Delivery) -> dict[str, Any]:
         "size": len(delivery.body),
         "reason": delivery.dead_letter.reason if delivery.dead_letter else None,
         "from_queue": delivery.dead_letter.queue if delivery.dead_letter else None,
+        # why an undeliverable reply could not be delivered (claims, unsigned)
+        "detail": delivery.dead_letter.detail if delivery.dead_letter else None,
     }
     try:
         claimed = SignedEnvelope.from_wire(delivery.body).unverified()

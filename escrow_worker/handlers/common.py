@@ -97,6 +97,7 @@ def refuse(
         message=refusal.message,
         request_type=ctx.request.envelope.type,
         consignment_id=consignment_id,
+        detail=refusal.detail,
     )
     return Result(MessageType.ERROR, body, notices, consignment_id, refusal.code.value)
 

@@ -29,6 +29,8 @@ from escrow_worker.state.records import ReceiverRecord
 class Denial:
     code: ErrorCode
     message: str
+    #: The finer reason, where one exists (e.g. why a deposit is `malformed`).
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

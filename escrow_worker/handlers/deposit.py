@@ -3,10 +3,8 @@ under the master key, and notify every receiver. The part is never logged."""
 
 from __future__ import annotations
 
-import json
-
 from broker import SealedMessageError, open_deposit
-from broker.canonical import b64, canonical_json, unb64
+from broker.canonical import b64, canonical_json, parse_canonical_json, unb64
 from broker.deposit import Deposit
 from broker.messages import (
     DepositBody,
@@ -43,7 +41,7 @@ def part_plaintext(deposit: Deposit) -> bytes:
 
 
 def part_fields(plaintext: bytes) -> tuple[bytes | None, dict[str, bytes]]:
-    content = json.loads(plaintext)
+    content = parse_canonical_json(plaintext, "the stored key part")
     escrow_key = content["escrow_key"]
     return (
         None if escrow_key is None else unb64(escrow_key),
@@ -57,7 +55,8 @@ async def handle_deposit(ctx: Context) -> Result:
     try:
         dep = open_deposit(ctx.body.sealed_deposit, cid, ctx.encryption_key)
     except SealedMessageError as exc:
-        return refuse(ctx, Denial(ErrorCode.MALFORMED, exc.message), consignment_id=cid)
+        denial = Denial(ErrorCode.MALFORMED, exc.message, exc.reason)
+        return refuse(ctx, denial, consignment_id=cid)
     policy = dep.policy
     existing = await records.get_deposit(ctx.tx, cid)
     names = {spec.name for spec in policy.receivers}

@@ -37,8 +37,8 @@ from datetime import datetime
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker.canonical import b64, canonical_json, unb64
-from broker.errors import IdentityFileError
+from broker.canonical import b64, canonical_json, parse_canonical_json, unb64
+from broker.errors import BrokerError, IdentityFileError
 from broker.pki import sealed as _sealed
 from escrow_worker.errors import EscrowError
 from escrow_worker.state.base import Store, Tx
@@ -137,7 +137,7 @@ def _dump(keyring: MasterKeyring) -> bytes:
 
 def _load(plaintext: bytes) -> MasterKeyring:
     try:
-        content = json.loads(plaintext)
+        content = parse_canonical_json(plaintext, "the master keyring")
         keys: dict[str, bytes] = {}
         created: dict[str, int] = {}
         for entry in content["keys"]:
@@ -146,7 +146,7 @@ def _load(plaintext: bytes) -> MasterKeyring:
                 raise ValueError("bad key entry")
             keys[entry["id"]] = key
             created[entry["id"]] = int(entry["created_at"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, BrokerError) as exc:
         raise IdentityFileError(
             "inconsistent", "the master keyring holds no valid keys", _RESTORE
         ) from exc

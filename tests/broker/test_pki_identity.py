@@ -104,7 +104,7 @@ def _edit(change: dict[str, object], fix_checksum: bool) -> bytes:
     if fix_checksum:
         header = {k: v for k, v in doc.items() if k not in ("ciphertext", "checksum")}
         doc["checksum"] = _checksum(header, doc["ciphertext"])
-    return canonical_json(doc)
+    return canonical_json(doc) + b"\n"  # the form consign writes
 
 
 def _flip_ciphertext(fix_checksum: bool) -> bytes:
