@@ -183,6 +183,10 @@ class ErrorCode(StrEnum):
     ASK_WINDOW_CLOSED = "ask_window_closed"
     #: A control attribute this escrow does not enforce yet (receipt, co-signers).
     UNSUPPORTED = "unsupported"
+    #: At release: the requester's current encryption key is not the one the
+    #: policy recorded at deposit (it registered again since); the part goes only
+    #: to the recorded key.
+    KEY_CHANGED = "key_changed"
 
 
 class ErrorBody(_Reply):

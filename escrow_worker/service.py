@@ -32,7 +32,6 @@ from broker import (
     MAX_ENVELOPE_BYTES,
     BrokerError,
     Envelope,
-    Inbox,
     Message,
     Requeue,
     SignedEnvelope,
@@ -42,7 +41,7 @@ from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
-from escrow_worker.ca.directory import escrow_name
+from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
 from escrow_worker.handlers import HANDLERS
 from escrow_worker.handlers.auth import (
@@ -251,7 +250,7 @@ class EscrowService:
                 check_freshness=False,
             )
         except (RequestRejected, CertificateRejected) as exc:
-            return self._unauthenticated(claimed, exc, now)
+            return await self._unauthenticated(tx, claimed, exc, now)
         envelope = request.envelope
         base = Who(
             request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
@@ -321,24 +320,27 @@ class EscrowService:
         decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
         return Outcome(False, reply, events, decision=decision, stored=True, **base)
 
-    def _unauthenticated(
-        self, claimed: Envelope, exc: RequestRejected | CertificateRejected, now: datetime
+    async def _unauthenticated(
+        self, tx: Tx, claimed: Envelope, exc: RequestRejected | CertificateRejected, now: datetime
     ) -> Outcome:
-        """Answer to the claimed inbox, which nothing vouches for: never declared."""
+        """A request that failed authentication decided nothing, and nothing about
+        it goes where the request says: its `reply_to` (and anything in it) is an
+        attacker's to choose. When the signer it claims is a certificate this
+        escrow issued, that party, and only it, is told (a copy of its request
+        forged in flight, or its own misconfiguration); the error names no
+        decision, so its agent keeps waiting for the real answer."""
         base = Who(request_id=claimed.request_id, request_type=claimed.type, requester="?")
         decision = f"unauthenticated:{exc.reason.value}"
-        try:
-            Inbox(claimed.reply_to)
-        except BrokerError:
-            return Outcome(False, None, decision=decision, **base)
+        record = await certificate_by_fingerprint(tx, claimed.signer)
+        if record is None:
+            return Outcome(False, None, decision=f"{decision}:unanswered", **base)
         reply = self._replies.error(
             claimed,
             ErrorCode.UNAUTHENTICATED,
             exc.message,
-            to=claimed.reply_to,
+            to=record.name,
             now=now,
             detail=exc.reason.value,
-            declare=False,
         )
         return Outcome(False, reply, decision=decision, **base)
 

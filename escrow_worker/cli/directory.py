@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.console import emit, iso, json_option, now, read_passphrase, run, say
 from broker.files import write_bytes
-from broker.pki.profile import fingerprint
+from broker.pki.profile import Role, fingerprint, to_pem
 from escrow_worker.ca import directory
 from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.operator import open_escrow, publish_crl, revoke_user
@@ -24,6 +25,7 @@ from escrow_worker.cli.options import (
     escrow_location,
     escrow_passphrase_option,
 )
+from escrow_worker.errors import EscrowError
 from escrow_worker.state.location import Location
 
 
@@ -95,6 +97,59 @@ def users(location: Location, as_json: bool) -> None:
 
 @click.command()
 @escrow_location
+@click.argument("name")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write ca.pem, NAME-signing.pem, NAME-encryption.pem and crl.pem into this "
+    "directory instead of printing the PEM on stdout.",
+)
+@json_option
+def certificates(location: Location, name: str, out: Path | None, as_json: bool) -> None:
+    """Export NAME's current signing and encryption certificates, the CA
+    certificate and the current CRL in PEM, for other tools: for example
+    `openssl verify -CAfile ca.pem -CRLfile crl.pem -crl_check NAME-signing.pem`."""
+
+    async def go() -> tuple[directory.UserRecord | None, x509.CertificateRevocationList, bytes]:
+        async with open_escrow(location) as esc:
+            user = await esc.store.run(lambda tx: directory.get_user(tx, name))
+            crl = await esc.store.run(directory.current_crl)
+            return user, crl, to_pem(esc.ca_certificate).encode()
+
+    user, crl, ca_pem = run(go())
+    moment = now()
+    certs = () if user is None else user.certificates
+    signing = directory.select_current(certs, Role.SIGNING, moment)
+    encryption = directory.select_current(certs, Role.ENCRYPTION, moment)
+    if signing is None or encryption is None:
+        raise EscrowError(
+            f"{name!r} has no current certificates here",
+            "see `consign escrow users` for who is registered and whether revoked",
+        )
+    files = {
+        "ca.pem": ca_pem,
+        f"{name}-signing.pem": to_pem(signing.certificate).encode(),
+        f"{name}-encryption.pem": to_pem(encryption.certificate).encode(),
+        "crl.pem": crl.public_bytes(serialization.Encoding.PEM),
+    }
+    if out is not None:
+        for file_name, content in files.items():
+            write_bytes(out / file_name, content, private=False)
+    data = {
+        "name": name,
+        "files": sorted(str(out / f) for f in files) if out is not None else None,
+        **{k.removesuffix(".pem").replace(f"{name}-", ""): v.decode() for k, v in files.items()},
+    }
+    if as_json:
+        emit(data, True)
+    elif out is None:
+        click.echo(b"".join(files.values()).decode(), nl=False)
+    else:
+        say(f"OK wrote {', '.join(files)} into {out}")
+
+
+@click.command()
+@escrow_location
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -157,4 +212,4 @@ def info(location: Location, as_json: bool) -> None:
     emit(run(go()), as_json)
 
 
-COMMANDS = (revoke, users, crl, info)
+COMMANDS = (revoke, users, certificates, crl, info)

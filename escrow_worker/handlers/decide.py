@@ -138,6 +138,30 @@ def decide_release(
     return check_window(policy.attributes, state, now=now)
 
 
+def check_recorded_key(policy: Policy, requester: str, current_key: bytes | None) -> Denial | None:
+    """The key part goes only to the encryption key the sender sealed for, the
+    one the policy recorded at deposit, and only while it is still the
+    requester's current one (`current_key`: raw X25519, None if it has none)."""
+    spec = policy.receiver(requester)
+    if spec is None:
+        return Denial(
+            ErrorCode.NOT_A_RECEIVER, f"{requester!r} is not a receiver of this consignment"
+        )
+    if current_key is None:
+        return Denial(
+            ErrorCode.NOT_ALLOWED,
+            "you have no current encryption certificate to release the key to; ask the operator",
+        )
+    if current_key != spec.encryption_key:
+        return Denial(
+            ErrorCode.KEY_CHANGED,
+            "your current encryption key is not the one this consignment was sealed for "
+            "(you were registered again since it was deposited); ask the sender to seal "
+            "it again for your new key",
+        )
+    return None
+
+
 def check_window(
     attributes: ControlAttributes, state: ReceiverRecord, *, now: int
 ) -> Denial | None:

@@ -1,5 +1,6 @@
-"""`key-request`: decide a receiver's request and release its key part, sealed
-to the receiver's current encryption key (split mode) or as its wrapped K3
+"""`key-request`: decide a receiver's request and release its key part, only to
+the encryption key the policy recorded at deposit while it is still the
+receiver's current one: K2 sealed to it (split mode) or its wrapped K3
 (escrowed mode). The part is never logged or stored in clear."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from escrow_worker.handlers.common import (
 )
 from escrow_worker.handlers.decide import (
     Denial,
+    check_recorded_key,
     decide_release,
 )
 from escrow_worker.handlers.deposit import part_fields
@@ -53,7 +55,10 @@ async def handle_key_request(ctx: Context) -> Result:
     )
     sealed: bytes | None = None
     if refusal is None:
-        sealed, refusal = await _key_part(ctx, row)
+        facts = await current_encryption_key(ctx, ctx.requester)
+        refusal = check_recorded_key(row.policy, ctx.requester, facts.current_key)
+    if refusal is None:
+        sealed = _key_part(ctx, row)
     if refusal is not None:
         if state is not None:
             await records.record_denial(ctx.tx, cid, ctx.requester, refusal.code.value, now=ctx.t)
@@ -75,22 +80,17 @@ async def handle_key_request(ctx: Context) -> Result:
     return Result(MessageType.KEY_RELEASE, release, (notice,), cid)
 
 
-async def _key_part(ctx: Context, row: records.DepositRow) -> tuple[bytes | None, Denial | None]:
-    """The part for the requester: K2 sealed to its current key, or its wrapped K3."""
+def _key_part(ctx: Context, row: records.DepositRow) -> bytes:
+    """The part for the requester, whose current key is the recorded one
+    (`check_recorded_key`): K2 sealed to it, or its wrapped K3."""
     escrow_key, wrapped = part_fields(
         ctx.vault.decrypt(row.part_key_id, row.consignment_id, row.part)
     )
+    spec = row.policy.receiver(ctx.requester)
+    assert spec is not None  # decide_release checked it
     if row.mode is Mode.ESCROWED:
-        spec = row.policy.receiver(ctx.requester)
-        assert spec is not None  # decide_release checked it
-        return wrapped[spec.key_id.hex()], None
-    facts = await current_encryption_key(ctx, ctx.requester)
+        return wrapped[spec.key_id.hex()]
     if escrow_key is None:
         raise EscrowError(f"the stored part of {row.consignment_id} holds no escrow key")
-    if facts.current_key is None:
-        return None, Denial(
-            ErrorCode.NOT_ALLOWED,
-            "you have no current encryption certificate to release the key to; ask the operator",
-        )
-    receiver_key = X25519PublicKey.from_public_bytes(facts.current_key)
-    return seal_key_part(escrow_key, receiver_key, row.consignment_id, row.policy_digest), None
+    receiver_key = X25519PublicKey.from_public_bytes(spec.encryption_key)
+    return seal_key_part(escrow_key, receiver_key, row.consignment_id, row.policy_digest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,7 @@ HELP = [
     ("escrow", "sign-csr"),
     ("escrow", "revoke"),
     ("escrow", "users"),
+    ("escrow", "certificates"),
     ("escrow", "crl"),
     ("escrow", "info"),
     ("escrow", "policy"),
@@ -303,6 +305,46 @@ def test_register_revoke_and_crl(world: Env) -> None:
     assert isinstance(data, dict)
     assert data["revoked"] >= 2
     assert (world.root / "acme.crl").read_text() == data["crl"]
+
+
+def _openssl_verify(directory: Path, cert: str) -> subprocess.CompletedProcess[str]:
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl is needed to check the export with another tool"
+    return subprocess.run(
+        [openssl, "verify", "-CAfile", "ca.pem", "-CRLfile", "crl.pem", "-crl_check", cert],
+        cwd=directory, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_certificates_export_in_pem_that_openssl_verifies(world: Env) -> None:
+    reg = world.run("escrow", "register", "pam", "--out", "pam.id", CONSIGN_IDENTITY_PASSPHRASE="p")
+    assert reg.code == 0, reg
+    out = world.root / "pam-certs"
+    exported = world.run("escrow", "certificates", "pam", "--out", str(out))
+    assert exported.code == 0, exported
+    names = {"ca.pem", "pam-signing.pem", "pam-encryption.pem", "crl.pem"}
+    assert {p.name for p in out.iterdir()} == names
+    for cert in ("pam-signing.pem", "pam-encryption.pem"):
+        checked = _openssl_verify(out, cert)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.strip().endswith(": OK")
+    # On stdout: the same four PEM blocks, nothing else.
+    printed = world.run("escrow", "certificates", "pam")
+    assert printed.code == 0, printed
+    assert printed.out.count("-----BEGIN CERTIFICATE-----") == 3
+    assert printed.out.count("-----BEGIN X509 CRL-----") == 1
+    # Revoked: the CRL now listing it, openssl refuses the certificate it exported.
+    assert world.run("escrow", "revoke", "pam").code == 0
+    crl = world.run("escrow", "certificates", "alice", "--json")
+    assert crl.code == 0, crl
+    data = crl.json()
+    assert isinstance(data, dict)
+    (out / "crl.pem").write_text(data["crl"])
+    refused = _openssl_verify(out, "pam-signing.pem")
+    assert refused.returncode != 0
+    assert "revoked" in (refused.stdout + refused.stderr)
+    # ... and there is nothing current left to export.
+    assert_error(world.run("escrow", "certificates", "pam"), "no current certificates")
 
 
 def test_sign_csr_writes_the_bundle_to_stdout(world: Env) -> None:

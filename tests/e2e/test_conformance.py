@@ -369,13 +369,17 @@ async def test_an_agent_built_from_the_documents(
         forged = alice.wire(envelope, key=Ed25519PrivateKey.generate())
         reply = await alice.ask_raw(forged, envelope["request_id"], "lookup")
         assert code(reply) == ("unauthenticated", "bad_signature")
-        envelope = alice.envelope("lookup", lookup, signer="ab" * 32)
-        reply = await alice.ask_raw(alice.wire(envelope), envelope["request_id"], "lookup")
-        assert code(reply) == ("unauthenticated", "unknown_signer")
+        # a signer the escrow never issued: answered to nobody (not to reply_to)
+        unknown = alice.envelope("lookup", lookup, signer="ab" * 32)
+        await alice.send(alice.wire(unknown), unknown["request_id"], "lookup")
         first = alice.envelope("lookup", lookup)
         assert (await alice.ask_raw(alice.wire(first), first["request_id"], "lookup"))["type"] == (
             "lookup-reply"
         )
+        # (answered after the unknown signer's request: that one got nothing)
+        assert not [
+            e for e in alice.pending if e["body"].get("in_reply_to") == unknown["request_id"]
+        ]
         again = dict(first, nonce=b64(os.urandom(16)))
         reply = await alice.ask_raw(alice.wire(again), again["request_id"], "lookup")
         assert code(reply) == ("replayed", None)

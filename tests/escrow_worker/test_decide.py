@@ -14,6 +14,7 @@ from escrow_worker import TrustPolicy
 from escrow_worker.ca.policy import Member
 from escrow_worker.handlers.decide import (
     DirectoryFacts,
+    check_recorded_key,
     check_window,
     decide_deposit,
     decide_release,
@@ -137,6 +138,25 @@ def test_release_refusals_in_order() -> None:
     assert release(policy(not_before=T + 1), ReceiverRecord("bob", notified_at=T)) == (
         ErrorCode.NOT_YET
     )
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        (KEYS["bob"], None),  # the key the policy recorded: released
+        (os.urandom(32), ErrorCode.KEY_CHANGED),  # registered again since the deposit
+        (None, ErrorCode.NOT_ALLOWED),  # no current encryption certificate at all
+    ],
+    ids=["recorded", "changed", "none"],
+)
+def test_the_part_goes_only_to_the_recorded_key(
+    current: bytes | None, expected: ErrorCode | None
+) -> None:
+    refusal = check_recorded_key(policy(), "bob", current)
+    assert (None if refusal is None else refusal.code) == expected
+    outsider = check_recorded_key(policy(), "mallory", KEYS["bob"])
+    assert outsider is not None
+    assert outsider.code == ErrorCode.NOT_A_RECEIVER
 
 
 def facts(name: str, *, registered: bool = True, key: bytes | None = None) -> DirectoryFacts:

@@ -39,7 +39,7 @@ from broker.messages import (
     StatusBody,
 )
 from broker.pki.profile import fingerprint
-from escrow_worker import EscrowService, open_escrow, revoke_user
+from escrow_worker import EscrowService, open_escrow, register_user, revoke_user
 from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.policy import set_restricted
 from escrow_worker.state.location import Location
@@ -97,7 +97,7 @@ class Expect:
     data: bytes
     #: The agent that publishes it.
     by: str
-    #: The error code, or None: dead-lettered, no reply at all.
+    #: The error code, or None: no reply at all (dead-lettered, unless `dead` is False).
     code: str | None
     #: Where the error goes (default: `by`).
     inbox: str | None = None
@@ -106,6 +106,8 @@ class Expect:
     event: bool = False
     #: The refusal is a decision, stored with the request id (a retry gets it again).
     stored: bool = False
+    #: With no `code`: the message goes to the dead letters (else: answered to nobody).
+    dead: bool = True
 
 
 Case = Callable[[World], Awaitable[Expect]]
@@ -150,9 +152,23 @@ async def signed_by_another_key(w: World) -> Expect:
 
 
 async def unknown_signer(w: World) -> Expect:
+    """Signed by a certificate this escrow never issued: nobody it could tell
+    (the claimed `reply_to` is the sender's to choose), so no answer at all."""
     stranger = make_identity(make_ca("other"), "bob")
     data = request(stranger, "lookup", {"name": "alice"}, now=w.setup.clock.now)
-    return Expect(data, "bob", "unauthenticated", detail="unknown_signer")
+    return Expect(data, "bob", None, dead=False)
+
+
+async def forged_copy_with_the_forgers_inbox(w: World) -> Expect:
+    """Alice's request altered in flight by mallory, with mallory's inbox as
+    `reply_to`: mallory learns nothing; alice, the registered signer, is told
+    (an error that decided nothing)."""
+    signed = SignedEnvelope.from_wire(w.req("alice", "lookup", {"name": "bob"}, reply_to="mallory"))
+    forged = SignedEnvelope(
+        payload=signed.payload.replace(b'"bob"', b'"eve"'), signature=signed.signature
+    )
+    return Expect(forged.to_wire(), "mallory", "unauthenticated", inbox="alice",
+                  detail="bad_signature")  # fmt: skip
 
 
 async def encryption_certificate_as_signer(w: World) -> Expect:
@@ -264,6 +280,20 @@ async def key_request_after_revocation(w: World) -> Expect:
     await w.agents["alice"].drain(0.1)
     data = w.req("bob", "key-request", key_request_body(deposit))
     return Expect(data, "bob", "revoked", event=True, stored=True)
+
+
+async def key_request_after_reregistration(w: World) -> Expect:
+    """Bob's key changed after the deposit (revoked, registered again): the part
+    goes only to the key the policy recorded, so his new identity gets none."""
+    deposit = await w.deposited(("bob",))
+    async with open_escrow(w.setup.location) as escrow:
+        ca = await load_ca(escrow, ESCROW_PASS)
+        await revoke_user(escrow, ca, "bob", now=w.setup.clock.now)
+        w.setup.users["bob"] = await register_user(
+            escrow, ca, "bob", groups=(), now=w.setup.clock.now, save=lambda _: None
+        )
+    data = w.req("bob", "key-request", key_request_body(deposit))
+    return Expect(data, "bob", "key_changed", event=True, stored=True)
 
 
 async def key_request_digest_mismatch(w: World) -> Expect:
@@ -414,6 +444,7 @@ CASES: dict[str, Case] = {
         envelope_fields_invalid,
         not_canonical,
         tampered,
+        forged_copy_with_the_forgers_inbox,
         missing_signature,
         signed_by_another_key,
         unknown_signer,
@@ -435,6 +466,7 @@ CASES: dict[str, Case] = {
         key_request_unknown_consignment,
         key_request_not_a_receiver,
         key_request_after_revocation,
+        key_request_after_reregistration,
         key_request_digest_mismatch,
         key_request_before_not_before,
         key_request_after_not_after,
@@ -473,6 +505,14 @@ async def world(
         yield World(setup, service, agents, transport_factory)
 
 
+async def _handled_after(w: World) -> None:
+    """Send alice a request refused as stale (nothing stored) and wait for it: the
+    worker has handled what was published before it."""
+    old = w.setup.clock.now - timedelta(hours=1)
+    reply = await w.agents["alice"].ask(w.req("alice", "lookup", {"name": "bob"}, now=old))
+    assert reply.code == "stale"
+
+
 async def _still_serves(w: World) -> None:
     reply = await w.agents["alice"].ask(w.req("alice", "lookup", {"name": "bob"}))
     assert isinstance(reply.body, LookupReplyBody)
@@ -497,9 +537,14 @@ async def test_refusal(world: World, case: str) -> None:
     agent = world.agents[expect.by]
     await agent.send(expect.data)
 
-    if expect.code is None:
+    if expect.code is None and expect.dead:
         assert await _dead_letters(world, 5.0) == [expect.data]
         assert await agent.drain() == []
+    elif expect.code is None:
+        await _handled_after(world)  # the request was handled before this one
+        for anyone in world.agents.values():
+            assert [r for r in await anyone.drain() if r.type != MessageType.EVENT] == []
+        assert await _dead_letters(world) == []
     else:
         inbox = world.agents[expect.inbox or expect.by]
         claimed = SignedEnvelope.from_wire(expect.data).unverified()
@@ -509,6 +554,8 @@ async def test_refusal(world: World, case: str) -> None:
         assert reply.body.request_type == claimed.type
         if expect.detail is not None:
             assert reply.body.detail == expect.detail
+        if inbox is not agent:  # whoever published it hears nothing
+            assert [r for r in await agent.drain() if r.type != MessageType.EVENT] == []
         assert await _dead_letters(world) == []
 
     events = [r.body for r in await world.agents["alice"].drain() if r.type == MessageType.EVENT]
