@@ -33,7 +33,9 @@ from tests.escrow_worker.helpers import (
 from tests.support import TransportFactory
 
 pytestmark = pytest.mark.rabbitmq
-REQUESTS = 60
+#: Enough that a worker with few requests at a time is still busy when it is killed
+#: (a worker batches what waits; with 16 at once it once finished 60 first).
+REQUESTS = 200
 
 
 @pytest.fixture
@@ -41,13 +43,13 @@ async def setup(escrow_location: Location, tmp_path: Path) -> EscrowSetup:
     return await make_escrow(escrow_location, now=datetime.now(UTC))
 
 
-async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _worker(env: dict[str, str], prefetch: int = 16) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         CONSIGN,
         "escrow",
         "worker",
         "--prefetch",
-        "16",
+        str(prefetch),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -85,7 +87,7 @@ async def test_kill_9_mid_burst_loses_nothing_and_releases_once(
             for d in datas
         )
     )
-    first = await _worker(env)
+    first = await _worker(env, prefetch=2)
     second = None
     try:
         # Let the first worker get part of the way, then kill it without warning.
