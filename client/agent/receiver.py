@@ -102,7 +102,11 @@ class ReceiverAgent(Agent):
         else:
             key_part = body.sealed_key_part
         release = KeyRelease(
-            consignment_id=cid, mode=body.mode, policy_digest=body.policy_digest, key_part=key_part
+            consignment_id=cid,
+            mode=body.mode,
+            escrow=self.escrow,  # the escrow whose signature on the release was checked
+            policy_digest=body.policy_digest,
+            key_part=key_part,
         )
         opened = await unseal_async(
             path,
