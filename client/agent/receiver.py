@@ -87,7 +87,10 @@ class ReceiverAgent(Agent):
                 reuse=True,
             )
         except EscrowRefused as exc:
-            raise await self._explain(exc, cid) from exc
+            explained = await self._explain(exc, cid)
+            if explained is exc:
+                raise
+            raise explained from exc
         assert isinstance(body, KeyReleaseBody)
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
