@@ -69,6 +69,7 @@ def seal_bytes(
     mode: Mode = Mode.SPLIT,
     sender: Party = ALICE,
     attributes: ControlAttributes | None = None,
+    escrow: str = ESCROW,
 ) -> tuple[bytes, Deposit]:
     out = io.BytesIO()
     deposit = seal(
@@ -76,7 +77,7 @@ def seal_bytes(
         out,
         sender=sender.sender,
         receivers=[r.recipient for r in receivers],
-        escrow=ESCROW,
+        escrow=escrow,
         mode=mode,
         attributes=attributes,
     )
