@@ -174,19 +174,33 @@ class Deposit(_Frozen):
         return KeyRelease(
             consignment_id=self.consignment_id,
             mode=self.mode,
+            escrow=self.policy.escrow,
             policy_digest=self.policy_digest,
             key_part=part,
         )
 
 
 class KeyRelease(_Frozen):
-    """What a receiver needs from the escrow to open: K2, or its own wrapped K3.
+    """What a receiver needs from the escrow to open: the release that `unseal`
+    takes (docs/format.md, "The release"), serialisable as JSON.
 
-    `policy_digest` is the digest of the policy as the escrow holds it; opening
-    derives the content key from it, so a policy swapped at the escrow opens nothing.
+    - `consignment_id`: the 32 lowercase hex digits of the consignment's id;
+    - `mode`: "split" or "escrowed";
+    - `escrow`: the name of the escrow that released it (the signer of the
+      signed release: the agent's own escrow);
+    - `policy_digest`: 32 bytes, the digest of the policy as the escrow holds it
+      (standard base64 with padding in JSON); opening derives the content key
+      from it, so a policy swapped at the escrow opens nothing;
+    - `key_part`: in split mode K2 (32 bytes, opened from the escrow's HPKE seal),
+      in escrowed mode the receiver's wrapped K3 as the escrow returned it
+      (80 bytes of HPKE output); base64 with padding in JSON.
+
+    `unseal` refuses (the one OpenError) a release whose id, mode, escrow or
+    policy digest is not the header's, or whose key part has another length.
     """
 
     consignment_id: str = Field(pattern=HEX_ID.pattern)
     mode: Mode
+    escrow: str = Field(pattern=ESCROW_ADDRESS.pattern)
     policy_digest: B64
     key_part: B64 = Field(repr=False)

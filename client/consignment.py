@@ -363,9 +363,8 @@ def unseal(
                 raise OpenError() from None
             if not hmac.compare_digest(plain_hash.digest(), commitment):
                 raise OpenError()
-            if unpacker.refusal is not None:
-                raise unpacker.refusal
-            entries = unpacker.commit()
+            entries = unpacker.commit()  # all or nothing; a refusal found on the way
+
         except (PayloadError, ManifestFormatError):
             unpacker.abort()
             raise OpenError() from None

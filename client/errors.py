@@ -37,23 +37,29 @@ class SealError(ClientError):
 
 
 class OpenError(ClientError):
-    """The consignment cannot be opened. Deliberately says nothing about why."""
+    """The consignment cannot be opened. `OpenError()` itself deliberately says
+    nothing about why: it is every failure of the checks (docs/format.md,
+    "Opening", steps 1 to 7), with one message and one hint."""
 
     MESSAGE = (
         "cannot open the consignment: it is damaged or altered, it was not sealed for "
-        "this identity, or the escrow's key part does not belong to it"
+        "this identity or at this escrow, or the escrow's key part does not belong to it"
     )
     HINT = (
         "check that you hold the whole file and that it is addressed to you; compare "
         "its digest with the escrow's before asking again, or ask the sender to resend"
     )
 
-    def __init__(self) -> None:
-        super().__init__(self.MESSAGE, hint=self.HINT)
+    def __init__(self, message: str = MESSAGE, hint: str | None = HINT) -> None:
+        super().__init__(message, hint=hint)
 
 
-class UnsafePathError(ClientError):
-    """A file name would land outside the target directory, or would overwrite."""
+class UnsafePathError(OpenError):
+    """A consignment that passed every check cannot be written where asked: a
+    file name breaks the name rules (an unsafe or colliding name, which the
+    sender's signature makes the sender's), or the target is in the way (a file
+    exists, a link, a name the file system cannot hold). Raised only after every
+    check of the consignment passed, and after everything was put back."""
 
 
 class UntrustedCertificate(ClientError):

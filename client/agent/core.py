@@ -1,9 +1,10 @@
 """What sender and receiver agents share: their life cycle, signed requests to the
 escrow and waiting for the replies, and the lookups of the escrow's directory.
 
-A request is stored (signed bytes, request id) before it is published; until its
-reply is stored, waiting re-sends the same bytes, so a lost reply is recovered
-and never re-decided. The inbox (`inbox.py`) files the replies and wakes whoever
+A request is stored (signed bytes, request id) before it is published; until a
+reply that decides it is stored, waiting re-sends the same bytes, so a lost reply
+is recovered and never re-decided, and a reply that decided nothing (perhaps
+about a forged copy) settles nothing. The inbox (`inbox.py`) files the replies and wakes whoever
 waits; the directory (`directory.py`) holds the certificates the agent checked.
 This module must never use a reply the inbox did not verify and file.
 """
@@ -17,17 +18,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from pydantic import BaseModel
 
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import Unroutable
-from broker.messages import ErrorBody, LookupBody, LookupReplyBody, MessageType, parse_body
+from broker.messages import (
+    ErrorBody,
+    ErrorCode,
+    LookupBody,
+    LookupReplyBody,
+    MessageType,
+    parse_body,
+)
 from broker.pki.identity import Identity
 from broker.transport.base import ESCROW, Message, Transport
+from client.agent import verify
 from client.agent.directory import Directory
-from client.agent.hints import refusal_error
+from client.agent.hints import refusal_error, undecided_error
 from client.agent.inbox import Inbox
 from client.agent.inputs import require_name
 from client.agent.store import Store
@@ -182,15 +191,17 @@ class Agent:
             row = await self.store.latest_request(type.value, subject)
             if row is not None and row["reply_type"] not in (None, MessageType.ERROR):
                 return await self._answer(row["request_id"])
-            if row is not None and row["reply_type"] is None:
+            if row is not None and row["reply_type"] is None and not await self._burnt(row):
                 # Same bytes again: the escrow answers from its stored reply if it
                 # decided, and decides now if it never saw them.
                 expired = row["expires_at"] <= self._ts()
                 try:
                     await self._wait(row["request_id"], row["wire"], timeout)
                     return await self._answer(row["request_id"])
-                except EscrowRefused:
-                    if not expired:
+                except EscrowRefused as exc:
+                    # Expired and never decided (`stale`), or its id taken by
+                    # another signer (`replayed`): only a new request can be decided.
+                    if not (expired or exc.code == ErrorCode.REPLAYED):
                         raise
         envelope = new_envelope(
             type=type.value,
@@ -213,6 +224,21 @@ class Agent:
         await self._wait(envelope.request_id, wire, timeout)
         return await self._answer(envelope.request_id)
 
+    async def _burnt(self, row: Any) -> bool:
+        """Whether the escrow said `replayed` to this request: another signer's
+        decision holds its id, so these bytes can never be decided."""
+        last = await self.store.nondecision(row["request_id"])
+        return last is not None and last["code"] == ErrorCode.REPLAYED
+
+    async def _undecided(self, request_id: str) -> ErrorBody | None:
+        """The last reply to the request that decided nothing, if one came."""
+        row = await self.store.nondecision(request_id)
+        if row is None:
+            return None
+        body = parse_body(MessageType.ERROR, 1, json.loads(row["body"]))
+        assert isinstance(body, ErrorBody)
+        return body
+
     async def _answer(self, request_id: str) -> tuple[str, BaseModel, bytes, str]:
         row = await self.store.reply_of(request_id)
         assert row is not None
@@ -222,24 +248,43 @@ class Agent:
         return row["reply_type"], body, row["reply_wire"], request_id
 
     async def _wait(self, request_id: str, wire: bytes, timeout: float | None) -> None:  # noqa: ASYNC109
-        """Publish the stored request and wait for its reply, publishing the same
-        bytes again, less and less often, until it comes or time is up."""
+        """Publish the stored request and wait for a reply that decides it,
+        publishing the same bytes again, less and less often, until it comes or
+        time is up.
+
+        A reply that decided nothing (docs/protocol.md, "Decisions") never ends
+        the wait by itself: it may answer a forged copy of the request. The same
+        bytes go out again at once (the escrow answers them with its stored
+        decision, or decides now). Only one the same bytes would get again
+        (`verify.FINAL_FOR_THESE_BYTES`: stale, replayed, malformed,
+        unknown_type) ends the wait early; at the deadline, the last one is what
+        is raised. Either way the request stays open."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.reply_timeout if timeout is None else timeout)
+        waited = self.reply_timeout if timeout is None else timeout
+        deadline = loop.time() + waited
         waiter = self._inbox.waiter(request_id)
         interval = self.resend_after
         since = self._ts()
+        await self.store.forget_nondecision(request_id)  # what an earlier wait saw
+        seen: ErrorBody | None = None
         try:
             # unsent: the escrow's queue did not exist yet at the last publish
             unsent = not await self._publish(request_id, wire)
             while await self.store.reply_of(request_id) is None:
                 self._inbox.check()
+                undecided = await self._undecided(request_id)
+                if undecided is not None and undecided.code in verify.FINAL_FOR_THESE_BYTES:
+                    raise undecided_error(undecided)
                 left = deadline - loop.time()
                 if left <= 0:
-                    waited = self.reply_timeout if timeout is None else timeout
+                    if undecided is not None:
+                        raise undecided_error(undecided)
                     if unsent:
                         raise self._no_worker(request_id, waited)
                     raise await self._no_reply(request_id, waited, since)
+                if undecided is not None and undecided != seen:
+                    seen = undecided  # decided nothing: ask again, the same bytes
+                    unsent = not await self._publish(request_id, wire)
                 try:
                     async with asyncio.timeout(min(_NO_QUEUE_RETRY if unsent else interval, left)):
                         await asyncio.shield(waiter)

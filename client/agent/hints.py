@@ -1,5 +1,6 @@
 """What a user can do about each typed refusal of the escrow: `refusal_error`
-turns an `error` reply into `EscrowRefused` with the escrow's code and a hint.
+turns an `error` reply into `EscrowRefused` with the escrow's code and a hint,
+`undecided_error` one that decided nothing (the request is kept).
 Plain data and one function: it must never do I/O."""
 
 from __future__ import annotations
@@ -54,4 +55,25 @@ def refusal_error(body: ErrorBody) -> EscrowRefused:
         request_type=body.request_type,
         consignment_id=body.consignment_id,
         reason=body.message,
+    )
+
+
+def undecided_error(body: ErrorBody) -> EscrowRefused:
+    """A reply that decided nothing, as the agent raises it when no decision
+    came: the request is kept, and asking again sends it again (after
+    `replayed`, whose id another signer holds, asking again makes a new one)."""
+    refused = refusal_error(body)
+    again = (
+        "asking again makes a new request"
+        if body.code == ErrorCode.REPLAYED
+        else "asking again sends the same request again"
+    )
+    hint = f"{refused.hint}; the escrow decided nothing, {again}"
+    return EscrowRefused(
+        refused.code,
+        refused.message,
+        hint,
+        request_type=refused.request_type,
+        consignment_id=refused.consignment_id,
+        reason=refused.reason,
     )

@@ -7,7 +7,8 @@ hold yet (the escrow's after a renewal, a chunk sender's) stays in the spool
 while a lookup runs in its own task, and is processed again when it returns.
 A reply is filed only if it answers a request this agent stored, about what that
 request asked; replies are matched on the signed `in_reply_to`, never on AMQP
-properties. This module must never act on a message it did not verify.
+properties. A reply that decided nothing (`verify.NOT_DECISIONS`) is kept
+beside its request and never settles it. This module must never act on a message it did not verify.
 """
 
 from __future__ import annotations
@@ -279,6 +280,15 @@ class Inbox:
                 f"a {envelope.type} message cannot answer a {request['type']} request",
             )
         verify.check_subject(MessageType(request["type"]), request["subject"], body)
+        if not verify.decides(body):
+            # Decided nothing (perhaps about a forged copy of the request): kept
+            # beside it, never as its reply; the agent asks again with the same bytes.
+            code = str(getattr(body, "code", ""))
+            await self._agent.store.note_nondecision(
+                seq, in_reply_to, code, envelope.body, wire, self._ts()
+            )
+            self._wake(in_reply_to)
+            return
         certs = entry = None
         if isinstance(body, LookupReplyBody):
             certs = verify.certificates(
@@ -291,7 +301,10 @@ class Inbox:
         )
         if certs is not None:
             self._directory.remember(certs)
-        waiter = self._waiters.get(in_reply_to)
+        self._wake(in_reply_to)
+
+    def _wake(self, request_id: str) -> None:
+        waiter = self._waiters.get(request_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 

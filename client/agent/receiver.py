@@ -19,7 +19,7 @@ from client.agent.core import Agent
 from client.agent.inputs import is_consignment_id, require_file
 from client.agent.types import InboxContents, OpenedConsignment
 from client.consignment import Progress, consignment_digest, inspect, unseal_async
-from client.errors import AgentError, EscrowRefused, OpenError, UntrustedMessage
+from client.errors import AgentError, ClientError, EscrowRefused, OpenError, UntrustedMessage
 
 
 class ReceiverAgent(Agent):
@@ -63,16 +63,20 @@ class ReceiverAgent(Agent):
         """Open a consignment (a file, or the id of one that arrived in the inbox)
         into the directory `destination`: check its digest, ask the escrow for
         the key part, check the signed release and the sender's certificate,
-        then decrypt. Nothing is written unless every check passed."""
+        then decrypt. Nothing is written unless every check passed.
+
+        A file that is not a consignment this escrow holds as you hold it
+        (unreadable header, another escrow's name, an id or digest the escrow
+        does not know) is the one `OpenError`, whichever field is wrong: until
+        the escrow's signed answer says more, nothing read from the file is
+        stated as a fact."""
         path = await self.locate(consignment)
         await require_file(path)
+        # Nothing in the header is authenticated yet: it names what to ask for,
+        # and a header that cannot be ours is the one OpenError, never its words.
         info = await asyncio.to_thread(inspect, path)
         if info.escrow != self.escrow:
-            raise AgentError(
-                f"consignment {info.consignment_id} was sealed for escrow {info.escrow!r}, "
-                f"not {self.escrow!r}",
-                "open it with an identity of that escrow",
-            )
+            raise OpenError()
         digest = await asyncio.to_thread(consignment_digest, path)
         cid = info.consignment_id
         try:
@@ -83,7 +87,10 @@ class ReceiverAgent(Agent):
                 reuse=True,
             )
         except EscrowRefused as exc:
-            raise await self._explain_unknown(exc, cid) from None
+            explained = await self._explain(exc, cid)
+            if explained is exc:
+                raise
+            raise explained from exc
         assert isinstance(body, KeyReleaseBody)
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
@@ -102,7 +109,11 @@ class ReceiverAgent(Agent):
         else:
             key_part = body.sealed_key_part
         release = KeyRelease(
-            consignment_id=cid, mode=body.mode, policy_digest=body.policy_digest, key_part=key_part
+            consignment_id=cid,
+            mode=body.mode,
+            escrow=self.escrow,  # the escrow whose signature on the release was checked
+            policy_digest=body.policy_digest,
+            key_part=key_part,
         )
         opened = await unseal_async(
             path,
@@ -122,19 +133,15 @@ class ReceiverAgent(Agent):
             released_at=body.released_at,
         )
 
-    async def _explain_unknown(self, refused: EscrowRefused, cid: str) -> EscrowRefused:
-        """An unknown consignment that no notification announced either: the id
-        was read from the file, so the file itself is the likely culprit."""
-        if refused.code != ErrorCode.UNKNOWN_CONSIGNMENT:
-            return refused
-        if await self.store.notified(cid):
-            return refused
-        return EscrowRefused(
-            refused.code,
-            f"{refused}; no notification of consignment {cid} reached {self.name!r} either",
-            "the file may be damaged (the id comes from its header) or was deposited at "
-            "another escrow; get a fresh copy from the sender",
-            request_type=refused.request_type,
-            consignment_id=refused.consignment_id,
-            reason=refused.reason,
-        )
+    async def _explain(self, refused: EscrowRefused, cid: str) -> ClientError:
+        """What to raise for a refused key request. The escrow's `digest_mismatch`
+        says the file is not the one deposited; `unknown_consignment` for an id
+        no notification announced says the id read from the file names nothing
+        here: both are what the one OpenError says (damaged, altered, or of
+        another escrow), so an altered file gets one message whichever field
+        was altered. The escrow's refusal stays attached as the cause."""
+        if refused.code == ErrorCode.DIGEST_MISMATCH:
+            return OpenError()
+        if refused.code == ErrorCode.UNKNOWN_CONSIGNMENT and not await self.store.notified(cid):
+            return OpenError()
+        return refused

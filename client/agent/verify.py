@@ -20,7 +20,14 @@ from pydantic import BaseModel
 
 from broker.envelope import Envelope, SignedEnvelope, verify_envelope_signature
 from broker.errors import BrokerError
-from broker.messages import LookupReplyBody, MessageType, UnknownMessage, parse_body
+from broker.messages import (
+    ErrorBody,
+    ErrorCode,
+    LookupReplyBody,
+    MessageType,
+    UnknownMessage,
+    parse_body,
+)
 from broker.pki.checks import check_encryption_certificate
 from broker.pki.profile import fingerprint, load_certificate
 from client.errors import UntrustedCertificate, UntrustedMessage, _as_client_errors
@@ -47,6 +54,32 @@ REPLIES: Final = {
     MessageType.REVOKE: frozenset({MessageType.REVOKE_REPLY, MessageType.ERROR}),
     MessageType.STATUS: frozenset({MessageType.STATUS_REPLY, MessageType.ERROR}),
 }
+
+
+#: `error` codes that decide nothing (docs/protocol.md, "Decisions"): the
+#: escrow stored no decision with them, and some are what it answers a copy of a
+#: request it could not authenticate. Such a reply never settles a request.
+NOT_DECISIONS: Final = frozenset(
+    {
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.STALE,
+        ErrorCode.REPLAYED,
+        ErrorCode.MALFORMED,
+        ErrorCode.INTERNAL,
+        ErrorCode.UNKNOWN_TYPE,
+    }
+)
+#: Of those, the ones the same signed bytes would get again (they were
+#: authenticated): waiting for another answer to them is pointless.
+FINAL_FOR_THESE_BYTES: Final = frozenset(
+    {ErrorCode.STALE, ErrorCode.REPLAYED, ErrorCode.MALFORMED, ErrorCode.UNKNOWN_TYPE}
+)
+
+
+def decides(body: BaseModel) -> bool:
+    """Whether a reply decides its request (anything but an `error` in
+    `NOT_DECISIONS`)."""
+    return not (isinstance(body, ErrorBody) and body.code in NOT_DECISIONS)
 
 
 @dataclass(frozen=True)

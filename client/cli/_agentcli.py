@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from cryptography.x509.oid import NameOID
@@ -160,10 +160,21 @@ async def running(opts: AgentOptions, kind: type[A]) -> AsyncIterator[A]:
 # -- values ----------------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Timestamp(click.ParamType[int, Any]):
-    """ISO 8601 (UTC if no zone is given) or Unix seconds."""
+    """ISO 8601 (UTC if no zone is given) or Unix seconds, as whole Unix seconds.
+
+    The escrow holds whole seconds: a time with a fraction is rounded `"up"`
+    (for a not-before: never released early) or `"down"` (for a not-after:
+    never released late). Times before 1970 are refused (Unix seconds are not
+    negative in a policy)."""
 
     name = "TIME"
+
+    def __init__(self, rounding: Literal["up", "down"]) -> None:
+        self.rounding = rounding
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         text = str(value).strip()
@@ -175,7 +186,11 @@ class Timestamp(click.ParamType[int, Any]):
             self.fail(f"{text!r} is neither ISO 8601 (2030-01-31T12:00Z) nor Unix seconds")
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        return int(when.timestamp())
+        if when < _EPOCH:
+            self.fail(f"{text!r} is before 1970-01-01T00:00:00Z")
+        since = when - _EPOCH
+        seconds = since.days * 86400 + since.seconds
+        return seconds + 1 if self.rounding == "up" and since.microseconds else seconds
 
 
 class Duration(click.ParamType[int, Any]):

@@ -1,5 +1,6 @@
 """`consign id ...`: a user's own identity: create keys and a certificate request,
-import what the operator signed (or the identity file it wrote), show it.
+import what the operator signed (or the identity file it wrote), show it (or
+export its certificates in PEM, `consign id show --pem`).
 
 Thin wrappers around `client.IdentityHome`. The identity passphrase comes from
 CONSIGN_IDENTITY_PASSPHRASE or --passphrase-file, never from an argument. This
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.console import (
     IDENTITY_PASSPHRASE_ENV,
@@ -25,7 +27,7 @@ from broker.console import (
 from broker.files import read_bytes
 from broker.pki.identity import Identity, IdentityKeys, load_identity_bytes
 from broker.pki.profile import fingerprint
-from client.errors import _as_client_errors
+from client.errors import IdentityError, _as_client_errors
 from client.home import DEFAULT_HOME, IdentityHome
 
 home_option = click.option(
@@ -147,6 +149,25 @@ def import_(
     say(f"OK identity {result.name!r} is ready; compare the CA fingerprint with the operator's")
 
 
+#: What `consign id show --pem --cert` prints; all of them by default, in this order.
+_ROLES = ("signing", "encryption", "ca")
+
+
+def _pem(identity: Identity | IdentityKeys, roles: tuple[str, ...]) -> str:
+    if not isinstance(identity, Identity):
+        raise IdentityError(
+            "inconsistent",
+            f"identity {identity.name!r} has no certificates yet",
+            "send its certificate request to the operator, then `consign id import BUNDLE`",
+        )
+    certs = {
+        "signing": identity.signing_certificate,
+        "encryption": identity.encryption_certificate,
+        "ca": identity.ca_certificate,
+    }
+    return "".join(certs[r].public_bytes(Encoding.PEM).decode("ascii") for r in roles)
+
+
 @identity.command()
 @home_option
 @click.argument("name", required=False)
@@ -156,13 +177,37 @@ def import_(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Show this identity file instead of one in --home.",
 )
+@click.option(
+    "--pem",
+    is_flag=True,
+    help="Print the certificates in PEM instead (signing, encryption, then the CA's), "
+    "for other tools: `openssl verify -CAfile ca.pem signing.pem` accepts them.",
+)
+@click.option(
+    "--cert",
+    "roles",
+    type=click.Choice(_ROLES),
+    multiple=True,
+    help="With --pem: only this certificate (repeatable).",
+)
 @passphrase_option
 @json_option
 def show(
-    home: Path, name: str | None, file: Path | None, passphrase_file: Path | None, as_json: bool
+    home: Path,
+    name: str | None,
+    file: Path | None,
+    pem: bool,
+    roles: tuple[str, ...],
+    passphrase_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Show an identity (NAME in --home, the only one there, or --file): name,
-    state, certificate fingerprints and validity. Never shows private keys."""
+    state, certificate fingerprints and validity; or, with --pem, its
+    certificates. Never shows private keys."""
+    if pem and as_json:
+        raise click.UsageError("--pem and --json do not mix: PEM is the data --pem prints")
+    if roles and not pem:
+        raise click.UsageError("--cert chooses what --pem prints: give --pem too")
     passphrase = _passphrase(passphrase_file)
     if file is not None:
         with _as_client_errors():
@@ -170,5 +215,8 @@ def show(
     else:
         store = IdentityHome(home)
         loaded = store.load(store.resolve(name), passphrase)
+    if pem:
+        click.echo(_pem(loaded, roles or _ROLES), nl=False)
+        return
     info = describe(loaded)
     emit(info, as_json, _text(info))

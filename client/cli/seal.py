@@ -20,6 +20,14 @@ from client.agent.inputs import check_release_window
 from client.cli._agentcli import AgentOptions, Duration, Timestamp, agent_options, running
 from client.errors import AgentError
 
+#: The option that sets each control attribute, to name it in an error.
+_OPTIONS = {
+    "not_before": "--not-before",
+    "not_after": "--not-after",
+    "ask_within_seconds": "--ask-within",
+    "max_releases": "--max-releases",
+}
+
 
 def describe(sealed: Sealed) -> dict[str, object]:
     receipt = sealed.receipt
@@ -88,8 +96,16 @@ def _text(info: dict[str, object]) -> str:
     help="split: K1 travels in the file, K2 at the escrow; escrowed: the wrapped key "
     "is only at the escrow.",
 )
-@click.option("--not-before", type=Timestamp(), help="No release before this time.")
-@click.option("--not-after", type=Timestamp(), help="No release after this time.")
+@click.option(
+    "--not-before",
+    type=Timestamp("up"),
+    help="No release before this time (a fraction of a second rounds up).",
+)
+@click.option(
+    "--not-after",
+    type=Timestamp("down"),
+    help="No release after this time (a fraction of a second rounds down).",
+)
 @click.option(
     "--ask-within",
     type=Duration(),
@@ -133,8 +149,11 @@ def seal(
             ask_within_seconds=ask_within,
             max_releases=max_releases,
         )
-    except ValidationError as exc:
-        raise click.UsageError(exc.errors()[0]["msg"]) from None
+    except ValidationError as exc:  # the options' own types keep this rare
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        option = _OPTIONS.get(field, "the time options")
+        raise click.UsageError(f"{option}: {first['msg']}") from None
     check_release_window(attributes, now=int(time.time()))  # before any broker or file
     if output.exists() and not force:
         raise AgentError(

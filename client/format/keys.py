@@ -162,8 +162,10 @@ def recover_content_key(header: Header, identity: X25519PrivateKey, release: Key
     if (
         release.consignment_id != header.consignment_id.hex()
         or release.mode is not header.mode
-        or len(release.policy_digest) != 32
+        or release.escrow != header.escrow
+        or release.policy_digest != header.policy_digest
     ):
+        # The header's policy and escrow lines are bound to the escrow's release.
         raise UnwrapError("the release is not for this consignment")
     digest = release.policy_digest  # as the escrow holds it: a swapped policy opens nothing
     if header.mode is Mode.SPLIT:

@@ -1,26 +1,51 @@
-"""The list of files inside a consignment, and the rules for their names.
+"""The list of files inside a consignment: its encoding, and the files to seal.
 
 The manifest is the first thing in the encrypted payload: a 4-byte big-endian
 length, then canonical JSON {"files": [{"mode", "name", "size"}, ...]}, then the
-files' bytes in that order. Names are checked on both sides; this module must never
-let a name reach the file system that could land outside the target directory.
+files' bytes in that order. `decode` parses it strictly (whatever JSON a sender
+put there, the answer is a list of entries or `ManifestFormatError`); the names
+are judged by `names.py`, at seal and at open. This module must never let a
+name reach the file system that could land outside the target directory.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from broker.canonical import canonical_json
-from client.errors import SealError, UnsafePathError
+from broker.canonical import canonical_json, parse_canonical_json
+from broker.errors import BrokerError
+from client.errors import SealError
+from client.format.names import (
+    HINT,
+    MAX_COMPONENT,
+    MAX_NAME,
+    NameRefused,
+    check_file_name,
+    check_names,
+)
+
+__all__ = [
+    "MAX_COMPONENT",
+    "MAX_MANIFEST",
+    "MAX_NAME",
+    "PERMISSION_BITS",
+    "FileEntry",
+    "ManifestFormatError",
+    "check_entries",
+    "check_file_name",
+    "collect",
+    "decode",
+    "encode",
+]
 
 MAX_MANIFEST = 16 * 1024 * 1024
-MAX_NAME = 4096
-MAX_COMPONENT = 255
 PERMISSION_BITS = 0o777
+#: The largest size a manifest entry may give (the canonical JSON integer range).
+MAX_SIZE = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -32,48 +57,25 @@ class FileEntry:
     mode: int = 0o644
 
 
-def check_file_name(name: str) -> str:
-    """Refuse any name that is absolute, climbs out, or is ambiguous on some system."""
-    why = None
-    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
-        why = "is empty or too long"
-    elif name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        why = "is absolute"
-    elif "\\" in name or "\x00" in name or any(ord(c) < 0x20 for c in name):
-        why = "contains a backslash or a control character"
-    else:
-        parts = name.split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            why = "has an empty, '.' or '..' component"
-        elif any(len(p.encode("utf-8", "surrogatepass")) > MAX_COMPONENT for p in parts):
-            why = "has a component longer than 255 bytes"
-    if why is not None:
-        raise UnsafePathError(
-            f"refusing file name {name!r}: it {why}",
-            hint="file names in a consignment must be relative paths inside the target",
-        )
-    return name
-
-
 def check_entries(entries: list[FileEntry]) -> None:
-    seen: set[str] = set()
-    for e in entries:
-        check_file_name(e.name)
-        if e.name in seen:
-            raise UnsafePathError(f"refusing file name {e.name!r}: it appears twice")
-        seen.add(e.name)
-    for e in entries:
-        parent = PurePosixPath(e.name).parent
-        while str(parent) != ".":
-            if str(parent) in seen:
-                raise UnsafePathError(
-                    f"refusing file name {e.name!r}: {str(parent)!r} is also a file"
-                )
-            parent = parent.parent
+    """The names follow the rules and do not collide (`NameRefused` if not)."""
+    check_names(e.name for e in entries)
+
+
+def _refused_at_seal(exc: NameRefused) -> SealError:
+    return SealError(str(exc), hint=HINT)
 
 
 def encode(entries: list[FileEntry]) -> bytes:
-    check_entries(entries)
+    """The manifest's bytes (length prefix included); `SealError` for a name
+    the rules refuse."""
+    try:
+        check_entries(entries)
+    except NameRefused as exc:
+        raise _refused_at_seal(exc) from None
+    for e in entries:
+        if not 0 <= e.size <= MAX_SIZE or not 0 <= e.mode <= PERMISSION_BITS:
+            raise SealError(f"file {e.name!r} has a size or mode out of range")
     body = canonical_json(
         {"files": [{"mode": e.mode, "name": e.name, "size": e.size} for e in entries]}
     )
@@ -87,11 +89,13 @@ class ManifestFormatError(Exception):
 
 
 def decode(body: bytes) -> list[FileEntry]:
-    """Parse manifest JSON strictly; names are checked separately by check_entries."""
+    """Parse manifest JSON strictly: canonical JSON (broker.canonical: UTF-8,
+    no lone surrogates, integers within +-(2**53-1), nesting within 32) of
+    exactly the manifest's shape. Names are judged apart, by `check_entries`."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestFormatError from exc
+        data = parse_canonical_json(body, "manifest")
+    except (BrokerError, ValueError, RecursionError):
+        raise ManifestFormatError from None
     if not isinstance(data, dict) or set(data) != {"files"} or not isinstance(data["files"], list):
         raise ManifestFormatError
     entries = []
@@ -107,8 +111,6 @@ def decode(body: bytes) -> list[FileEntry]:
         ):
             raise ManifestFormatError
         entries.append(FileEntry(item["name"], item["size"], item["mode"]))
-    if canonical_json(data) != body:
-        raise ManifestFormatError
     return entries
 
 
@@ -126,13 +128,16 @@ def collect(paths: list[Path]) -> list[tuple[FileEntry, Path]]:
         except OSError as exc:
             raise SealError(f"cannot read {str(given)!r}: {exc.strerror}") from exc
         if stat.S_ISREG(st.st_mode):
-            found.append((FileEntry(given.name, st.st_size, st.st_mode & PERMISSION_BITS), given))
+            entry = FileEntry(_nfc(given.name), st.st_size, st.st_mode & PERMISSION_BITS)
+            found.append((entry, given))
         elif stat.S_ISDIR(st.st_mode):
             found.extend(_walk(given))
         else:
             raise SealError(f"{str(given)!r} is neither a regular file nor a directory")
-    entries = [e for e, _ in found]
-    check_entries(entries)
+    try:
+        check_entries([e for e, _ in found])
+    except NameRefused as exc:
+        raise _refused_at_seal(exc) from None
     return found
 
 
@@ -160,6 +165,16 @@ def _walk(root: Path) -> list[tuple[FileEntry, Path]]:
             if not stat.S_ISREG(st.st_mode):
                 continue
             rel = path.relative_to(root).as_posix()
-            entry = FileEntry(f"{prefix}/{rel}", st.st_size, st.st_mode & PERMISSION_BITS)
+            entry = FileEntry(_nfc(f"{prefix}/{rel}"), st.st_size, st.st_mode & PERMISSION_BITS)
             found.append((entry, path))
     return found
+
+
+def _nfc(name: str) -> str:
+    """A name read from a file system, in NFC (macOS's HFS+ hands out NFD);
+    a name that is not UTF-8 (surrogate escapes) is left for the rules to refuse."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name
+    return unicodedata.normalize("NFC", name)

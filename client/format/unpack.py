@@ -1,10 +1,11 @@
 """Opening's reads and writes: the consignment read from its file, and the files
 it holds written out.
 
-`Unpacker` stages every file in a private directory (or a temporary file) and
-moves it into place only in commit(), after the last chunk, the signature and
-the commitment have checked; abort() leaves nothing behind. This module must
-never write outside the target directory or follow a link out of it.
+`Unpacker` stages every file in a private directory inside the target (or a
+temporary file, for a stream) and moves them all into place, or none, only in
+commit(), after the last chunk, the signature and the commitment have checked
+(`place.py`); abort() leaves nothing behind, not even the directories it made.
+This module must never write outside the target directory or follow a link.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from client.format.manifest import (
     check_entries,
     decode,
 )
+from client.format.names import HINT, NameRefused
+from client.format.place import Target
 
 
 @contextlib.contextmanager
@@ -53,12 +56,15 @@ def read_up_to(src: BinaryIO, n: int) -> bytes:
     return data
 
 
-def _is_within(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
-
-
 class Unpacker:
-    """Receives authenticated plaintext in order and stages the files it describes."""
+    """Receives authenticated plaintext in order and stages the files it describes.
+
+    Nothing here judges the consignment: what the manifest asks that cannot be
+    done (an unsafe name, a target that exists) is kept in `refusal`, raised by
+    `commit` only, which the caller calls once the trailer signature proved
+    the sender wrote the manifest. Until then the bytes of a refused
+    consignment are read and dropped.
+    """
 
     def __init__(self, destination: Path | BinaryIO, payload_size: int, overwrite: bool) -> None:
         self._dest = destination
@@ -70,11 +76,9 @@ class Unpacker:
         self._index = -1
         self._left = 0
         self._out: BinaryIO | None = None
-        self._staging: Path | None = None
+        self._target: Target | None = None
         self._spool: BinaryIO | None = None
-        self._created_dest = False
-        #: A refusal found in the manifest, raised by the caller only once the
-        #: trailer signature proved the sender wrote it; until then bytes are dropped.
+        #: A refusal found in the manifest or the target, raised by commit() only.
         self.refusal: ClientError | None = None
 
     # -- receiving plaintext ------------------------------------------------------
@@ -120,110 +124,83 @@ class Unpacker:
             self.entries = entries
             try:
                 check_entries(entries)
-                self._prepare(entries)
-            except ClientError as exc:
-                self.refusal = exc
+            except NameRefused as exc:
+                self.refusal = UnsafePathError(str(exc), hint=HINT)
+                return pos
+            self._prepare(entries)
         return pos
 
     def _open_next(self) -> None:
         assert self.entries is not None
-        if self._out is not None and self._staging is not None:
-            self._out.close()
+        self._close_out()
         self._index += 1
         if self._index >= len(self.entries):
             raise ManifestFormatError  # more bytes than the manifest declared
         self._left = self.entries[self._index].size
-        if self._staging is not None:
-            self._out = open(self._staging / str(self._index), "xb")  # noqa: SIM115
+        if self._target is not None:
+            try:
+                fd = self._target.create_staged(self._index)
+            except OSError as exc:
+                raise ClientError(f"cannot write the opened files: {exc.strerror}") from exc
+            self._out = os.fdopen(fd, "wb")
         else:
             assert self._spool is not None
             self._out = self._spool
+
+    def _close_out(self) -> None:
+        if self._out is not None and self._out is not self._spool:
+            self._out.close()
+        self._out = None
 
     # -- staging, commit, abort ---------------------------------------------------
     def _prepare(self, entries: list[FileEntry]) -> None:
         if not isinstance(self._dest, Path):
             if len(entries) != 1:
-                raise ClientError(
+                self.refusal = ClientError(
                     f"the consignment holds {len(entries)} files, not one",
                     hint="open it into a directory instead of a stream",
                 )
+                return
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115
             return
-        for entry in entries:
-            self._check_target(entry)
+        self._target = Target.open(self._dest)
         try:
-            if not self._dest.exists():
-                self._dest.mkdir(parents=True)
-                self._created_dest = True
-            self._staging = Path(tempfile.mkdtemp(prefix=".consign-partial-", dir=self._dest))
-        except OSError as exc:
-            raise ClientError(
-                f"cannot write into {str(self._dest)!r}: {exc.strerror}",
-                hint="choose a directory you can write to",
-            ) from exc
-
-    def _check_target(self, entry: FileEntry) -> Path:
-        assert isinstance(self._dest, Path)
-        root = self._dest.resolve()
-        target = self._dest / entry.name
-        # Every existing ancestor must be a real directory inside the root.
-        for ancestor in reversed(target.relative_to(self._dest).parents):
-            path = self._dest / ancestor
-            if path.is_symlink() and not _is_within(path.resolve(), root):
-                raise UnsafePathError(
-                    f"refusing {entry.name!r}: {str(path)!r} is a link pointing outside "
-                    "the target directory"
-                )
-            if path.exists() and not path.is_dir():
-                raise UnsafePathError(f"refusing {entry.name!r}: {str(path)!r} is not a directory")
-        if target.is_symlink():
-            raise UnsafePathError(f"refusing {entry.name!r}: the target is a symbolic link")
-        if target.exists() and (target.is_dir() or not self._overwrite):
-            raise UnsafePathError(
-                f"refusing {entry.name!r}: {str(target)!r} already exists",
-                hint="open into an empty directory, or allow overwriting",
-            )
-        if not _is_within(target.parent.resolve(), root):
-            raise UnsafePathError(f"refusing {entry.name!r}: it resolves outside the target")
-        return target
+            # Early, to spare writing what cannot be placed; placing checks again.
+            self._target.check([e.name for e in entries], overwrite=self._overwrite)
+        except UnsafePathError as exc:
+            self.refusal = exc
+        except ClientError:
+            pass  # a local problem now may be gone at the end; place() will say
 
     def commit(self) -> list[FileEntry]:
-        """Move every verified file into place. Call only after every check passed."""
+        """Move every verified file into place, all or nothing. Call only after
+        every check passed; raises the refusal found on the way, if any."""
         assert self.entries is not None
-        if self._out is not None and self._staging is not None:
-            self._out.close()
-            self._out = None
-        if self._staging is None:
+        self._close_out()
+        if self.refusal is not None:
+            raise self.refusal
+        if self._target is None:
             assert self._spool is not None
             assert not isinstance(self._dest, Path)
             self._spool.seek(0)
             shutil.copyfileobj(self._spool, self._dest, 1 << 20)
             self._spool.close()
+            self._spool = None
             return self.entries
-        for i, entry in enumerate(self.entries):
-            staged = self._staging / str(i)
-            if entry.size == 0 and not staged.exists():
-                staged.touch()
-            target = self._check_target(entry)  # again: the tree may have changed
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(staged, entry.mode)
-            os.replace(staged, target)
-        self._staging.rmdir()
-        self._staging = None
+        names = [e.name for e in self.entries]
+        self._target.place(names, [e.mode for e in self.entries], overwrite=self._overwrite)
+        self._target.close(keep_target=True)
+        self._target = None
         return self.entries
 
     def abort(self) -> None:
-        """Remove everything staged; the target is left as it was."""
-        if self._out is not None:
-            with contextlib.suppress(OSError):
-                self._out.close()
-            self._out = None
+        """Remove everything staged and every directory made; the target is left
+        as it was."""
+        with contextlib.suppress(OSError):
+            self._close_out()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        if self._created_dest and isinstance(self._dest, Path):
-            with contextlib.suppress(OSError):
-                self._dest.rmdir()
+        if self._target is not None:
+            self._target.close(keep_target=False)
+            self._target = None

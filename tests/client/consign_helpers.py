@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -19,6 +22,8 @@ from client.consignment import (
     seal,
     unseal,
 )
+from client.format import keys
+from client.format.header import TRAILER_SIGNATURE_LABEL, TRAILER_SIZE, Header, parse_header
 from client.format.manifest import FileEntry
 from client.format.pack import Opener
 
@@ -64,6 +69,7 @@ def seal_bytes(
     mode: Mode = Mode.SPLIT,
     sender: Party = ALICE,
     attributes: ControlAttributes | None = None,
+    escrow: str = ESCROW,
 ) -> tuple[bytes, Deposit]:
     out = io.BytesIO()
     deposit = seal(
@@ -71,7 +77,7 @@ def seal_bytes(
         out,
         sender=sender.sender,
         receivers=[r.recipient for r in receivers],
-        escrow=ESCROW,
+        escrow=escrow,
         mode=mode,
         attributes=attributes,
     )
@@ -114,3 +120,26 @@ def open_bytes(
         sender_key=sender.signing.public_key(),
     )
     return out.getvalue(), opened
+
+
+def reseal_header(
+    sealed: bytes,
+    deposit: Deposit,
+    receiver: Party,
+    edit: Callable[[Header], Header],
+    sender: Party = ALICE,
+) -> bytes:
+    """What a sender (who knows K) could write: the header edited by `edit`, with a
+    header MAC under the real content key, and both signatures made again. Only
+    the edited fields differ; every MAC and signature checks."""
+    header = parse_header(io.BytesIO(sealed))
+    key = keys.recover_content_key(header, receiver.encryption, deposit.release_for(receiver.name))
+    edited = edit(header)
+    edited = dataclasses.replace(edited, mac=keys.header_mac(key, edited.mac_input()))
+    edited = dataclasses.replace(edited, signature=sender.signing.sign(edited.signed_input()))
+    head = edited.serialize()
+    payload = sealed[len(header.serialize()) : -TRAILER_SIZE]
+    commitment = sealed[-TRAILER_SIZE:][:32]
+    body = blake3.blake3(head + payload).digest()
+    signature = sender.signing.sign(TRAILER_SIGNATURE_LABEL + body + commitment)
+    return head + payload + commitment + signature

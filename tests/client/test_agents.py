@@ -26,6 +26,7 @@ from client import (
     AgentError,
     EscrowRefused,
     NoReply,
+    OpenError,
     ReceiverAgent,
     SealError,
     SenderAgent,
@@ -248,9 +249,12 @@ async def test_open_by_id_reads_the_inbox_first(
             assert (tmp_path / "out" / "r.txt").read_bytes() == CONTENT
 
 
-async def test_a_file_whose_id_was_damaged_is_called_damaged(
+async def test_a_file_whose_id_was_damaged_is_the_one_open_error(
     world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
 ) -> None:
+    """The id comes from the unauthenticated header: an id the escrow does not
+    know, that no notification announced, is what OpenError says (damaged,
+    altered, or of another escrow); the escrow's refusal is its cause."""
     async with sender(world, transport, tmp_path) as alice:
         cid = await seal_report(alice, tmp_path, ["bob"])
     data = (tmp_path / "r.consignment").read_bytes()
@@ -259,12 +263,13 @@ async def test_a_file_whose_id_was_damaged_is_called_damaged(
     damaged = tmp_path / "damaged.consignment"
     damaged.write_bytes(data.replace(cid.encode(), other.encode(), 1))
     async with receiver(world, transport, tmp_path, "bob") as bob:
-        with pytest.raises(EscrowRefused) as refused:
+        with pytest.raises(OpenError) as refused:
             await bob.open(damaged, tmp_path / "out")
-        assert refused.value.code == "unknown_consignment"
-        assert "no notification of consignment" in str(refused.value)
-        assert refused.value.hint is not None
-        assert "the file may be damaged" in refused.value.hint
+        assert str(refused.value) == OpenError.MESSAGE
+        assert "at this escrow" in OpenError.MESSAGE
+        cause = refused.value.__cause__
+        assert isinstance(cause, EscrowRefused)
+        assert cause.code == "unknown_consignment"
         assert not (tmp_path / "out").exists()
 
 
@@ -478,9 +483,10 @@ async def test_bad_input_is_refused_and_changes_nothing(
             await bob.open(cid, tmp_path / "out")
         with pytest.raises(AgentError, match="no consignment file"):
             await bob.open(tmp_path / "missing.consignment", tmp_path / "out")
-        with pytest.raises(EscrowRefused) as mismatch:
+        with pytest.raises(OpenError) as mismatch:  # the one message for an altered file
             await bob.open(damaged, tmp_path / "out")
-        assert mismatch.value.code == "digest_mismatch"
+        assert isinstance(mismatch.value.__cause__, EscrowRefused)
+        assert mismatch.value.__cause__.code == "digest_mismatch"
         assert not (tmp_path / "out").exists()
         async with receiver(world, transport, tmp_path, "carol") as carol:
             with pytest.raises(EscrowRefused) as stranger:

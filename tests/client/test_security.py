@@ -232,7 +232,7 @@ def test_unsafe_names_are_refused_on_open_and_nothing_is_written(tmp_path: Path,
 
 
 def test_unsafe_names_are_refused_on_seal(tmp_path: Path) -> None:
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(SealError, match="refusing file name"):
         seal(
             [Source("../x", io.BytesIO(b"x"), 1)],
             io.BytesIO(),

@@ -152,6 +152,7 @@ async def test_deposit_then_release_opens_the_consignment(running: Running, mode
         release = KeyRelease(
             consignment_id=body.consignment_id,
             mode=body.mode,
+            escrow=deposit.policy.escrow,
             policy_digest=body.policy_digest,
             key_part=part,
         )
@@ -221,6 +222,7 @@ async def test_virtual_safe_sender_is_its_own_receiver(running: Running) -> None
     release = KeyRelease(
         consignment_id=body.consignment_id,
         mode=body.mode,
+        escrow=deposit.policy.escrow,
         policy_digest=body.policy_digest,
         key_part=body.sealed_key_part,
     )

@@ -78,6 +78,7 @@ async def test_everything_the_escrow_holds_opens_nothing(
         release = KeyRelease(
             consignment_id=deposit.consignment_id,
             mode=mode,
+            escrow=deposit.policy.escrow,
             policy_digest=deposit.policy_digest,
             key_part=part,
         )

@@ -57,6 +57,14 @@ _SCHEMA = (
         reply_wire BLOB,
         replied_at INTEGER)""",
     "CREATE INDEX IF NOT EXISTS requests_subject ON requests (type, subject)",
+    # The last reply to a request that decided nothing (docs/protocol.md,
+    # "Decisions"): it never settles the request, it only says why none came.
+    """CREATE TABLE IF NOT EXISTS nondecisions (
+        request_id TEXT PRIMARY KEY,
+        code TEXT NOT NULL,
+        body TEXT NOT NULL,
+        wire BLOB NOT NULL,
+        received_at INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS directory (
         name TEXT PRIMARY KEY,
         signing_certificate TEXT NOT NULL,

@@ -2,8 +2,9 @@
 lookup replies fill, and the consignments it sealed.
 
 A request is stored (signed bytes, request id) before it is published, and only
-the first verified reply to it is kept, so a retry re-sends the same bytes and a
-reply is never decided twice. This module must never decide whether a reply is
+the first verified reply that decides it is kept, so a retry re-sends the same
+bytes and a reply is never decided twice; a reply that decided nothing is kept
+apart (`nondecisions`) and settles nothing. This module must never decide whether a reply is
 good: callers verify first.
 """
 
@@ -109,6 +110,29 @@ class RequestTables(Database):
                     ),
                 )
             await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    async def note_nondecision(
+        self, seq: int, request_id: str, code: str, body: Any, wire: bytes, now: int
+    ) -> None:
+        """Keep a verified reply that decided nothing (the latest one per request)
+        beside the request, which stays open, and drop its stored message."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT OR REPLACE INTO nondecisions (request_id, code, body, wire, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (request_id, code, json.dumps(body), wire, now),
+            )
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    async def nondecision(self, request_id: str) -> sqlite3.Row | None:
+        """(code, body) of the last reply to the request that decided nothing."""
+        return await self.fetchone(
+            "SELECT code, body FROM nondecisions WHERE request_id = ?", (request_id,)
+        )
+
+    async def forget_nondecision(self, request_id: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute("DELETE FROM nondecisions WHERE request_id = ?", (request_id,))
 
     async def directory(self) -> list[DirectoryEntry]:
         """Every cached lookup answer (not checked: check at use)."""
