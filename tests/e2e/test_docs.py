@@ -43,3 +43,25 @@ def test_the_threat_model_says_what_each_party_learns_and_cannot() -> None:
 def test_relative_links_lead_somewhere(doc: Path) -> None:
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
         assert (doc.parent / target).exists(), f"{doc.name} links {target}"
+
+
+def test_no_file_keeps_a_merge_conflict() -> None:
+    """A conflict marker left by a merge never lands (one once did, in the README)."""
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    marker = re.compile(r"^(<{7} |>{7} |={7}$)", re.M)
+    found = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".toml", ".yml", ".yaml", ".json", ".txt", ""}:
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+            continue
+        if marker.search(text):
+            found.append(name)
+    assert found == []
