@@ -1,4 +1,5 @@
-"""`key-request`: decide a receiver's request and release its key part, sealed
+"""`key-request`: decide a receiver's request (its own window, the trust policy
+as it is now, its receipt, the co-signatures) and release its key part, sealed
 to the receiver's current encryption key (split mode) or as its wrapped K3
 (escrowed mode). The part is never logged or stored in clear."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from broker import seal_key_part
+from broker.attest import StatementKind
 from broker.deposit import Mode
 from broker.messages import (
     ErrorCode,
@@ -15,6 +17,7 @@ from broker.messages import (
     KeyRequestBody,
     MessageType,
 )
+from escrow_worker.ca.policy import Member, load_policy
 from escrow_worker.errors import EscrowError
 from escrow_worker.handlers.common import (
     Context,
@@ -23,13 +26,15 @@ from escrow_worker.handlers.common import (
     denied,
     event,
     refuse,
+    registered,
 )
 from escrow_worker.handlers.decide import (
     Denial,
+    ReleaseFacts,
     decide_release,
 )
 from escrow_worker.handlers.deposit import part_fields
-from escrow_worker.state import records
+from escrow_worker.state import attestations, records
 
 
 async def handle_key_request(ctx: Context) -> Result:
@@ -50,6 +55,7 @@ async def handle_key_request(ctx: Context) -> Result:
         held_digest=row.consignment_digest,
         asked_digest=ctx.body.consignment_digest,
         now=ctx.t,
+        facts=await _release_facts(ctx, row) if state is not None else None,
     )
     sealed: bytes | None = None
     if refusal is None:
@@ -73,6 +79,25 @@ async def handle_key_request(ctx: Context) -> Result:
     )
     notice = event(ctx, row.sender, cid, EventKind.RELEASED, ctx.requester)
     return Result(MessageType.KEY_RELEASE, release, (notice,), cid)
+
+
+async def _release_facts(ctx: Context, row: records.DepositRow) -> ReleaseFacts:
+    """The trust policy as it is now, the receipt and the co-signatures: read
+    only where the policy or the trust policy makes them matter."""
+    trust = await load_policy(ctx.tx)
+    sender, receiver = Member(row.sender), Member(ctx.requester)
+    if trust.restricted:
+        sender = Member(row.sender, (await registered(ctx, row.sender)).groups)
+        receiver = Member(ctx.requester, (await registered(ctx, ctx.requester)).groups)
+    attributes = row.policy.attributes_for(ctx.requester)
+    receipt = attributes.receipt_required and await attestations.has_receipt(
+        ctx.tx, row.consignment_id, ctx.requester
+    )
+    cosigned: frozenset[str] = frozenset()
+    if attributes.cosigners:
+        signed = await attestations.signed_at(ctx.tx, row.consignment_id, StatementKind.AGREEMENT)
+        cosigned = frozenset(signed)
+    return ReleaseFacts(trust, sender, receiver, receipt, cosigned)
 
 
 async def _key_part(ctx: Context, row: records.DepositRow) -> tuple[bytes | None, Denial | None]:

@@ -295,8 +295,8 @@ async def test_an_agent_built_from_the_documents(
         for change, expected in (
             ({"escrow": "other"}, "wrong_escrow"),
             (
-                {"attributes": dict(value["policy"]["attributes"], receipt_required=True)},
-                "unsupported",
+                {"attributes": dict(value["policy"]["attributes"], cosigners=["zed"])},
+                "unknown_user",
             ),
             ({"receivers": [{"name": "zed", "encryption_key": b64(raw(bob_key))}]}, "unknown_user"),
             ({"receivers": [{"name": "bob", "encryption_key": b64(os.urandom(32))}]}, "wrong_key"),
