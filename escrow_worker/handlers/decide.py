@@ -8,7 +8,10 @@ same answer, so the time windows are testable to the second.
 
 Time windows are inclusive: a key is released at exactly `not_before`, at
 exactly `not_after`, and at exactly `notified_at + ask_within_seconds`; one
-second outside any of them is refused. `max_releases` counts per receiver.
+second outside any of them is refused. `max_releases` counts per receiver. A
+receiver's attributes are its own where the policy gives it any
+(`Policy.attributes_for`). Whether a receipt's or agreement's signature
+verifies is a fact the handler hands in, like the directory's.
 This module must never read a key part or decide anything about authenticity
 (that is `handlers.auth` and `broker.pki.checks`, before any decision).
 """
