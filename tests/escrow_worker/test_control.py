@@ -290,6 +290,19 @@ async def test_each_receiver_has_its_own_window(
         assert (answer.code or "ok") == expected, name
 
 
+@pytest.mark.parametrize(("offset", "expected"), [(30, None), (31, "ask_window_closed")])
+async def test_a_receivers_own_ask_within_counts_from_its_notification(
+    esc: Direct, offset: int, expected: str | None
+) -> None:
+    """The policy gives a day; bob his own 30 s."""
+    own = {"bob": ReceiverAttributes(ask_within_seconds=30)}
+    deposit = sealed(esc, own=own, ask_within_seconds=86400)
+    await esc.deposit(deposit)
+    esc.setup.clock.advance(offset)
+    assert (await esc.key("bob", deposit)).code == expected
+    assert (await esc.key("carol", deposit)).code is None
+
+
 async def test_each_receiver_has_its_own_release_limit(esc: Direct) -> None:
     deposit = sealed(esc, own={"carol": ReceiverAttributes(max_releases=2)}, max_releases=1)
     await esc.deposit(deposit)
