@@ -4,9 +4,10 @@ check against, the HPKE wrapper, the one error base, and the console helpers
 every command uses.
 
 Layout: `errors` (the one base, `Error`), `canonical`, `envelope`, `messages`,
-`deposit`, `hpke`, `files`, `console`, `pki/` (profile, checks, identity files,
-sealed files, CSR, bundle) and `transport/` (base, amqp, memory, settings,
-connect). Every public name is exported here, once, and imported on first use.
+`deposit`, `attest` (signed receipts and agreements), `hpke`, `files`,
+`console`, `pki/` (profile, checks, identity files, sealed files, CSR, bundle)
+and `transport/` (base, amqp, memory, settings, connect). Every public name is
+exported here, once, and imported on first use.
 
 `broker` must never import `client` or `escrow_worker`; they depend on it.
 """
@@ -18,6 +19,15 @@ from typing import TYPE_CHECKING
 from broker._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
+    from broker.attest import (
+        AGREEMENT_CONTEXT,
+        RECEIPT_CONTEXT,
+        Attestation,
+        Statement,
+        StatementKind,
+        sign_statement,
+        statement_signature_valid,
+    )
     from broker.canonical import (
         HEX_DIGEST,
         HEX_ID,
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
         KeyRelease,
         Mode,
         Policy,
+        ReceiverAttributes,
         ReceiverSpec,
         key_id,
     )
@@ -101,6 +112,14 @@ if TYPE_CHECKING:
     from broker.transport.settings import BrokerSettings
 
 _EXPORTS = {
+    "AGREEMENT_CONTEXT": "broker.attest",
+    "RECEIPT_CONTEXT": "broker.attest",
+    "Attestation": "broker.attest",
+    "Statement": "broker.attest",
+    "StatementKind": "broker.attest",
+    "sign_statement": "broker.attest",
+    "statement_signature_valid": "broker.attest",
+    "ReceiverAttributes": "broker.deposit",
     "DEFAULT_PREFETCH": "broker.transport.base",
     "DEPOSIT_INFO": "broker.hpke",
     "ESCROW": "broker.transport.base",
@@ -177,6 +196,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AGREEMENT_CONTEXT",
     "DEFAULT_PREFETCH",
     "DEPOSIT_INFO",
     "ESCROW",
@@ -184,9 +204,11 @@ __all__ = [
     "HEX_ID",
     "MAX_ENVELOPE_BYTES",
     "NAME",
+    "RECEIPT_CONTEXT",
     "RELEASE_INFO",
     "SIGNATURE_CONTEXT",
     "AmqpTransport",
+    "Attestation",
     "BrokerError",
     "BrokerSettings",
     "CertReason",
@@ -214,11 +236,14 @@ __all__ = [
     "Message",
     "Mode",
     "Policy",
+    "ReceiverAttributes",
     "ReceiverSpec",
     "Requeue",
     "Role",
     "SealedMessageError",
     "SignedEnvelope",
+    "Statement",
+    "StatementKind",
     "Transport",
     "TransportConfig",
     "TransportError",
@@ -248,6 +273,8 @@ __all__ = [
     "seal_deposit",
     "seal_key_part",
     "sign_envelope",
+    "sign_statement",
+    "statement_signature_valid",
     "verify_envelope_signature",
     "write_identity_file",
 ]

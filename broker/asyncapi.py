@@ -33,6 +33,9 @@ REPLIES: Final = {
     MessageType.KEY_REQUEST: MessageType.KEY_RELEASE,
     MessageType.REVOKE: MessageType.REVOKE_REPLY,
     MessageType.STATUS: MessageType.STATUS_REPLY,
+    MessageType.RECEIPT: MessageType.RECEIPT_REPLY,
+    MessageType.COSIGN: MessageType.COSIGN_REPLY,
+    MessageType.AGREEMENT: MessageType.AGREEMENT_REPLY,
 }
 _REQUESTS: Final = tuple(REPLIES)
 _FROM_ESCROW: Final = (*REPLIES.values(), MessageType.ERROR, MessageType.EVENT, MessageType.NOTIFY)

@@ -13,7 +13,14 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME, canonical_json
 
@@ -23,9 +30,13 @@ __all__ = [
     "KeyRelease",
     "Mode",
     "Policy",
+    "ReceiverAttributes",
     "ReceiverSpec",
     "key_id",
 ]
+
+#: Co-signers one policy may name.
+MAX_COSIGNERS = 64
 
 #: 248 so that the header line "escrow <name>" stays within the 256-byte line limit.
 ESCROW_ADDRESS = re.compile(r"^[\x21-\x7e]{1,248}$")
@@ -47,17 +58,63 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 
+class ReceiverAttributes(_Frozen):
+    """One receiver's own conditions. Each field given (not null) replaces the
+    policy-wide attribute of the same name for this receiver only; null keeps the
+    policy-wide one. Co-signers are the consignment's, never one receiver's.
+
+    At least one field is given: a receiver with no conditions of its own has no
+    `attributes` member at all, so each policy has one encoding."""
+
+    not_before: int | None = Field(default=None, ge=0)
+    not_after: int | None = Field(default=None, ge=0)
+    ask_within_seconds: int | None = Field(default=None, gt=0)
+    max_releases: int | None = Field(default=None, gt=0)
+    receipt_required: bool | None = None
+
+    @model_validator(mode="after")
+    def _given(self) -> ReceiverAttributes:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError("a receiver's attributes must give at least one attribute")
+        if (
+            self.not_before is not None
+            and self.not_after is not None
+            and self.not_after <= self.not_before
+        ):
+            raise ValueError("not_after must be later than not_before")
+        return self
+
+    def overrides(self) -> dict[str, int | bool]:
+        """The attributes given, by name."""
+        values = {f: getattr(self, f) for f in type(self).model_fields}
+        return {k: v for k, v in values.items() if v is not None}
+
+
 class ReceiverSpec(_Frozen):
-    """One receiver named in a policy: its registered name and encryption key."""
+    """One receiver named in a policy: its registered name and encryption key,
+    and its own conditions if the sender gave it any."""
 
     name: str = Field(pattern=NAME.pattern)
     encryption_key: B64 = Field(repr=False)
+    #: Absent (never null) in the canonical encoding when the receiver has no
+    #: conditions of its own: a policy without any keeps the bytes, and the
+    #: digest, it had before per-receiver attributes existed.
+    attributes: ReceiverAttributes | None = Field(
+        default=None, json_schema_extra={"x-omitted-when-absent": True}
+    )
 
     @model_validator(mode="after")
     def _key_length(self) -> ReceiverSpec:
         if len(self.encryption_key) != 32:
             raise ValueError("encryption_key must be a 32-byte X25519 public key")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_attributes(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if self.attributes is None:
+            data.pop("attributes", None)
+        return data
 
     @property
     def key_id(self) -> bytes:
@@ -76,7 +133,7 @@ class ControlAttributes(_Frozen):
     ask_within_seconds: int | None = Field(default=None, gt=0)
     max_releases: int | None = Field(default=None, gt=0)
     receipt_required: bool = False
-    cosigners: tuple[str, ...] = ()
+    cosigners: tuple[str, ...] = Field(default=(), max_length=MAX_COSIGNERS)
 
     @model_validator(mode="after")
     def _window(self) -> ControlAttributes:
@@ -115,6 +172,15 @@ class Policy(_Frozen):
         ids = [r.key_id for r in self.receivers]
         if len(set(ids)) != len(ids):
             raise ValueError("receiver encryption keys must be distinct")
+        for spec in self.receivers:
+            if spec.attributes is not None:
+                merged = {**self.attributes.model_dump(), **spec.attributes.overrides()}
+                start, end = merged["not_before"], merged["not_after"]
+                if start is not None and end is not None and end <= start:
+                    raise ValueError(
+                        f"receiver {spec.name!r}: not_after must be later than not_before "
+                        "(its own window, or its own time with the policy-wide one)"
+                    )
         return self
 
     def canonical(self) -> bytes:
@@ -127,6 +193,16 @@ class Policy(_Frozen):
 
     def receiver(self, name: str) -> ReceiverSpec | None:
         return next((r for r in self.receivers if r.name == name), None)
+
+    def attributes_for(self, name: str) -> ControlAttributes:
+        """The conditions that hold for receiver `name`: the policy-wide ones,
+        each replaced by the receiver's own where it has one."""
+        spec = self.receiver(name)
+        if spec is None or spec.attributes is None:
+            return self.attributes
+        return ControlAttributes.model_validate(
+            {**self.attributes.model_dump(), **spec.attributes.overrides()}
+        )
 
 
 class Deposit(_Frozen):

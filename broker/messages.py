@@ -12,14 +12,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from broker.attest import Attestation, Statement, StatementKind
 from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
-from broker.deposit import Mode
+from broker.deposit import Mode, Policy
 
 __all__ = [
     "MESSAGE_TYPES",
+    "AgreementBody",
+    "AgreementReplyBody",
     "ChunkBody",
+    "CosignBody",
+    "CosignReplyBody",
+    "CosignerStatus",
     "DepositBody",
     "DepositReceiptBody",
     "ErrorBody",
@@ -32,6 +38,8 @@ __all__ = [
     "LookupReplyBody",
     "MessageType",
     "NotifyBody",
+    "ReceiptBody",
+    "ReceiptReplyBody",
     "ReceiverStatus",
     "RevokeBody",
     "RevokeReplyBody",
@@ -50,12 +58,18 @@ class MessageType(StrEnum):
     REVOKE = "revoke"
     STATUS = "status"
     LOOKUP = "lookup"
+    RECEIPT = "receipt"
+    COSIGN = "cosign"
+    AGREEMENT = "agreement"
     # escrow -> agent
     DEPOSIT_RECEIPT = "deposit-receipt"
     KEY_RELEASE = "key-release"
     REVOKE_REPLY = "revoke-reply"
     STATUS_REPLY = "status-reply"
     LOOKUP_REPLY = "lookup-reply"
+    RECEIPT_REPLY = "receipt-reply"
+    COSIGN_REPLY = "cosign-reply"
+    AGREEMENT_REPLY = "agreement-reply"
     ERROR = "error"
     EVENT = "event"
     NOTIFY = "notify"
@@ -133,7 +147,27 @@ class ReceiverStatus(_Body):
     notified_at: int | None = None
     releases: int = 0
     revoked_at: int | None = None
+    #: The code of the last refused key request, and when.
     last_denied: str | None = None
+    last_denied_at: int | None = None
+    #: The last key request (released or refused), and the last release.
+    requested_at: int | None = None
+    released_at: int | None = None
+    #: Whether the policy asks this receiver for a receipt, and when it came.
+    receipt_required: bool = False
+    receipt_at: int | None = None
+    #: When this receiver's window closes (not_after, or ask-within from its
+    #: notification, whichever is first); null: it never does.
+    closes_at: int | None = None
+    #: When the escrow reported the window closed unused (an `expired` event).
+    expired_at: int | None = None
+
+
+class CosignerStatus(_Body):
+    """A co-signer the policy names, and when its signature came (null: not yet)."""
+
+    name: str = Name
+    signed_at: int | None = None
 
 
 class StatusReplyBody(_Reply):
@@ -142,6 +176,72 @@ class StatusReplyBody(_Reply):
     mode: Mode
     deposited_at: int
     receivers: tuple[ReceiverStatus, ...]
+    #: Every co-signer named, in the policy's order: nobody gets the key part
+    #: until each has signed.
+    cosigners: tuple[CosignerStatus, ...] = ()
+
+
+class ReceiptBody(_Body):
+    """A receiver's signed receipt for a consignment (`broker.attest`)."""
+
+    consignment_id: str = ConsignmentId
+    statement: Statement
+    signature: B64 = Field(min_length=64, max_length=64)
+
+    @model_validator(mode="after")
+    def _a_receipt(self) -> ReceiptBody:
+        if self.statement.kind is not StatementKind.RECEIPT:
+            raise ValueError("a receipt's statement is of kind 'receipt'")
+        return self
+
+
+class ReceiptReplyBody(_Reply):
+    consignment_id: str = ConsignmentId
+    receiver: str = Name
+    #: When the escrow stored the receipt (its clock).
+    recorded_at: int = Field(ge=0)
+
+
+class CosignBody(_Body):
+    """A co-signer's signed agreement to a consignment (`broker.attest`)."""
+
+    consignment_id: str = ConsignmentId
+    statement: Statement
+    signature: B64 = Field(min_length=64, max_length=64)
+
+    @model_validator(mode="after")
+    def _an_agreement(self) -> CosignBody:
+        if self.statement.kind is not StatementKind.AGREEMENT:
+            raise ValueError("an agreement's statement is of kind 'agreement'")
+        return self
+
+
+class CosignReplyBody(_Reply):
+    consignment_id: str = ConsignmentId
+    cosigner: str = Name
+    recorded_at: int = Field(ge=0)
+    #: Every co-signer named, with the time of its signature (null: not yet).
+    cosigners: tuple[CosignerStatus, ...]
+
+
+class AgreementBody(_Body):
+    """A co-signer asks what it is asked to sign."""
+
+    consignment_id: str = ConsignmentId
+
+
+class AgreementReplyBody(_Reply):
+    """What a co-signer signs, with the whole policy: the agent recomputes the
+    policy digest from it and shows the person what it says before signing."""
+
+    consignment_id: str = ConsignmentId
+    sender: str = Name
+    deposited_at: int = Field(ge=0)
+    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
+    consignment_size: int = Field(ge=0)
+    policy: Policy
+    policy_digest: B64
+    cosigners: tuple[CosignerStatus, ...]
 
 
 class LookupBody(_Body):
@@ -181,12 +281,29 @@ class ErrorCode(StrEnum):
     WRONG_KEY = "wrong_key"
     #: The receiver did not ask within `ask_within_seconds` of its notification.
     ASK_WINDOW_CLOSED = "ask_window_closed"
-    #: A control attribute this escrow does not enforce yet (receipt, co-signers).
+    #: A control attribute this escrow does not enforce (none at present; kept
+    #: so that an older agent's words for it stay valid).
     UNSUPPORTED = "unsupported"
     #: At release: the requester's current encryption key is not the one the
     #: policy recorded at deposit (it registered again since); the part goes only
     #: to the recorded key.
     KEY_CHANGED = "key_changed"
+    #: The policy asks this receiver for a signed receipt before release.
+    RECEIPT_REQUIRED = "receipt_required"
+    #: Not every co-signer has signed yet.
+    COSIGNATURES_PENDING = "cosignatures_pending"
+    #: The trust policy no longer lets the sender send to this receiver.
+    TRUST_WITHDRAWN = "trust_withdrawn"
+    #: A receipt's or agreement's signature does not verify with the signer's
+    #: signing certificate (forged, or made with another key).
+    INVALID_SIGNATURE = "invalid_signature"
+    #: A receipt or agreement is about another consignment, digest or policy, or
+    #: names another signer (`detail` says which).
+    SUBJECT_MISMATCH = "subject_mismatch"
+    #: The requester is not one of the policy's co-signers.
+    NOT_A_COSIGNER = "not_a_cosigner"
+    #: This party's receipt or agreement for the consignment is in already.
+    ALREADY_SIGNED = "already_signed"
 
 
 class ErrorBody(_Reply):
@@ -225,16 +342,31 @@ class EventKind(StrEnum):
     RELEASED = "released"
     DENIED = "denied"
     REVOKED = "revoked"
+    #: A receiver's receipt came (`attestation` holds it).
+    RECEIPT = "receipt"
+    #: A co-signer is asked to co-sign (sent to the co-signer at deposit).
+    COSIGN_REQUESTED = "cosign_requested"
+    #: A co-signature came (`attestation` holds it); sent to the sender and
+    #: every co-signer.
+    COSIGNED = "cosigned"
+    #: Every co-signer has signed; sent to the sender and every co-signer.
+    COSIGNED_ALL = "cosigned_all"
+    #: A receiver's window closed unused (`reason`: `not_after` or `ask_within`).
+    EXPIRED = "expired"
 
 
 class EventBody(_Body):
-    """Sent to the sender's inbox for every action on its consignments."""
+    """Sent to the sender's inbox for every action on its consignments, and to a
+    co-signer's about the agreements it is asked for."""
 
     consignment_id: str = ConsignmentId
     kind: EventKind
+    #: The receiver (or, for co-signing events, the co-signer) it is about.
     receiver: str | None = None
     reason: str | None = Field(default=None, max_length=1024)
     at: int = Field(ge=0)
+    #: For `receipt` and `cosigned`: the signed statement, as the escrow verified it.
+    attestation: Attestation | None = None
 
 
 class NotifyBody(_Body):
@@ -265,11 +397,17 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.REVOKE, 1): RevokeBody,
     (MessageType.STATUS, 1): StatusBody,
     (MessageType.LOOKUP, 1): LookupBody,
+    (MessageType.RECEIPT, 1): ReceiptBody,
+    (MessageType.COSIGN, 1): CosignBody,
+    (MessageType.AGREEMENT, 1): AgreementBody,
     (MessageType.DEPOSIT_RECEIPT, 1): DepositReceiptBody,
     (MessageType.KEY_RELEASE, 1): KeyReleaseBody,
     (MessageType.REVOKE_REPLY, 1): RevokeReplyBody,
     (MessageType.STATUS_REPLY, 1): StatusReplyBody,
     (MessageType.LOOKUP_REPLY, 1): LookupReplyBody,
+    (MessageType.RECEIPT_REPLY, 1): ReceiptReplyBody,
+    (MessageType.COSIGN_REPLY, 1): CosignReplyBody,
+    (MessageType.AGREEMENT_REPLY, 1): AgreementReplyBody,
     (MessageType.ERROR, 1): ErrorBody,
     (MessageType.EVENT, 1): EventBody,
     (MessageType.NOTIFY, 1): NotifyBody,

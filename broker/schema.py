@@ -79,20 +79,36 @@ def body_schema_name(type_: str, version: int) -> str:
     return f"{type_}.v{version}.schema.json"
 
 
+_OMITTED: Final = "x-omitted-when-absent"
+
+
 def _schema(model: type[BaseModel], title: str | None = None) -> dict[str, Any]:
     schema = model.model_json_schema(schema_generator=_Generator)
     out: dict[str, Any] = {"$schema": DIALECT, **schema}
     if title is not None:
         out["title"] = title
+    for node in [out, *out.get("$defs", {}).values()]:
+        for prop in node.get("properties", {}).values():
+            if prop.pop(_OMITTED, False):
+                # Never null on the wire: the member is there with a value, or absent.
+                prop["anyOf"] = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+                prop.pop("default", None)
+                prop["description"] = "present only when given; never null"
+                prop[_OMITTED] = True
     return out
 
 
 def _all_required(schema: dict[str, Any]) -> dict[str, Any]:
-    """Every property of every object required: the form `seal_deposit` writes
-    and `open_deposit` alone accepts."""
+    """Every property of every object required (but those present only when
+    given): the form `seal_deposit` writes and `open_deposit` alone accepts."""
     for node in [schema, *schema.get("$defs", {}).values()]:
         if node.get("type") == "object" and "properties" in node:
-            node["required"] = sorted(node["properties"])
+            node["required"] = sorted(
+                name for name, prop in node["properties"].items() if not prop.get(_OMITTED)
+            )
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        for prop in node.get("properties", {}).values():
+            prop.pop(_OMITTED, None)
     return schema
 
 

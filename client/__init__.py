@@ -21,7 +21,11 @@ from broker._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from client.agent import (
+        Agreement,
+        Attested,
         ConsignmentStatus,
+        Cosigner,
+        CosignerAgent,
         Event,
         InboxContents,
         Notification,
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
         Sealed,
         SenderAgent,
         Sent,
+        Signed,
     )
     from client.consignment import (
         ConsignmentInfo,
@@ -73,6 +78,11 @@ _EXPORTS = {
     "DEFAULT_HOME": "client.home",
     "AgentError": "client.errors",
     "ClientError": "client.errors",
+    "Signed": "client.agent",
+    "CosignerAgent": "client.agent",
+    "Cosigner": "client.agent",
+    "Attested": "client.agent",
+    "Agreement": "client.agent",
     "ConsignmentInfo": "client.consignment",
     "ConsignmentStatus": "client.agent",
     "CreatedRequest": "client.home",
@@ -118,9 +128,13 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_HOME",
     "AgentError",
+    "Agreement",
+    "Attested",
     "ClientError",
     "ConsignmentInfo",
     "ConsignmentStatus",
+    "Cosigner",
+    "CosignerAgent",
     "CreatedRequest",
     "EscrowRefused",
     "Event",
@@ -146,6 +160,7 @@ __all__ = [
     "Sender",
     "SenderAgent",
     "Sent",
+    "Signed",
     "Source",
     "UnsafePathError",
     "UntrustedCertificate",

@@ -32,6 +32,7 @@ from broker.deposit import (
     KeyRelease,
     Mode,
     Policy,
+    ReceiverAttributes,
     ReceiverSpec,
 )
 from client.errors import OpenError, SealError
@@ -70,10 +71,12 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class Recipient:
-    """A receiver as the sender knows it: registered name and encryption key."""
+    """A receiver as the sender knows it: registered name and encryption key,
+    and the conditions of its own, if any (bound into the policy digest)."""
 
     name: str
     public_key: X25519PublicKey
+    attributes: ReceiverAttributes | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,11 @@ def _seal_from_parts(
             escrow=escrow,
             sender=sender.name,
             receivers=tuple(
-                ReceiverSpec(name=r.name, encryption_key=raw_public_key(r.public_key))
+                ReceiverSpec(
+                    name=r.name,
+                    encryption_key=raw_public_key(r.public_key),
+                    attributes=r.attributes,
+                )
                 for r in receivers
             ),
             attributes=attributes,

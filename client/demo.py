@@ -1,7 +1,7 @@
 """The whole story on one machine: `consign demo`.
 
 A throwaway escrow (its CA and SQLite database in a temporary directory),
-alice, bob and carol registered with cheap scrypt costs, the real escrow worker
+alice, bob, carol and dave registered with cheap scrypt costs, the real escrow worker
 and the real agents, on the in-process transport (no server) or on RabbitMQ
 when a URL is given. Each step is reported through `say(step, text)`. This
 module must never touch anything outside its temporary directory (on RabbitMQ:
@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broker import Mode, Transport, TransportConfig, connect_transport
+from broker import (
+    ControlAttributes,
+    Mode,
+    ReceiverAttributes,
+    Transport,
+    TransportConfig,
+    connect_transport,
+)
 from broker.pki.identity import Identity
 from broker.pki.profile import fingerprint
-from client.agent import ReceiverAgent, SenderAgent
+from client.agent import Attested, CosignerAgent, ReceiverAgent, SenderAgent
 from client.errors import EscrowRefused
 
 __all__ = ["DemoResult", "run_demo"]
@@ -43,6 +50,11 @@ class DemoResult:
     consignment_id: str
     opened_text: str
     denied_code: str
+    #: Why bob's first request was held (every co-signer must sign first).
+    held_code: str = ""
+    #: Who co-signed, and whose verified receipt the sender holds.
+    cosigned_by: tuple[str, ...] = ()
+    receipts_verified: tuple[str, ...] = ()
 
 
 async def _register(escrow_dir: Path, names: tuple[str, ...]) -> dict[str, Identity]:
@@ -68,11 +80,12 @@ async def run_demo(workdir: Path, say: Say, *, amqp_url: str | None = None) -> D
     certs = await init_escrow(
         escrow_dir, ESCROW, _PASSPHRASE, now=datetime.now(UTC) - timedelta(minutes=1), log_n=_LOG_N
     )
-    people = await _register(escrow_dir, ("alice", "bob", "carol"))
+    people = await _register(escrow_dir, ("alice", "bob", "carol", "dave"))
     say(
         "register",
         f"escrow {ESCROW!r} created (CA {fingerprint(certs.ca)[:16]}...); "
-        "alice, bob and carol registered, each with a signing and an encryption certificate",
+        "alice, bob, carol and dave registered, each with a signing and an encryption "
+        "certificate",
     )
     # Never the queues of a real deployment, nor of another demo running at the
     # same time: a prefix of this run's own, deleted at the end.
@@ -114,6 +127,17 @@ async def _delete_topology(url: str, config: TransportConfig, people: dict[str, 
         _log.warning("could not delete the demo's queues (prefix %s): %s", config.prefix, exc)
 
 
+async def _proofs(alice: SenderAgent, cid: str, count: int) -> list[Attested]:
+    """The receipts and co-signatures alice kept, once `count` have come (or 10 s)."""
+    proofs: list[Attested] = []
+    for _ in range(20):
+        await alice.sync(idle=0.2, timeout=5.0)
+        proofs = await alice.attestations(cid)
+        if len(proofs) >= count:
+            break
+    return proofs
+
+
 async def _story(
     workdir: Path, say: Say, transport: Transport, people: dict[str, Identity]
 ) -> DemoResult:
@@ -121,17 +145,24 @@ async def _story(
     alice = SenderAgent(people["alice"], transport, ESCROW, agents / "alice")
     bob = ReceiverAgent(people["bob"], transport, ESCROW, agents / "bob")
     carol = ReceiverAgent(people["carol"], transport, ESCROW, agents / "carol")
+    dave = CosignerAgent(people["dave"], transport, ESCROW, agents / "dave")
     contract = workdir / "contract.txt"
     await asyncio.to_thread(contract.write_text, _CONTRACT)
-    async with alice, bob, carol:
+    async with alice, bob, carol, dave:
         sealed = await alice.seal(
-            [contract], workdir / "contract.consignment", to=["bob", "carol"], mode=Mode.SPLIT
+            [contract],
+            workdir / "contract.consignment",
+            to=["bob", "carol"],
+            mode=Mode.SPLIT,
+            attributes=ControlAttributes(cosigners=("dave",)),
+            receiver_attributes={"bob": ReceiverAttributes(receipt_required=True)},
         )
         cid = sealed.consignment_id
         say(
             "seal",
             f"alice seals contract.txt for bob and carol (split key: K1 in the file, "
-            f"K2 for the escrow): consignment {cid}, {sealed.consignment_size} bytes",
+            f"K2 for the escrow): consignment {cid}, {sealed.consignment_size} bytes; "
+            "her conditions: bob signs a receipt first, dave must co-sign",
         )
         say(
             "deposit",
@@ -152,17 +183,45 @@ async def _story(
             f"bob's inbox: {len(notified)} notification from the escrow, the consignment "
             f"{'arrived and matches its digest' if arrived else 'is missing'}",
         )
-        say("request", "bob asks the escrow for the key part (a signed key-request)")
+        say(
+            "request",
+            "bob asks the escrow for the key part (a signed key-request); it wants his "
+            "signed receipt first, which his agent signs (id, digest, policy digest) and sends",
+        )
+        try:
+            await bob.open(cid, workdir / "bob-opened")
+        except EscrowRefused as exc:
+            held = exc.code
+            say("held", f"the escrow holds the key part back ({exc.code}): {exc.reason}")
+        else:  # pragma: no cover - the escrow must wait for the co-signer
+            raise AssertionError("the escrow released before every co-signer signed")
+        agreement = await dave.agreement(cid)
+        signed = await dave.cosign(agreement)
+        cosigned = tuple(c.name for c in signed.cosigners if c.signed_at is not None)
+        say(
+            "cosign",
+            f"dave reads the agreement (sender {agreement.sender}, receivers "
+            f"{', '.join(r.name for r in agreement.policy.receivers)}, policy digest "
+            f"{agreement.policy_digest.hex()[:16]}... recomputed) and co-signs; "
+            f"signed so far: {', '.join(cosigned)}",
+        )
         opened = await bob.open(cid, workdir / "bob-opened")
         say(
             "release",
-            "the escrow checks bob's certificate and alice's conditions and releases K2, "
-            "sealed to bob's key and signed",
+            "bob asks again: the escrow checks his certificate, his receipt, the co-signature "
+            "and alice's conditions, and releases K2, sealed to bob's key and signed",
         )
         text = (
             await asyncio.to_thread((workdir / "bob-opened" / "contract.txt").read_text)
         ).strip()
         say("open", f"bob opens {opened.files[0].name}: {text!r}")
+        proofs = await _proofs(alice, cid, 2)
+        verified = tuple(f"{p.kind.value} of {p.signer}" for p in proofs if p.verified)
+        say(
+            "receipt",
+            f"alice holds, each verified against her CA: {', '.join(verified) or 'nothing'} "
+            "(proof of delivery and of agreement)",
+        )
         revoked = await alice.revoke(cid, ["carol"])
         say("revoke", f"alice revokes the consignment for {', '.join(revoked.revoked)}")
         await carol.fetch()
@@ -188,8 +247,12 @@ async def _story(
             "status",
             "; ".join(
                 f"{r.name}: released {r.releases}x"
+                + (", receipt given" if r.receipt_at is not None else "")
                 + (", revoked" if r.revoked_at is not None else "")
                 for r in status.receivers
-            ),
+            )
+            + "; co-signed by "
+            + ", ".join(c.name for c in status.cosigners if c.signed_at is not None),
         )
-    return DemoResult(cid, text, denied)
+    receipts = tuple(p.signer for p in proofs if p.verified and p.kind.value == "receipt")
+    return DemoResult(cid, text, denied, held, cosigned, receipts)

@@ -43,7 +43,7 @@ from broker.pki.profile import fingerprint
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
-from escrow_worker.handlers import HANDLERS
+from escrow_worker.handlers import HANDLERS, expiry
 from escrow_worker.handlers.auth import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_SKEW,
@@ -472,6 +472,18 @@ class EscrowService:
 
         async def job(tx: Tx) -> int:
             return await replay.prune(tx, now=now)
+
+        return await self._store.run(job)
+
+    async def expire_due(self) -> Sequence[Outgoing]:
+        """Put one `expired` event per receiver whose window closed unused in the
+        outbox (`handlers.expiry`), each once whichever worker sweeps; return
+        them to publish."""
+        now = self.now()
+
+        async def job(tx: Tx) -> list[Outgoing]:
+            due = await expiry.expire_due(tx, now=int(now.timestamp()))
+            return [await self._enqueue(tx, rid, notice, now) for rid, notice in due]
 
         return await self._store.run(job)
 

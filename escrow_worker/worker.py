@@ -8,7 +8,9 @@ rejected to the dead-letter queue; a transient broker or database failure
 requeues it, and its next delivery gets the stored reply. Any other failure is
 logged and dead-lettered: the worker keeps serving. A background sweep publishes
 outbox messages left unsent by a worker that died after its commit (or that
-the broker refused), and prunes the replay table of expired request ids.
+the broker refused), prunes the replay table of expired request ids, and tells
+senders of receivers' windows that closed unused (`expired` events, each once
+whichever worker sweeps).
 
 Several workers, in one process or many, may consume the same queue. This module
 must never log a message body, and never ack before the reply is confirmed.
@@ -184,7 +186,8 @@ class EscrowWorker:
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         """Publish outbox messages that stayed unsent (a worker died after its commit),
-        and forget the request ids of expired envelopes."""
+        forget the request ids of expired envelopes, and report windows that
+        closed unused."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_interval):
@@ -198,6 +201,11 @@ class EscrowWorker:
                     await self._publish((), pending)
                 if forgotten := await self._service.prune_seen():
                     _log.info("forgot %d expired request ids", forgotten)
+                if expired := await self._service.expire_due():
+                    _log.info(
+                        "%d receivers' windows closed unused: telling the senders", len(expired)
+                    )
+                    await self._publish((), expired)
             except (BrokerError, OSError) as exc:
                 _log.warning("outbox sweep failed: %s", exc)
             except Exception:

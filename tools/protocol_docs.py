@@ -38,12 +38,25 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from broker.asyncapi import asyncapi_document
+from broker.attest import Statement, StatementKind, sign_statement
 from broker.canonical import b64, canonical_json
-from broker.deposit import ControlAttributes, Deposit, Mode, Policy, ReceiverSpec
+from broker.deposit import (
+    ControlAttributes,
+    Deposit,
+    Mode,
+    Policy,
+    ReceiverAttributes,
+    ReceiverSpec,
+)
 from broker.envelope import new_envelope, sign_envelope
 from broker.hpke import DEPOSIT_INFO, RELEASE_INFO
 from broker.messages import (
+    AgreementBody,
+    AgreementReplyBody,
     ChunkBody,
+    CosignBody,
+    CosignerStatus,
+    CosignReplyBody,
     DepositBody,
     DepositReceiptBody,
     ErrorCode,
@@ -55,6 +68,8 @@ from broker.messages import (
     LookupReplyBody,
     MessageType,
     NotifyBody,
+    ReceiptBody,
+    ReceiptReplyBody,
     ReceiverStatus,
     RevokeBody,
     RevokeReplyBody,
@@ -74,6 +89,10 @@ CID = "00112233445566778899aabbccddeeff"
 DIGEST = hashlib.sha256(b"example consignment").hexdigest()
 COMMITMENT = hashlib.sha256(b"example plaintext").hexdigest()
 K2 = hashlib.sha256(b"example K2").digest()
+#: Who the examples are signed by; carol co-signs (in this order: certificate serials).
+PARTIES = (ESCROW, "alice", "bob", "carol")
+#: The consignment of the receipt and co-signing examples.
+CID2 = "ffeeddccbbaa99887766554433221100"
 
 
 def _seed(label: str) -> bytes:
@@ -146,7 +165,7 @@ def _checked_seal(
 
 
 class World:
-    """A CA, the escrow `acme`, and alice and bob, all from fixed seeds."""
+    """A CA, the escrow `acme`, and alice, bob and carol, all from fixed seeds."""
 
     def __init__(self) -> None:
         serials = iter(range(1, 100))
@@ -154,10 +173,10 @@ class World:
             issued = T0 - timedelta(days=1)
             ca_key = _ed("ca")
             self.ca = CertificateAuthority(ca_key, build_ca_certificate(ca_key, ESCROW, issued))
-            self.signing = {n: _ed(f"{n} signing") for n in (ESCROW, "alice", "bob")}
-            self.encryption = {n: _x(f"{n} encryption") for n in (ESCROW, "alice", "bob")}
+            self.signing = {n: _ed(f"{n} signing") for n in PARTIES}
+            self.encryption = {n: _x(f"{n} encryption") for n in PARTIES}
             self.certs: dict[tuple[str, Role], x509.Certificate] = {}
-            for name in (ESCROW, "alice", "bob"):
+            for name in PARTIES:
                 for role, key in (
                     (Role.SIGNING, self.signing[name].public_key()),
                     (Role.ENCRYPTION, self.encryption[name].public_key()),
@@ -182,7 +201,7 @@ class World:
                 "encryption_certificate": to_pem(self.certs[name, Role.ENCRYPTION]),
                 "signer": self.signer(name),
             }
-            for name in (ESCROW, "alice", "bob")
+            for name in PARTIES
         }
         return {
             "warning": "published example keys: never use them for anything but these examples",
@@ -212,6 +231,34 @@ def _deposit(world: World) -> Deposit:
         consignment_size=4096,
         sealed_at=int(T0.timestamp()),
     )
+
+
+def _control_policy(world: World) -> Policy:
+    """bob must sign a receipt (his own attribute); carol must co-sign."""
+    return Policy(
+        escrow=ESCROW,
+        sender="alice",
+        receivers=(
+            ReceiverSpec(
+                name="bob",
+                encryption_key=_raw(world.encryption["bob"].public_key()),
+                attributes=ReceiverAttributes(receipt_required=True),
+            ),
+        ),
+        attributes=ControlAttributes(cosigners=("carol",)),
+    )
+
+
+def _statement(world: World, kind: StatementKind, by: str, at: int) -> tuple[Statement, bytes]:
+    said = Statement(
+        kind=kind,
+        consignment_id=CID2,
+        consignment_digest=DIGEST,
+        policy_digest=_control_policy(world).digest(),
+        signer=by,
+        signed_at=at,
+    )
+    return said, sign_statement(said, world.signing[by])
 
 
 def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
@@ -255,6 +302,9 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
             MessageType.KEY_REQUEST,
             MessageType.REVOKE,
             MessageType.STATUS,
+            MessageType.RECEIPT,
+            MessageType.COSIGN,
+            MessageType.AGREEMENT,
         )
         index.append(
             {
@@ -435,6 +485,73 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
         answers=again,
         lifetime=timedelta(days=30),
     )
+    # Another consignment, whose policy asks bob for a receipt and carol to co-sign.
+    said, signature = _statement(world, StatementKind.RECEIPT, "bob", t + 20)
+    receipt = add(
+        MessageType.RECEIPT,
+        ReceiptBody(consignment_id=CID2, statement=said, signature=signature),
+        by="bob",
+        to=ESCROW,
+        reply_to="bob",
+    )
+    add(
+        MessageType.RECEIPT_REPLY,
+        ReceiptReplyBody(
+            in_reply_to=receipt, consignment_id=CID2, receiver="bob", recorded_at=t + 21
+        ),
+        by=ESCROW,
+        to="bob",
+        answers=receipt,
+        lifetime=timedelta(days=30),
+    )
+    asked = add(
+        MessageType.AGREEMENT,
+        AgreementBody(consignment_id=CID2),
+        by="carol",
+        to=ESCROW,
+        reply_to="carol",
+    )
+    policy = _control_policy(world)
+    add(
+        MessageType.AGREEMENT_REPLY,
+        AgreementReplyBody(
+            in_reply_to=asked,
+            consignment_id=CID2,
+            sender="alice",
+            deposited_at=t + 15,
+            consignment_digest=DIGEST,
+            consignment_size=4096,
+            policy=policy,
+            policy_digest=policy.digest(),
+            cosigners=(CosignerStatus(name="carol", signed_at=None),),
+        ),
+        by=ESCROW,
+        to="carol",
+        answers=asked,
+        lifetime=timedelta(days=30),
+    )
+    said, signature = _statement(world, StatementKind.AGREEMENT, "carol", t + 24)
+    cosign = add(
+        MessageType.COSIGN,
+        CosignBody(consignment_id=CID2, statement=said, signature=signature),
+        by="carol",
+        to=ESCROW,
+        reply_to="carol",
+    )
+    add(
+        MessageType.COSIGN_REPLY,
+        CosignReplyBody(
+            in_reply_to=cosign,
+            consignment_id=CID2,
+            cosigner="carol",
+            recorded_at=t + 25,
+            cosigners=(CosignerStatus(name="carol", signed_at=t + 25),),
+        ),
+        by=ESCROW,
+        to="carol",
+        answers=cosign,
+        lifetime=timedelta(days=30),
+    )
     return files, index
 
 
@@ -503,6 +620,8 @@ def _table(schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
     required = set(schema.get("required", []))
     for name, node in sorted(schema["properties"].items()):
         need = "yes" if name in required else f"no (default `{json.dumps(node.get('default'))}`)"
+        if name not in required and "default" not in node:
+            need = "no (absent when not given)"
         rows.append(f"| `{name}` | {_type(node, defs)} | {_limits(node)} | {need} |")
     return rows
 

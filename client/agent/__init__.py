@@ -9,6 +9,10 @@
         inbox = await bob.fetch()                          # stored before acked
         opened = await bob.open(inbox.received[0].consignment_id, Path("out"))
 
+    async with CosignerAgent(identity, transport, "acme", state_dir) as carol:
+        agreement = await carol.agreement(consignment_id)  # show it, then:
+        await carol.cosign(agreement)
+
 Both read their inbox in the background, keep what arrives in `state_dir`
 (SQLite), verify every message (the escrow's signature and certificate for
 escrow messages, the sender's for chunks) and store every request before they
@@ -19,7 +23,8 @@ blocked.
 
 This package exports the agents and the records they return; its modules are
 internal: `core` (the `Agent` base: life cycle, signed requests, waiting for
-replies), `sender` and `receiver`, `inbox` (the pump; verifying and filing what
+replies), `sender`, `receiver` and `cosigner`, `attest` (signing receipts and
+agreements, verifying those forwarded), `inbox` (the pump; verifying and filing what
 arrives), `verify` (checks of wire messages), `directory` (the certificates
 looked up, cached and checked), `store/` (the database: all the agents' SQL),
 `chunks` (a file as signed chunks and back), `hints` (what to do about each
@@ -28,10 +33,14 @@ refusal), `inputs` (checks of what a caller gives) and `types` (the records).
 
 from __future__ import annotations
 
+from client.agent.cosigner import CosignerAgent
 from client.agent.receiver import ReceiverAgent
 from client.agent.sender import SenderAgent
 from client.agent.types import (
+    Agreement,
+    Attested,
     ConsignmentStatus,
+    Cosigner,
     Event,
     InboxContents,
     Notification,
@@ -44,10 +53,15 @@ from client.agent.types import (
     Revoked,
     Sealed,
     Sent,
+    Signed,
 )
 
 __all__ = [
+    "Agreement",
+    "Attested",
     "ConsignmentStatus",
+    "Cosigner",
+    "CosignerAgent",
     "Event",
     "InboxContents",
     "Notification",
@@ -62,4 +76,5 @@ __all__ = [
     "Sealed",
     "SenderAgent",
     "Sent",
+    "Signed",
 ]

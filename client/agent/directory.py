@@ -70,6 +70,14 @@ class Directory:
     def knows_escrow(self) -> bool:
         return self._escrow_certs is not None
 
+    @property
+    def ca(self) -> x509.Certificate:
+        return self._ca
+
+    def crl(self) -> x509.CertificateRevocationList | None:
+        """The CA-signed CRL that came with the escrow's own certificates."""
+        return None if self._escrow_certs is None else self._escrow_certs.crl
+
     def remember(self, certs: verify.Certificates) -> None:
         self.checked.add(certs.name)
         if certs.name == self.escrow:

@@ -33,6 +33,21 @@ HINTS: Final[dict[str, str]] = {
     ErrorCode.WRONG_KEY: "a receiver's key changed since you looked it up; seal again",
     ErrorCode.ASK_WINDOW_CLOSED: "the time to ask for the key part is over; ask the sender",
     ErrorCode.UNSUPPORTED: "this escrow does not enforce that condition; seal without it",
+    ErrorCode.RECEIPT_REQUIRED: (
+        "the sender asks for your signed receipt first: `consign open` sends it for you"
+    ),
+    ErrorCode.COSIGNATURES_PENDING: (
+        "every co-signer must sign first (`consign cosign ID`); ask again later"
+    ),
+    ErrorCode.TRUST_WITHDRAWN: (
+        "the escrow's operator no longer lets the sender send to you; ask the operator"
+    ),
+    ErrorCode.INVALID_SIGNATURE: "sign with your own current identity (consign id show)",
+    ErrorCode.SUBJECT_MISMATCH: (
+        "sign the consignment as the escrow holds it: get a fresh copy from the sender"
+    ),
+    ErrorCode.NOT_A_COSIGNER: "the sender did not name you as a co-signer of this consignment",
+    ErrorCode.ALREADY_SIGNED: "the escrow has your signature for this consignment already",
 }
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 from broker.errors import DeliveryLost
 from broker.messages import ChunkBody, EventBody, LookupReplyBody, MessageType, NotifyBody
 from broker.transport.base import Delivery
-from client.agent import verify
+from client.agent import attest, verify
 from client.agent.chunks import MAX_CHUNK, Assembly
 from client.agent.directory import Directory, NeedLookup
 from client.agent.store import DirectoryEntry, StoreError
@@ -251,6 +251,8 @@ class Inbox:
             raise UntrustedMessage("unexpected_type", f"a {kind} message does not belong here")
         body = message.body
         if isinstance(body, EventBody):
+            # A receipt or co-signature it carries must verify on its own.
+            attest.check_event(body, ca=self._directory.ca, crl=self._directory.crl())
             await store.file_event(seq, wire_hash, wire, body, received_at)
         elif isinstance(body, NotifyBody):
             escrow = self._agent.escrow

@@ -9,10 +9,11 @@ sealing. Pure checks; only `require_file` looks at the file system.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from broker.canonical import HEX_ID, check_name, iso_utc
-from broker.deposit import ControlAttributes
+from broker.deposit import ControlAttributes, ReceiverAttributes
 from broker.errors import BrokerError
 from client.errors import AgentError, SealError
 
@@ -44,16 +45,51 @@ def require_name(value: str) -> str:
         ) from None
 
 
-def check_release_window(attributes: ControlAttributes | None, *, now: int) -> None:
-    """Refuse to seal what nobody could ever open: a release window already over
-    at `now` (the escrow would refuse every request as expired)."""
+def check_release_window(
+    attributes: ControlAttributes | None, *, now: int, who: str | None = None
+) -> None:
+    """Refuse to seal what nobody (or receiver `who`) could ever open: a release
+    window already over at `now` (the escrow would refuse every request as
+    expired)."""
     if attributes is None or attributes.not_after is None or attributes.not_after > now:
         return
+    nobody = "nobody" if who is None else who
     raise SealError(
         f"the release window is already over (not after {iso_utc(attributes.not_after)}): "
-        "nobody could ever open this consignment",
+        f"{nobody} could ever open this consignment",
         "give a later --not-after, or none; nothing was sealed or deposited",
     )
+
+
+def check_attributes(
+    attributes: ControlAttributes | None,
+    own: Mapping[str, ReceiverAttributes],
+    receivers: Sequence[str],
+    *,
+    now: int,
+) -> None:
+    """Refuse contradictory attributes before anything is looked up, sealed or
+    deposited: a receiver's own attributes for someone not among `receivers`,
+    a window whose end is not after its start once a receiver's own times are
+    put over the policy-wide ones, or a window already over."""
+    base = attributes or ControlAttributes()
+    unknown = sorted(set(own) - set(receivers))
+    if unknown:
+        raise SealError(
+            f"attributes given for {', '.join(unknown)}, who is not a receiver",
+            "name only receivers given with --to in --for; nothing was sealed or deposited",
+        )
+    check_release_window(base, now=now)
+    for name, given in own.items():
+        try:
+            merged = ControlAttributes.model_validate({**base.model_dump(), **given.overrides()})
+        except ValueError:
+            raise SealError(
+                f"for {name}: its not-after would not be later than its not-before "
+                "(its own times with the policy-wide ones)",
+                "give times that leave a window; nothing was sealed or deposited",
+            ) from None
+        check_release_window(merged, now=now, who=name)
 
 
 async def require_file(path: Path) -> None:

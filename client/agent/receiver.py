@@ -1,8 +1,9 @@
-"""The receiver's agent: fetch the inbox and open consignments.
+"""The receiver's agent: fetch the inbox, sign receipts and open consignments.
 
 `ReceiverAgent.open` checks the consignment's digest, asks the escrow for the
-key part (a signed key-request), checks the signed release and the sender's
-certificate, then decrypts in a worker thread. This module must never write an
+key part (a signed key-request; first a signed receipt where the sender asked
+for one), checks the signed release and the sender's certificate, then
+decrypts in a worker thread. This module must never write an
 opened file before every check has passed (`client.consignment.unseal` stages
 and commits).
 """
@@ -13,11 +14,20 @@ import asyncio
 from pathlib import Path
 
 from broker import SealedMessageError, open_key_part
+from broker.attest import StatementKind
 from broker.deposit import KeyRelease, Mode
-from broker.messages import ErrorCode, KeyReleaseBody, KeyRequestBody, MessageType
+from broker.messages import (
+    ErrorCode,
+    KeyReleaseBody,
+    KeyRequestBody,
+    MessageType,
+    ReceiptBody,
+    ReceiptReplyBody,
+)
+from client.agent import attest
 from client.agent.core import Agent
 from client.agent.inputs import is_consignment_id, require_file
-from client.agent.types import InboxContents, OpenedConsignment
+from client.agent.types import InboxContents, OpenedConsignment, Signed
 from client.consignment import Progress, consignment_digest, inspect, unseal_async
 from client.errors import AgentError, ClientError, EscrowRefused, OpenError, UntrustedMessage
 
@@ -59,6 +69,7 @@ class ReceiverAgent(Agent):
         *,
         overwrite: bool = False,
         progress: Progress | None = None,
+        receipt: bool = True,
     ) -> OpenedConsignment:
         """Open a consignment (a file, or the id of one that arrived in the inbox)
         into the directory `destination`: check its digest, ask the escrow for
@@ -69,7 +80,12 @@ class ReceiverAgent(Agent):
         (unreadable header, another escrow's name, an id or digest the escrow
         does not know) is the one `OpenError`, whichever field is wrong: until
         the escrow's signed answer says more, nothing read from the file is
-        stated as a fact."""
+        stated as a fact.
+
+        If the sender asked this receiver for a receipt, the escrow refuses the
+        first request (`receipt_required`): with `receipt` (the default) the
+        agent then signs and sends the receipt (`send_receipt`) and asks again;
+        without, the refusal is raised."""
         path = await self.locate(consignment)
         await require_file(path)
         # Nothing in the header is authenticated yet: it names what to ask for,
@@ -79,18 +95,24 @@ class ReceiverAgent(Agent):
             raise OpenError()
         digest = await asyncio.to_thread(consignment_digest, path)
         cid = info.consignment_id
-        try:
-            _, body, _, _ = await self.request(
-                MessageType.KEY_REQUEST,
-                KeyRequestBody(consignment_id=cid, consignment_digest=digest),
-                subject=f"{cid}:{digest}",
-                reuse=True,
-            )
-        except EscrowRefused as exc:
-            explained = await self._explain(exc, cid)
-            if explained is exc:
-                raise
-            raise explained from exc
+        signed: Signed | None = None
+        while True:
+            try:
+                _, body, _, _ = await self.request(
+                    MessageType.KEY_REQUEST,
+                    KeyRequestBody(consignment_id=cid, consignment_digest=digest),
+                    subject=f"{cid}:{digest}",
+                    reuse=True,
+                )
+                break
+            except EscrowRefused as exc:
+                if exc.code != ErrorCode.RECEIPT_REQUIRED or not receipt or signed is not None:
+                    explained = await self._explain(exc, cid)
+                    if explained is exc:
+                        raise
+                    raise explained from exc
+            # The sender asks for a signed receipt first: sign it, then ask again.
+            signed = await self._receipt(cid, digest, info.policy_digest)
         assert isinstance(body, KeyReleaseBody)
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
@@ -131,6 +153,7 @@ class ReceiverAgent(Agent):
             destination=Path(destination),
             files=tuple(opened.files),
             released_at=body.released_at,
+            receipt_signed_at=None if signed is None else signed.signed_at,
         )
 
     async def _explain(self, refused: EscrowRefused, cid: str) -> ClientError:
@@ -145,3 +168,38 @@ class ReceiverAgent(Agent):
         if refused.code == ErrorCode.UNKNOWN_CONSIGNMENT and not await self.store.notified(cid):
             return OpenError()
         return refused
+
+    async def send_receipt(self, consignment: Path | str) -> Signed:
+        """Sign a receipt for a consignment (a file, or the id of one that arrived
+        in the inbox) over its id, its digest and the policy digest of its
+        header, and send it to the escrow, which checks it, keeps it and tells
+        the sender. `open` does this by itself when the sender asked for it."""
+        path = await self.locate(consignment)
+        await require_file(path)
+        info = await asyncio.to_thread(inspect, path)
+        digest = await asyncio.to_thread(consignment_digest, path)
+        return await self._receipt(info.consignment_id, digest, info.policy_digest)
+
+    async def _receipt(self, cid: str, digest: str, policy_digest: bytes) -> Signed:
+        statement, signature = attest.sign(
+            self.identity.signing_key,
+            kind=StatementKind.RECEIPT,
+            signer=self.name,
+            consignment_id=cid,
+            consignment_digest=digest,
+            policy_digest=policy_digest,
+            now=self._ts(),
+        )
+        try:
+            _, body, _, _ = await self.request(
+                MessageType.RECEIPT,
+                ReceiptBody(consignment_id=cid, statement=statement, signature=signature),
+                subject=cid,
+                reuse=True,
+            )
+        except EscrowRefused as exc:
+            if exc.code != ErrorCode.ALREADY_SIGNED:
+                raise
+            return Signed(StatementKind.RECEIPT, cid, self.name, statement.signed_at, None)
+        assert isinstance(body, ReceiptReplyBody)
+        return Signed(StatementKind.RECEIPT, cid, self.name, statement.signed_at, body.recorded_at)

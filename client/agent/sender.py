@@ -1,9 +1,11 @@
-"""The sender's agent: seal and deposit, send, revoke, and ask for status.
+"""The sender's agent: seal and deposit, send, revoke, ask for status, and list
+the receipts and co-signatures that came.
 
 `SenderAgent.seal` looks up the receivers, seals the files (in a worker thread)
 and deposits the key part at the escrow, checking its signed receipt against
 the deposit; `send` publishes the file as signed chunks to the receivers'
-inboxes, many in flight; `revoke` and `status` are signed requests. This module
+inboxes, many in flight; `revoke` and `status` are signed requests;
+`attestations` verifies the receivers' receipts and the co-signatures kept. This module
 must never send a consignment whose deposit the escrow refused.
 """
 
@@ -11,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from broker import seal_deposit
-from broker.deposit import ControlAttributes, Deposit, Mode
+from broker.attest import StatementKind
+from broker.deposit import ControlAttributes, Deposit, Mode, ReceiverAttributes
 from broker.errors import Unroutable
 from broker.messages import (
     DepositBody,
     DepositReceiptBody,
+    EventBody,
+    EventKind,
     MessageType,
     RevokeBody,
     RevokeReplyBody,
@@ -27,17 +32,20 @@ from broker.messages import (
     StatusReplyBody,
 )
 from broker.transport.base import Inbox, Message
+from client.agent import attest, verify
 from client.agent.chunks import Chunk, chunk_count, chunk_size, chunk_wire, read_chunks
 from client.agent.core import Agent
 from client.agent.inputs import (
-    check_release_window,
+    check_attributes,
     is_consignment_id,
     require_consignment_id,
     require_file,
     require_name,
 )
 from client.agent.types import (
+    Attested,
     ConsignmentStatus,
+    Cosigner,
     Party,
     Receipt,
     ReceiverState,
@@ -58,6 +66,11 @@ from client.errors import AgentError, ClientError, EscrowRefused, NoReply, Untru
 
 #: Chunk publishes awaiting their broker confirm at once.
 _IN_FLIGHT = 16
+#: The event that carries each kind of signed statement to the sender.
+_EVENT_OF = {
+    StatementKind.RECEIPT.value: EventKind.RECEIPT.value,
+    StatementKind.AGREEMENT.value: EventKind.COSIGNED.value,
+}
 
 
 class SenderAgent(Agent):
@@ -79,15 +92,20 @@ class SenderAgent(Agent):
         mode: Mode = Mode.SPLIT,
         attributes: ControlAttributes | None = None,
         progress: Progress | None = None,
+        receiver_attributes: Mapping[str, ReceiverAttributes] | None = None,
     ) -> Sealed:
         """Look up the receivers, seal `inputs` into `output` and deposit the key
         part at the escrow; returns once the escrow's signed receipt is checked.
-        If the escrow refuses the deposit, `output` is removed again (nobody
-        could open it); on `NoReply` it stays, as the deposit may have landed."""
+        `receiver_attributes` gives receivers conditions of their own (each
+        field given replaces the policy-wide one for that receiver). If the
+        escrow refuses the deposit, `output` is removed again (nobody could
+        open it); on `NoReply` it stays, as the deposit may have landed.
+        Contradictory attributes are refused before anything is looked up."""
         names = list(dict.fromkeys(to))
         if not names:
             raise AgentError("no receiver given", "name at least one receiver (--to NAME)")
-        check_release_window(attributes, now=self._ts())
+        own = dict(receiver_attributes or {})
+        check_attributes(attributes, own, names, now=self._ts())
         parties = await asyncio.gather(*(self.lookup(name) for name in names))
         escrow = await self.escrow_party()
         path = Path(await asyncio.to_thread(os.path.abspath, output))
@@ -95,7 +113,7 @@ class SenderAgent(Agent):
             inputs,
             path,
             sender=Sender(self.name, self.identity.signing_key),
-            receivers=[Recipient(p.name, p.encryption_key) for p in parties],
+            receivers=[Recipient(p.name, p.encryption_key, own.get(p.name)) for p in parties],
             escrow=self.escrow,
             mode=mode,
             attributes=attributes,
@@ -329,7 +347,34 @@ class SenderAgent(Agent):
                     releases=r.releases,
                     revoked_at=r.revoked_at,
                     last_denied=r.last_denied,
+                    last_denied_at=r.last_denied_at,
+                    requested_at=r.requested_at,
+                    released_at=r.released_at,
+                    receipt_required=r.receipt_required,
+                    receipt_at=r.receipt_at,
+                    closes_at=r.closes_at,
+                    expired_at=r.expired_at,
                 )
                 for r in body.receivers
             ),
+            cosigners=tuple(Cosigner(c.name, c.signed_at) for c in body.cosigners),
         )
+
+    async def attestations(
+        self, consignment_id: str, kind: StatementKind | None = None
+    ) -> list[Attested]:
+        """The receipts (proofs of delivery) and co-signatures the escrow sent
+        about the consignment, as kept (call `sync()` first for the latest),
+        each verified again now: against the CA, the escrow's CRL, the
+        certificate it carries and the signature."""
+        require_consignment_id(consignment_id)
+        kinds = [kind.value] if kind is not None else [k.value for k in StatementKind]
+        wanted = [_EVENT_OF[k] for k in kinds]
+        found: list[Attested] = []
+        for wire in await self.store.event_wires(consignment_id, wanted):
+            body = verify.parse(wire, me=self.name).body
+            assert isinstance(body, EventBody)
+            found.append(
+                attest.attested(body, wire, ca=self._directory.ca, crl=self._directory.crl())
+            )
+        return found

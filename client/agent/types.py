@@ -12,12 +12,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from broker.deposit import Mode
+from broker.attest import StatementKind
+from broker.deposit import Mode, Policy
 from broker.messages import EventKind
 from client.format.manifest import FileEntry
 
 __all__ = [
+    "Agreement",
+    "Attested",
     "ConsignmentStatus",
+    "Cosigner",
     "Event",
     "InboxContents",
     "Notification",
@@ -30,6 +34,7 @@ __all__ = [
     "Revoked",
     "Sealed",
     "Sent",
+    "Signed",
 ]
 
 
@@ -97,11 +102,29 @@ class Revoked:
 
 @dataclass(frozen=True)
 class ReceiverState:
+    """One receiver as the escrow's status says: notified, asked, released,
+    receipt, window, expired, denied (the last refusal's code, and when)."""
+
     name: str
     notified_at: int | None
     releases: int
     revoked_at: int | None
     last_denied: str | None
+    last_denied_at: int | None = None
+    requested_at: int | None = None
+    released_at: int | None = None
+    receipt_required: bool = False
+    receipt_at: int | None = None
+    closes_at: int | None = None
+    expired_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Cosigner:
+    """A co-signer the policy names, and when the escrow recorded its signature."""
+
+    name: str
+    signed_at: int | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,59 @@ class ConsignmentStatus:
     mode: Mode
     deposited_at: int
     receivers: tuple[ReceiverState, ...]
+    cosigners: tuple[Cosigner, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attested:
+    """A receipt (proof of delivery) or a co-signature, as the escrow forwarded it
+    and this agent verified it: the signed statement's content, the signer's
+    certificate fingerprint, and whether it verifies now (else `problem`)."""
+
+    kind: StatementKind
+    consignment_id: str
+    signer: str
+    signed_at: int
+    recorded_at: int
+    consignment_digest: str
+    policy_digest: bytes
+    certificate_fingerprint: str
+    verified: bool
+    problem: str | None
+    #: The escrow's signed event that carried it (the proof, with `signature`).
+    event_wire: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What a co-signer is asked to sign, as the escrow holds it; the policy's
+    digest was recomputed and matches `policy_digest`."""
+
+    consignment_id: str
+    sender: str
+    deposited_at: int
+    consignment_digest: str
+    consignment_size: int
+    policy: Policy
+    policy_digest: bytes
+    cosigners: tuple[Cosigner, ...]
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A receipt or agreement the escrow accepted (or had accepted before)."""
+
+    kind: StatementKind
+    consignment_id: str
+    signer: str
+    signed_at: int
+    #: When the escrow recorded it (asking again gives the stored answer); None
+    #: if the escrow refused it as in already (`already_signed`), e.g. when it
+    #: was sent from another agent state.
+    recorded_at: int | None
+    #: For an agreement: every co-signer and when each signed.
+    cosigners: tuple[Cosigner, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,3 +258,6 @@ class OpenedConsignment:
     destination: Path
     files: tuple[FileEntry, ...]
     released_at: int
+    #: Set when the sender asked for a receipt and this agent signed and sent it
+    #: before the key was released (the time it signed).
+    receipt_signed_at: int | None = None

@@ -44,6 +44,9 @@ FROM_ESCROW: Final = frozenset(
         MessageType.ERROR,
         MessageType.EVENT,
         MessageType.NOTIFY,
+        MessageType.RECEIPT_REPLY,
+        MessageType.COSIGN_REPLY,
+        MessageType.AGREEMENT_REPLY,
     }
 )
 #: The reply types that may answer each request type.
@@ -53,6 +56,9 @@ REPLIES: Final = {
     MessageType.KEY_REQUEST: frozenset({MessageType.KEY_RELEASE, MessageType.ERROR}),
     MessageType.REVOKE: frozenset({MessageType.REVOKE_REPLY, MessageType.ERROR}),
     MessageType.STATUS: frozenset({MessageType.STATUS_REPLY, MessageType.ERROR}),
+    MessageType.RECEIPT: frozenset({MessageType.RECEIPT_REPLY, MessageType.ERROR}),
+    MessageType.COSIGN: frozenset({MessageType.COSIGN_REPLY, MessageType.ERROR}),
+    MessageType.AGREEMENT: frozenset({MessageType.AGREEMENT_REPLY, MessageType.ERROR}),
 }
 
 

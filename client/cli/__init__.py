@@ -1,6 +1,6 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `demo`) and mounts `consign escrow` lazily, so a user's
+`status`, `events`, `receipts`, `cosign`, `demo`) and mounts `consign escrow` lazily, so a user's
 command never imports the escrow's package. It must never define commands
 itself.
 """
@@ -12,6 +12,8 @@ import importlib
 import click
 
 from broker.console import ReportingGroup as _ReportingGroup
+from client.cli.control import cosign as _cosign
+from client.cli.control import receipts as _receipts
 from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
@@ -63,6 +65,8 @@ def main() -> None:
     """
 
 
-for _command in (_demo, _seal, _send, _inbox, _open, _revoke, _status, _events):
+for _command in (
+    _demo, _seal, _send, _inbox, _open, _revoke, _status, _events, _receipts, _cosign,
+):  # fmt: skip
     main.add_command(_command)
 main.add_command(_identity_group)

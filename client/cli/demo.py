@@ -25,8 +25,10 @@ from client.demo import run_demo
 @click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON on stdout.")
 def demo(amqp_url: str | None, as_json: bool) -> None:
     """Show the whole story in one process: an escrow with its worker, alice,
-    bob and carol; seal, deposit, deliver, request, release, open, revoke, and a
-    request denied after revocation.
+    bob, carol and dave; seal (bob must sign a receipt, dave must co-sign),
+    deposit, deliver, request (bob's receipt), held until dave co-signs,
+    release, open, the receipt alice holds, revoke, and a request denied after
+    revocation.
 
     Needs no server: it runs on the in-process transport unless a RabbitMQ URL
     is given (then on queues of this run's own, prefixed "consign-demo-",
@@ -50,6 +52,9 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
                     "consignment_id": result.consignment_id,
                     "opened": result.opened_text,
                     "denied": result.denied_code,
+                    "held": result.held_code,
+                    "cosigned_by": list(result.cosigned_by),
+                    "receipts": list(result.receipts_verified),
                     "steps": steps,
                 },
                 indent=2,

@@ -1,7 +1,8 @@
 """`consign revoke` and `consign status`: the sender's control over a deposited
-consignment. Thin wrappers around `SenderAgent.revoke` and `status`; they must
-never ask for a passphrase (or the escrow) about something that is not a
-consignment id.
+consignment (status per receiver: notified, requested, released, receipt,
+co-signatures, denied and why, expired). Thin wrappers around
+`SenderAgent.revoke` and `status`; they must never ask for a passphrase (or the
+escrow) about something that is not a consignment id.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def revoke_report(newly: list[str], already: list[str], released: dict[str, int]
 @agent_options
 @json_option
 def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
-    """Ask the escrow about consignment ID: when it was deposited, and per
-    receiver when it was notified, how often released, revoked or last denied."""
+    """Ask the escrow about consignment ID: when it was deposited, who has
+    co-signed, and per receiver: notified, last requested, released (how
+    often, last when), receipt, co-signatures, last denied and why, when its
+    window closes, expired (closed unused), revoked."""
     require_consignment_id(consignment_id)  # before asking for a passphrase
 
     async def go() -> ConsignmentStatus:
@@ -88,33 +91,67 @@ def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
             return await agent.status(consignment_id)
 
     state = asyncio.run(go())
+    data = status_data(state)
+    emit(data, as_json, "\n".join(status_lines(state)))
+
+
+def status_data(state: ConsignmentStatus) -> dict[str, object]:
+    """The status for --json: times in ISO 8601 UTC, null where nothing happened."""
     receivers: list[dict[str, object]] = [
         {
             "name": r.name,
             "notified_at": iso(r.notified_at),
+            "requested_at": iso(r.requested_at),
             "releases": r.releases,
+            "released_at": iso(r.released_at),
+            "receipt_required": r.receipt_required,
+            "receipt_at": iso(r.receipt_at),
+            "closes_at": iso(r.closes_at),
+            "expired_at": iso(r.expired_at),
             "revoked_at": iso(r.revoked_at),
             "last_denied": r.last_denied,
+            "last_denied_at": iso(r.last_denied_at),
         }
         for r in state.receivers
     ]
-    data = {
+    return {
         "consignment_id": state.consignment_id,
         "sender": state.sender,
         "mode": state.mode.value,
         "deposited_at": iso(state.deposited_at),
         "receivers": receivers,
+        "cosigners": [{"name": c.name, "signed_at": iso(c.signed_at)} for c in state.cosigners],
     }
+
+
+def status_lines(state: ConsignmentStatus) -> list[str]:
+    """The status for people: one line per receiver, what happened to it."""
     lines = [
         f"consignment: {state.consignment_id}",
         f"sender: {state.sender}",
         f"mode: {state.mode.value}",
-        f"deposited: {data['deposited_at']}",
+        f"deposited: {iso(state.deposited_at)}",
     ]
-    for r in receivers:
-        lines.append(
-            f"receiver {r['name']}: notified {r['notified_at'] or '-'}, released "
-            f"{r['releases']}x, revoked {r['revoked_at'] or '-'}, last denied "
-            f"{r['last_denied'] or '-'}"
+    signed = [c for c in state.cosigners if c.signed_at is not None]
+    cosigning = "-"
+    if state.cosigners:
+        missing = [c.name for c in state.cosigners if c.signed_at is None]
+        cosigning = f"{len(signed)}/{len(state.cosigners)}" + (
+            f" (missing {', '.join(missing)})" if missing else ""
         )
-    emit(data, as_json, "\n".join(lines))
+        for c in state.cosigners:
+            lines.append(f"co-signer {c.name}: signed {iso(c.signed_at) or '-'}")
+    for r in state.receivers:
+        receipt = iso(r.receipt_at) or ("missing" if r.receipt_required else "not asked")
+        denied = "-"
+        if r.last_denied is not None:
+            denied = f"{r.last_denied} at {iso(r.last_denied_at) or '?'}"
+        lines.append(
+            f"receiver {r.name}: notified {iso(r.notified_at) or '-'}, "
+            f"requested {iso(r.requested_at) or '-'}, released {r.releases}x"
+            f" (last {iso(r.released_at) or '-'}), receipt {receipt}, "
+            f"co-signatures {cosigning}, denied {denied}, "
+            f"window closes {iso(r.closes_at) or 'never'}, expired {iso(r.expired_at) or '-'}, "
+            f"revoked {iso(r.revoked_at) or '-'}"
+        )
+    return lines

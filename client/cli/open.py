@@ -46,7 +46,9 @@ def open_(
     Checks the file's digest, asks the escrow for the key part (a signed
     release, checked against the escrow's certificate), checks the sender's
     certificate and signature, and decrypts into --output. A refusal by the
-    escrow (revoked, expired, ...) is reported with its reason.
+    escrow (revoked, expired, ...) is reported with its reason. Where the
+    sender asked you for a receipt, a signed receipt (the consignment's id,
+    digest and policy digest) is sent first, and goes to the sender.
     """
 
     async def go() -> OpenedConsignment:
@@ -67,4 +69,6 @@ def open_(
     }
     text = "\n".join(f"{opened.destination / f.name}  {f.size}" for f in opened.files)
     emit(data, as_json, text)
+    if opened.receipt_signed_at is not None:
+        say(f"signed and sent the receipt {opened.sender} asked for, before the release")
     say(f"OK opened {len(opened.files)} file(s) from {opened.sender} into {opened.destination}")

@@ -11,22 +11,21 @@ import time
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
-from broker import ControlAttributes, Mode
+from broker import Mode
 from broker.console import emit, iso, json_option, progress, say
 from client.agent import Sealed, SenderAgent
-from client.agent.inputs import check_release_window
-from client.cli._agentcli import AgentOptions, Duration, Timestamp, agent_options, running
+from client.agent.inputs import check_attributes
+from client.cli._agentcli import AgentOptions, agent_options, running
+from client.cli.attributes import (
+    SealCommand,
+    attribute_options,
+    policy_attributes,
+    receiver_attributes,
+)
 from client.errors import AgentError
 
 #: The option that sets each control attribute, to name it in an error.
-_OPTIONS = {
-    "not_before": "--not-before",
-    "not_after": "--not-after",
-    "ask_within_seconds": "--ask-within",
-    "max_releases": "--max-releases",
-}
 
 
 def describe(sealed: Sealed) -> dict[str, object]:
@@ -68,7 +67,7 @@ def _text(info: dict[str, object]) -> str:
     )
 
 
-@click.command()
+@click.command(cls=SealCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--to",
@@ -96,24 +95,7 @@ def _text(info: dict[str, object]) -> str:
     help="split: K1 travels in the file, K2 at the escrow; escrowed: the wrapped key "
     "is only at the escrow.",
 )
-@click.option(
-    "--not-before",
-    type=Timestamp("up"),
-    help="No release before this time (a fraction of a second rounds up).",
-)
-@click.option(
-    "--not-after",
-    type=Timestamp("down"),
-    help="No release after this time (a fraction of a second rounds down).",
-)
-@click.option(
-    "--ask-within",
-    type=Duration(),
-    help="Receivers must ask within this long of being notified (e.g. 7d).",
-)
-@click.option(
-    "--max-releases", type=click.IntRange(min=1), help="Release the key part at most this often."
-)
+@attribute_options
 @agent_options
 @json_option
 def seal(
@@ -127,6 +109,10 @@ def seal(
     not_after: int | None,
     ask_within: int | None,
     max_releases: int | None,
+    receipt: bool,
+    cosign: tuple[str, ...],
+    for_names: tuple[str, ...],
+    own: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Seal FILES (files or directories) for the receivers and deposit the
@@ -137,24 +123,24 @@ def seal(
     the key part sealed to the escrow, and prints the consignment id and the
     escrow's signed receipt. Then send the file with `consign send`, or by any
     other channel.
+
+    Times are ISO 8601 (UTC unless a zone is given, e.g. 2026-12-31T00:00Z) or
+    Unix seconds; durations 90, 90s, 15m, 2h or 7d. The attribute flags before
+    the first --for hold for every receiver; those after `--for NAME` are
+    NAME's own (e.g. `--for bob --not-after 2026-12-31T00:00Z --receipt`).
     """
-    if not_before is not None and not_after is not None and not_after <= not_before:
-        raise click.UsageError(
-            f"--not-after ({iso(not_after)}) must be later than --not-before ({iso(not_before)})"
-        )
-    try:
-        attributes = ControlAttributes(
-            not_before=not_before,
-            not_after=not_after,
-            ask_within_seconds=ask_within,
-            max_releases=max_releases,
-        )
-    except ValidationError as exc:  # the options' own types keep this rare
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        option = _OPTIONS.get(field, "the time options")
-        raise click.UsageError(f"{option}: {first['msg']}") from None
-    check_release_window(attributes, now=int(time.time()))  # before any broker or file
+    attributes = policy_attributes(
+        not_before=not_before,
+        not_after=not_after,
+        ask_within=ask_within,
+        max_releases=max_releases,
+        receipt=receipt,
+        cosign=cosign,
+    )
+    names = list(dict.fromkeys(receivers))
+    per_receiver = receiver_attributes(for_names, own, names, attributes)
+    # Before any broker or file:
+    check_attributes(attributes, per_receiver, names, now=int(time.time()))
     if output.exists() and not force:
         raise AgentError(
             f"{output} already exists", "choose another --output, or pass --force to replace it"
@@ -171,6 +157,7 @@ def seal(
                     mode=Mode(mode),
                     attributes=attributes,
                     progress=step,
+                    receiver_attributes=per_receiver,
                 )
 
     sealed = asyncio.run(go())

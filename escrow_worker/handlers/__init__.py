@@ -1,13 +1,14 @@
 """The escrow's request handlers: authenticating a signed request (`auth`), the
 pure decisions (`decide`), what every handler shares (`common`), and one module
 per request type: `lookup`, `deposit`, `release` (key-request), `sender`
-(revoke and status). `HANDLERS` maps each (type, version) the escrow answers to
-its handler.
+(revoke and status), `attest` (receipt, cosign, agreement). `HANDLERS` maps
+each (type, version) the escrow answers to its handler.
 """
 
 from __future__ import annotations
 
 from broker.messages import MessageType
+from escrow_worker.handlers.attest import handle_agreement, handle_cosign, handle_receipt
 from escrow_worker.handlers.common import Handler
 from escrow_worker.handlers.deposit import handle_deposit
 from escrow_worker.handlers.lookup import handle_lookup
@@ -23,4 +24,7 @@ HANDLERS: dict[tuple[str, int], Handler] = {
     (MessageType.KEY_REQUEST.value, 1): handle_key_request,
     (MessageType.REVOKE.value, 1): handle_revoke,
     (MessageType.STATUS.value, 1): handle_status,
+    (MessageType.RECEIPT.value, 1): handle_receipt,
+    (MessageType.COSIGN.value, 1): handle_cosign,
+    (MessageType.AGREEMENT.value, 1): handle_agreement,
 }

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel
 
+from broker.attest import Attestation
 from broker.canonical import raw_public_key
 from broker.errors import CertificateRejected
 from broker.messages import (
@@ -109,13 +110,17 @@ def event(
     kind: EventKind,
     receiver: str | None = None,
     reason: str | None = None,
+    *,
+    attestation: Attestation | None = None,
 ) -> Notice:
+    """An event for the inbox of `sender` (the consignment's sender, or a co-signer)."""
     body = EventBody(
         consignment_id=consignment_id,
         kind=kind,
         receiver=receiver,
         reason=None if reason is None else reason[:1024],
         at=ctx.t,
+        attestation=attestation,
     )
     return Notice(sender, MessageType.EVENT, body)
 
@@ -151,6 +156,15 @@ async def current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
         except CertificateRejected:
             key = None
     return DirectoryFacts(name, True, key, frozenset(user.groups))
+
+
+async def registered(ctx: Context, name: str) -> DirectoryFacts:
+    """Whether `name` is a registered, unrevoked party now, and its groups (no
+    certificate needed: e.g. a co-signer, or the trust policy's view of a party)."""
+    user = await get_user(ctx.tx, name)
+    if user is None or user.revoked_at is not None:
+        return DirectoryFacts(name, registered=False)
+    return DirectoryFacts(name, True, None, frozenset(user.groups))
 
 
 Handler = Callable[[Context], Awaitable[Result]]

@@ -8,7 +8,10 @@ same answer, so the time windows are testable to the second.
 
 Time windows are inclusive: a key is released at exactly `not_before`, at
 exactly `not_after`, and at exactly `notified_at + ask_within_seconds`; one
-second outside any of them is refused. `max_releases` counts per receiver.
+second outside any of them is refused. `max_releases` counts per receiver. A
+receiver's attributes are its own where the policy gives it any
+(`Policy.attributes_for`). Whether a receipt's or agreement's signature
+verifies is a fact the handler hands in, like the directory's.
 This module must never read a key part or decide anything about authenticity
 (that is `handlers.auth` and `broker.pki.checks`, before any decision).
 """
@@ -19,10 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from broker.attest import Statement, StatementKind
 from broker.deposit import ControlAttributes, Policy
 from broker.messages import ErrorCode
 from escrow_worker.ca.policy import Member, TrustPolicy, may_send
 from escrow_worker.state.records import ReceiverRecord
+
+#: How far in the escrow's future a receipt or agreement may say it was signed.
+STATEMENT_SKEW = 120
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,12 @@ def decide_deposit(
     already_deposited: bool,
     receivers: Mapping[str, DirectoryFacts],
     trust: TrustPolicy,
+    cosigners: Mapping[str, DirectoryFacts] | None = None,
 ) -> Denial | None:
-    """May `requester` deposit a consignment under `policy` at this escrow?"""
+    """May `requester` deposit a consignment under `policy` at this escrow?
+
+    Every co-signer named must be a registered, unrevoked party (`cosigners`,
+    by name); a co-signer needs no encryption key and receives nothing."""
     if requester.name != policy.sender:
         return Denial(
             ErrorCode.NOT_SENDER,
@@ -71,9 +82,13 @@ def decide_deposit(
         return Denial(
             ErrorCode.ALREADY_DEPOSITED, "a consignment with this id is already deposited"
         )
-    unsupported = _unsupported(policy.attributes)
-    if unsupported is not None:
-        return unsupported
+    for name in policy.attributes.cosigners:
+        facts = (cosigners or {}).get(name)
+        if facts is None or not facts.registered:
+            return Denial(
+                ErrorCode.UNKNOWN_USER,
+                f"co-signer {name!r} is not a registered, unrevoked party of this escrow",
+            )
     sender = Member(requester.name, requester.groups)
     for spec in policy.receivers:
         facts = receivers.get(spec.name)
@@ -99,17 +114,17 @@ def decide_deposit(
     return None
 
 
-def _unsupported(attributes: ControlAttributes) -> Denial | None:
-    if attributes.receipt_required:
-        return Denial(
-            ErrorCode.UNSUPPORTED,
-            "this escrow does not yet enforce receipt_required; seal without it",
-        )
-    if attributes.cosigners:
-        return Denial(
-            ErrorCode.UNSUPPORTED, "this escrow does not yet enforce cosigners; seal without them"
-        )
-    return None
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """What a release depends on besides the receiver's row: the trust policy
+    now (with the sender and the receiver as it sees them), whether the
+    receiver's receipt is in, and which co-signers have signed."""
+
+    trust: TrustPolicy
+    sender: Member
+    receiver: Member
+    receipt: bool = False
+    cosigned: frozenset[str] = frozenset()
 
 
 def decide_release(
@@ -120,10 +135,16 @@ def decide_release(
     held_digest: str,
     asked_digest: str,
     now: int,
+    facts: ReleaseFacts | None = None,
 ) -> Denial | None:
     """May `requester` have the key part of this consignment at `now`?
 
-    `state` is the requester's row, None if it is not a receiver."""
+    `state` is the requester's row, None if it is not a receiver. The
+    requester's own attributes (`Policy.attributes_for`) apply. After the
+    window: the trust policy as it is now (an operator's rule removed since
+    the deposit stops later releases), then the receipt, then the co-signers.
+    Without `facts` (tests of the windows alone) those three are not checked
+    but a required receipt or co-signer is still refused."""
     if policy.receiver(requester) is None or state is None:
         return Denial(
             ErrorCode.NOT_A_RECEIVER, f"{requester!r} is not a receiver of this consignment"
@@ -135,7 +156,42 @@ def decide_release(
             ErrorCode.DIGEST_MISMATCH,
             "the consignment you hold is not the one deposited (its digest differs)",
         )
-    return check_window(policy.attributes, state, now=now)
+    attributes = policy.attributes_for(requester)
+    refusal = check_window(attributes, state, now=now)
+    if refusal is not None:
+        return refusal
+    if facts is not None:
+        trusted = may_send(facts.sender, facts.receiver, facts.trust)
+        if not trusted:
+            return Denial(
+                ErrorCode.TRUST_WITHDRAWN,
+                f"the escrow's trust policy no longer allows it: {trusted.reason}",
+            )
+    if attributes.receipt_required and not (facts is not None and facts.receipt):
+        return Denial(
+            ErrorCode.RECEIPT_REQUIRED,
+            "the sender asks for your signed receipt first; send it, then ask again",
+        )
+    signed = facts.cosigned if facts is not None else frozenset()
+    missing = [name for name in attributes.cosigners if name not in signed]
+    if missing:
+        return Denial(
+            ErrorCode.COSIGNATURES_PENDING,
+            f"the key is released once every co-signer has signed; still missing: "
+            f"{', '.join(missing)}",
+        )
+    return None
+
+
+def window_closes(attributes: ControlAttributes, *, notified_at: int) -> int | None:
+    """When a receiver's window closes: the last second a key is released
+    (`not_after`, or `notified_at + ask_within_seconds`, whichever is first);
+    None if neither is set."""
+    ends = [attributes.not_after]
+    if attributes.ask_within_seconds is not None:
+        ends.append(notified_at + attributes.ask_within_seconds)
+    given = [end for end in ends if end is not None]
+    return min(given) if given else None
 
 
 def check_recorded_key(policy: Policy, requester: str, current_key: bytes | None) -> Denial | None:
@@ -192,6 +248,64 @@ def check_window(
         return Denial(
             ErrorCode.EXHAUSTED,
             f"the key was already released {state.releases} time(s), the most allowed",
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class AttestationFacts:
+    """What the escrow holds about the consignment a receipt or an agreement is
+    for, and what it found checking it."""
+
+    consignment_id: str
+    consignment_digest: str
+    policy_digest: bytes
+    #: The statement's signature verifies with the requester's signing certificate.
+    signature_valid: bool
+    #: The requester's statement of this kind for this consignment is in already.
+    already: bool
+
+
+def decide_attestation(
+    policy: Policy, statement: Statement, facts: AttestationFacts, *, requester: str, now: int
+) -> Denial | None:
+    """May this receipt (from a receiver) or agreement (from a co-signer) be
+    stored? Refused, in this order: from a party the policy does not name for
+    it; about another consignment, digest or policy, or naming another signer,
+    or signed in the future (`subject_mismatch`, `detail` says which); a
+    signature that does not verify; one that is in already."""
+    if statement.kind is StatementKind.RECEIPT and policy.receiver(requester) is None:
+        return Denial(
+            ErrorCode.NOT_A_RECEIVER,
+            f"{requester!r} is not a receiver of this consignment; only receivers sign receipts",
+        )
+    if statement.kind is StatementKind.AGREEMENT and requester not in policy.attributes.cosigners:
+        return Denial(
+            ErrorCode.NOT_A_COSIGNER, f"{requester!r} is not a co-signer of this consignment"
+        )
+    what = "receipt" if statement.kind is StatementKind.RECEIPT else "agreement"
+    mismatch = [
+        ("consignment", statement.consignment_id != facts.consignment_id, "another consignment"),
+        ("digest", statement.consignment_digest != facts.consignment_digest, "another digest"),
+        ("policy", statement.policy_digest != facts.policy_digest, "another policy"),
+        ("signer", statement.signer != requester, f"{statement.signer!r}, not {requester!r}"),
+        ("signed_at", statement.signed_at > now + STATEMENT_SKEW, "a time in the future"),
+    ]
+    for detail, wrong, says in mismatch:
+        if wrong:
+            return Denial(
+                ErrorCode.SUBJECT_MISMATCH,
+                f"the {what} is about {says}: sign the consignment as the escrow holds it",
+                detail,
+            )
+    if not facts.signature_valid:
+        return Denial(
+            ErrorCode.INVALID_SIGNATURE,
+            f"the {what}'s signature does not verify with {requester!r}'s signing certificate",
+        )
+    if facts.already:
+        return Denial(
+            ErrorCode.ALREADY_SIGNED, f"{requester!r}'s {what} for this consignment is in already"
         )
     return None
 

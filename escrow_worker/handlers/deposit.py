@@ -1,5 +1,6 @@
 """`deposit`: open the sealed deposit, decide, keep the escrow part encrypted
-under the master key, and notify every receiver. The part is never logged."""
+under the master key, note when each receiver's window closes, notify every
+receiver and ask every co-signer to co-sign. The part is never logged."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from escrow_worker.handlers.common import (
     current_encryption_key,
     event,
     refuse,
+    registered,
 )
 from escrow_worker.handlers.decide import (
     Denial,
     decide_deposit,
+    window_closes,
 )
 from escrow_worker.state import records
 
@@ -61,6 +64,7 @@ async def handle_deposit(ctx: Context) -> Result:
     existing = await records.get_deposit(ctx.tx, cid)
     names = {spec.name for spec in policy.receivers}
     facts = {name: await current_encryption_key(ctx, name) for name in sorted(names)}
+    cosigners = {name: await registered(ctx, name) for name in policy.attributes.cosigners}
     refusal = decide_deposit(
         policy,
         requester=await current_encryption_key(ctx, ctx.requester),
@@ -68,6 +72,7 @@ async def handle_deposit(ctx: Context) -> Result:
         already_deposited=existing is not None,
         receivers=facts,
         trust=await load_policy(ctx.tx),
+        cosigners=cosigners,
     )
     if refusal is not None:
         return refuse(ctx, refusal, consignment_id=cid)
@@ -85,7 +90,13 @@ async def handle_deposit(ctx: Context) -> Result:
         consignment_size=dep.consignment_size,
         deposited_at=ctx.t,
     )
-    await records.insert_deposit(ctx.tx, row, sealed_at=dep.sealed_at, request_id=ctx.request_id)
+    closes = {
+        spec.name: window_closes(policy.attributes_for(spec.name), notified_at=ctx.t)
+        for spec in policy.receivers
+    }
+    await records.insert_deposit(
+        ctx.tx, row, sealed_at=dep.sealed_at, request_id=ctx.request_id, closes_at=closes
+    )
     notices = [event(ctx, policy.sender, cid, EventKind.DEPOSITED)]
     for spec in policy.receivers:
         notify = NotifyBody(
@@ -98,6 +109,9 @@ async def handle_deposit(ctx: Context) -> Result:
         )
         notices.append(Notice(spec.name, MessageType.NOTIFY, notify))
         notices.append(event(ctx, policy.sender, cid, EventKind.NOTIFIED, spec.name))
+    for name in policy.attributes.cosigners:
+        asked = f"{policy.sender!r} asks you to co-sign; see it with `consign cosign {cid}`"
+        notices.append(event(ctx, name, cid, EventKind.COSIGN_REQUESTED, name, asked))
     receipt = DepositReceiptBody(
         in_reply_to=ctx.request_id,
         consignment_id=cid,

@@ -1,4 +1,5 @@
-"""`key-request`: decide a receiver's request and release its key part, only to
+"""`key-request`: decide a receiver's request (its own window, the trust policy
+as it is now, its receipt, the co-signatures) and release its key part, only to
 the encryption key the policy recorded at deposit while it is still the
 receiver's current one: K2 sealed to it (split mode) or its wrapped K3
 (escrowed mode). The part is never logged or stored in clear."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from broker import seal_key_part
+from broker.attest import StatementKind
 from broker.deposit import Mode
 from broker.messages import (
     ErrorCode,
@@ -16,6 +18,7 @@ from broker.messages import (
     KeyRequestBody,
     MessageType,
 )
+from escrow_worker.ca.policy import Member, load_policy
 from escrow_worker.errors import EscrowError
 from escrow_worker.handlers.common import (
     Context,
@@ -24,14 +27,16 @@ from escrow_worker.handlers.common import (
     denied,
     event,
     refuse,
+    registered,
 )
 from escrow_worker.handlers.decide import (
     Denial,
+    ReleaseFacts,
     check_recorded_key,
     decide_release,
 )
 from escrow_worker.handlers.deposit import part_fields
-from escrow_worker.state import records
+from escrow_worker.state import attestations, records
 
 
 async def handle_key_request(ctx: Context) -> Result:
@@ -52,6 +57,7 @@ async def handle_key_request(ctx: Context) -> Result:
         held_digest=row.consignment_digest,
         asked_digest=ctx.body.consignment_digest,
         now=ctx.t,
+        facts=await _release_facts(ctx, row) if state is not None else None,
     )
     sealed: bytes | None = None
     if refusal is None:
@@ -78,6 +84,25 @@ async def handle_key_request(ctx: Context) -> Result:
     )
     notice = event(ctx, row.sender, cid, EventKind.RELEASED, ctx.requester)
     return Result(MessageType.KEY_RELEASE, release, (notice,), cid)
+
+
+async def _release_facts(ctx: Context, row: records.DepositRow) -> ReleaseFacts:
+    """The trust policy as it is now, the receipt and the co-signatures: read
+    only where the policy or the trust policy makes them matter."""
+    trust = await load_policy(ctx.tx)
+    sender, receiver = Member(row.sender), Member(ctx.requester)
+    if trust.restricted:
+        sender = Member(row.sender, (await registered(ctx, row.sender)).groups)
+        receiver = Member(ctx.requester, (await registered(ctx, ctx.requester)).groups)
+    attributes = row.policy.attributes_for(ctx.requester)
+    receipt = attributes.receipt_required and await attestations.has_receipt(
+        ctx.tx, row.consignment_id, ctx.requester
+    )
+    cosigned: frozenset[str] = frozenset()
+    if attributes.cosigners:
+        signed = await attestations.signed_at(ctx.tx, row.consignment_id, StatementKind.AGREEMENT)
+        cosigned = frozenset(signed)
+    return ReleaseFacts(trust, sender, receiver, receipt, cosigned)
 
 
 def _key_part(ctx: Context, row: records.DepositRow) -> bytes:

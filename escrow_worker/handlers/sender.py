@@ -1,8 +1,12 @@
-"""`revoke` and `status`: the sender's control over its own deposits."""
+"""`revoke` and `status`: the sender's control over its own deposits (status:
+per receiver, notified, asked, released, receipt, window, expired, denied; and
+the co-signatures)."""
 
 from __future__ import annotations
 
+from broker.attest import StatementKind
 from broker.messages import (
+    CosignerStatus,
     ErrorCode,
     EventKind,
     MessageType,
@@ -24,7 +28,7 @@ from escrow_worker.handlers.decide import (
     decide_revoke,
     decide_sender_request,
 )
-from escrow_worker.state import records
+from escrow_worker.state import attestations, records
 
 
 async def _own_deposit(
@@ -64,6 +68,7 @@ async def handle_status(ctx: Context) -> Result:
     if row is None:
         assert refused is not None
         return refused
+    receipts = await attestations.signed_at(ctx.tx, cid, StatementKind.RECEIPT)
     receivers = tuple(
         ReceiverStatus(
             name=r.state.name,
@@ -71,6 +76,13 @@ async def handle_status(ctx: Context) -> Result:
             releases=r.state.releases,
             revoked_at=r.state.revoked_at,
             last_denied=r.last_denied,
+            last_denied_at=r.last_denied_at,
+            requested_at=r.requested_at,
+            released_at=r.released_at,
+            receipt_required=row.policy.attributes_for(r.state.name).receipt_required,
+            receipt_at=receipts.get(r.state.name),
+            closes_at=r.closes_at,
+            expired_at=r.expired_at,
         )
         for r in await records.receivers(ctx.tx, cid)
     )
@@ -81,5 +93,15 @@ async def handle_status(ctx: Context) -> Result:
         mode=row.mode,
         deposited_at=row.deposited_at,
         receivers=receivers,
+        cosigners=await cosigner_status(ctx, row),
     )
     return Result(MessageType.STATUS_REPLY, reply, (), cid)
+
+
+async def cosigner_status(ctx: Context, row: records.DepositRow) -> tuple[CosignerStatus, ...]:
+    """Every co-signer the policy names, in its order, and when each signed."""
+    signed = await attestations.signed_at(ctx.tx, row.consignment_id, StatementKind.AGREEMENT)
+    return tuple(
+        CosignerStatus(name=name, signed_at=signed.get(name))
+        for name in row.policy.attributes.cosigners
+    )

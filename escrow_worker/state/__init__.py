@@ -1,6 +1,7 @@
 """The escrow's state: the database (`db`: schema, connections, transactions),
 its rows (`records`: deposits, receivers, releases, answered requests, the
-outbox), replay protection (`replay`), the master keyring that encrypts
+outbox; `attestations`: receipts, co-signatures and the expiry sweep's
+claims), replay protection (`replay`), the master keyring that encrypts
 deposited key parts at rest (`masterkey`), and the data directory's layout
 (`paths`).
 

@@ -176,6 +176,40 @@ _INITIAL = Migration(
     ),
 )
 
+_CONTROL = Migration(
+    2,
+    "receipts and co-signatures, receivers' last request, window close and expiry",
+    (
+        # When the receiver last asked for the key part (released or refused).
+        "ALTER TABLE deposit_receivers ADD COLUMN requested_at {INT}",
+        # When its window closes (not_after, or ask-within from the notification,
+        # whichever is first), computed at deposit; NULL: never. Deposits made
+        # before this migration have NULL here and are never reported expired.
+        "ALTER TABLE deposit_receivers ADD COLUMN closes_at {INT}",
+        # When the sweep reported the window closed unused: set in the same
+        # transaction as the `expired` event is put in the outbox, so it is sent
+        # once, whichever worker sweeps.
+        "ALTER TABLE deposit_receivers ADD COLUMN expired_at {INT}",
+        """CREATE INDEX IF NOT EXISTS deposit_receivers_closing
+            ON deposit_receivers (closes_at) WHERE expired_at IS NULL""",
+        # Receipts (kind 'receipt', from receivers) and agreements (kind
+        # 'agreement', from co-signers): one per signer, kind and consignment.
+        # `statement` is the canonical JSON that `signature` covers;
+        # `certificate` the DER of the signing certificate it verified with.
+        """CREATE TABLE IF NOT EXISTS attestations (
+            consignment_id TEXT NOT NULL REFERENCES deposits(consignment_id),
+            kind TEXT NOT NULL CHECK (kind IN ('receipt', 'agreement')),
+            signer TEXT NOT NULL,
+            statement TEXT NOT NULL,
+            signature {BLOB} NOT NULL,
+            certificate {BLOB} NOT NULL,
+            request_id TEXT NOT NULL,
+            recorded_at {INT} NOT NULL,
+            PRIMARY KEY (consignment_id, kind, signer)
+        )""",
+    ),
+)
+
 #: Every migration, in the order applied. Append; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL)
 LATEST: Final = MIGRATIONS[-1].version

@@ -8,7 +8,7 @@ them inside the one store job of its request. This module must never decrypt a p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.deposit import Mode, Policy
@@ -72,10 +72,15 @@ _DEPOSIT_COLUMNS = (
 )
 
 
-async def get_deposit(tx: Tx, consignment_id: str) -> DepositRow | None:
+async def get_deposit(
+    tx: Tx, consignment_id: str, *, for_update: bool = False
+) -> DepositRow | None:
+    """The deposit; with `for_update` its row is locked until the job ends (one
+    co-signature at a time, so exactly one sees the set complete)."""
+    lock = tx.for_update if for_update else ""
     rows = list(
         await tx.fetchall(
-            f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE consignment_id = ?",  # noqa: S608
+            f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE consignment_id = ?" + lock,  # noqa: S608
             (consignment_id,),
         )
     )
@@ -97,7 +102,17 @@ async def get_deposit(tx: Tx, consignment_id: str) -> DepositRow | None:
     )
 
 
-async def insert_deposit(tx: Tx, row: DepositRow, *, sealed_at: int, request_id: str) -> None:
+async def insert_deposit(
+    tx: Tx,
+    row: DepositRow,
+    *,
+    sealed_at: int,
+    request_id: str,
+    closes_at: Mapping[str, int | None] | None = None,
+) -> None:
+    """The deposit and a row per receiver, notified now; `closes_at` says when
+    each receiver's window closes (absent: never)."""
+    closes = closes_at or {}
     await tx.execute(
         f"INSERT INTO deposits ({_DEPOSIT_COLUMNS}, sealed_at, request_id)"  # noqa: S608
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -118,10 +133,10 @@ async def insert_deposit(tx: Tx, row: DepositRow, *, sealed_at: int, request_id:
         ),
     )
     await tx.executemany(
-        "INSERT INTO deposit_receivers (consignment_id, receiver, position, notified_at)"
-        " VALUES (?, ?, ?, ?)",
+        "INSERT INTO deposit_receivers"
+        " (consignment_id, receiver, position, notified_at, closes_at) VALUES (?, ?, ?, ?, ?)",
         [
-            (row.consignment_id, spec.name, i, row.deposited_at)
+            (row.consignment_id, spec.name, i, row.deposited_at, closes.get(spec.name))
             for i, spec in enumerate(row.policy.receivers)
         ],
     )
@@ -131,18 +146,36 @@ async def insert_deposit(tx: Tx, row: DepositRow, *, sealed_at: int, request_id:
 class ReceiverRow:
     state: ReceiverRecord
     last_denied: str | None
+    last_denied_at: int | None = None
+    requested_at: int | None = None
+    released_at: int | None = None
+    closes_at: int | None = None
+    expired_at: int | None = None
 
 
 async def receivers(tx: Tx, consignment_id: str) -> list[ReceiverRow]:
     rows = await tx.fetchall(
-        "SELECT receiver, notified_at, releases, revoked_at, last_denied"
-        " FROM deposit_receivers WHERE consignment_id = ? ORDER BY position",
+        "SELECT r.receiver, r.notified_at, r.releases, r.revoked_at, r.last_denied,"
+        " r.last_denied_at, r.requested_at, r.closes_at, r.expired_at,"
+        " (SELECT MAX(released_at) FROM releases AS x"
+        "   WHERE x.consignment_id = r.consignment_id AND x.receiver = r.receiver)"
+        " FROM deposit_receivers AS r WHERE r.consignment_id = ? ORDER BY r.position",
         (consignment_id,),
     )
-    return [
-        ReceiverRow(ReceiverRecord(str(name), notified, int(releases), revoked), denied)
-        for name, notified, releases, revoked, denied in rows
-    ]
+    return [_receiver_row(row) for row in rows]
+
+
+def _receiver_row(row: Row) -> ReceiverRow:
+    name, notified, releases, revoked, denied, denied_at, requested, closes, expired, released = row
+    return ReceiverRow(
+        ReceiverRecord(str(name), notified, int(releases), revoked),
+        denied,
+        last_denied_at=denied_at,
+        requested_at=requested,
+        released_at=None if released is None else int(released),
+        closes_at=closes,
+        expired_at=expired,
+    )
 
 
 async def receiver_state(
@@ -174,17 +207,17 @@ async def record_release(
         (request_id, consignment_id, name, now),
     )
     await tx.execute(
-        "UPDATE deposit_receivers SET releases = releases + 1"
+        "UPDATE deposit_receivers SET releases = releases + 1, requested_at = ?"
         " WHERE consignment_id = ? AND receiver = ?",
-        (consignment_id, name),
+        (now, consignment_id, name),
     )
 
 
 async def record_denial(tx: Tx, consignment_id: str, name: str, reason: str, *, now: int) -> None:
     await tx.execute(
-        "UPDATE deposit_receivers SET last_denied = ?, last_denied_at = ?"
+        "UPDATE deposit_receivers SET last_denied = ?, last_denied_at = ?, requested_at = ?"
         " WHERE consignment_id = ? AND receiver = ?",
-        (reason, now, consignment_id, name),
+        (reason, now, now, consignment_id, name),
     )
 
 

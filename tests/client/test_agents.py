@@ -458,14 +458,14 @@ async def test_bad_input_is_refused_and_changes_nothing(
         assert unknown.value.code == "unknown_user"
         assert not (tmp_path / "a.consignment").exists()
         assert await alice.store.fetchall("SELECT * FROM sent") == []
-        with pytest.raises(EscrowRefused) as unsupported:  # the escrow cannot enforce it
+        with pytest.raises(EscrowRefused) as unknown_cosigner:  # co-signers are registered
             await alice.seal(
                 [tmp_path / "a.txt"],
                 tmp_path / "a.consignment",
                 to=["bob"],
-                attributes=ControlAttributes(receipt_required=True),
+                attributes=ControlAttributes(cosigners=("zed",)),
             )
-        assert unsupported.value.code == "unsupported"
+        assert unknown_cosigner.value.code == "unknown_user"
         assert not (tmp_path / "a.consignment").exists()
         assert await alice.store.fetchall("SELECT * FROM sent") == []
         with pytest.raises(AgentError, match="sealed no consignment"):

@@ -24,7 +24,9 @@ from tests.cli_helpers import CONSIGN, Env, Result, assert_error, delete_topolog
 
 ESCROW_PW = "operator passphrase"
 PASSWORDS = {"alice": "alice pw", "bob": "bob pw", "carol": "carol pw"}
-AGENT_COMMANDS = ["seal", "send", "inbox", "open", "revoke", "status", "events", "demo"]
+AGENT_COMMANDS = [
+    "seal", "send", "inbox", "open", "revoke", "status", "events", "demo", "receipts", "cosign",
+]  # fmt: skip
 
 
 class Agents(Env):
@@ -402,8 +404,9 @@ def demo_steps(result: Result) -> list[str]:
     return [line.split()[0] for line in result.out.splitlines()]
 
 
-STORY = ["register", "worker", "seal", "deposit", "deliver", "inbox", "request", "release",
-         "open", "revoke", "denied", "events", "status"]  # fmt: skip
+STORY = ["register", "worker", "seal", "deposit", "deliver", "inbox", "request", "held",
+         "cosign", "release", "open", "receipt", "revoke", "denied", "events",
+         "status"]  # fmt: skip
 
 
 def test_demo_runs_without_a_server(tmp_path: Path) -> None:
@@ -412,6 +415,11 @@ def test_demo_runs_without_a_server(tmp_path: Path) -> None:
     assert "the in-process transport" in result.out
     assert "bob opens contract.txt: 'Alice sells Bob one consignment engine" in result.out
     assert "denied    carol asks for the key part: the escrow refuses (revoked)" in result.out
+    assert "held      the escrow holds the key part back (cosignatures_pending)" in result.out
+    proofs = (
+        "receipt   alice holds, each verified against her CA: receipt of bob, agreement of dave"
+    )
+    assert proofs in result.out
     assert result.err.strip().endswith(
         "OK the demo ran end to end; see README.md for the same over RabbitMQ"
     )
@@ -421,6 +429,11 @@ def test_demo_runs_without_a_server(tmp_path: Path) -> None:
     assert [s["step"] for s in data["steps"]] == STORY
     assert data["denied"] == "revoked"
     assert data["opened"].startswith("Alice sells Bob")
+    assert (data["held"], data["cosigned_by"], data["receipts"]) == (
+        "cosignatures_pending",
+        ["dave"],
+        ["bob"],
+    )
 
 
 @pytest.mark.rabbitmq
@@ -459,6 +472,7 @@ def test_demo_runs_over_rabbitmq_apart_from_a_real_escrow(tmp_path: Path, amqp_u
         result = Env(tmp_path).run("demo", "--amqp-url", amqp_url, CONSIGN_QUEUE_PREFIX=prefix)
         assert demo_steps(result) == STORY
         assert "(revoked)" in result.out
+        assert "receipt of bob, agreement of dave" in result.out
         used = re.search(r"RabbitMQ \(queue prefix (consign-demo-[0-9a-f]{8})\)", result.out)
         assert used is not None, result.out
         assert not asyncio.run(exists(f"{used.group(1)}.escrow.requests"))

@@ -295,8 +295,8 @@ async def test_an_agent_built_from_the_documents(
         for change, expected in (
             ({"escrow": "other"}, "wrong_escrow"),
             (
-                {"attributes": dict(value["policy"]["attributes"], receipt_required=True)},
-                "unsupported",
+                {"attributes": dict(value["policy"]["attributes"], cosigners=["zed"])},
+                "unknown_user",
             ),
             ({"receivers": [{"name": "zed", "encryption_key": b64(raw(bob_key))}]}, "unknown_user"),
             ({"receivers": [{"name": "bob", "encryption_key": b64(os.urandom(32))}]}, "wrong_key"),
@@ -346,6 +346,59 @@ async def test_an_agent_built_from_the_documents(
         revoked = await alice.ask("revoke", {"consignment_id": cid, "receivers": []})
         assert revoked["body"]["revoked"] == ["bob"]
         assert code(await bob.ask("key-request", ask)) == ("revoked", None)
+
+        # a receipt before release (bob's own attribute) and a co-signer (carol),
+        # signed as docs/protocol.md "Receipts and co-signing" says
+        other, _, control = deposit_json(world, {"bob": raw(bob_key)}, cosigners=["carol"])
+        own = dict.fromkeys(("ask_within_seconds", "max_releases", "not_after", "not_before"))
+        control["policy"]["receivers"][0]["attributes"] = dict(own, receipt_required=True)
+        control["policy_digest"] = b64(
+            hashlib.sha256(b"consignment/v1 policy\x00" + canonical(control["policy"])).digest()
+        )
+        valid("deposit.schema.json", control)
+        body = {
+            "consignment_id": other,
+            "sealed_deposit": sealed(world, escrow_key, other, canonical(control)),
+        }
+        assert (await alice.ask("deposit", body))["type"] == "deposit-receipt"
+        ask = {"consignment_id": other, "consignment_digest": control["consignment_digest"]}
+        assert code(await bob.ask("key-request", ask)) == ("receipt_required", None)
+
+        def statement(kind: str, by: DocAgent, **change: Any) -> dict[str, Any]:
+            said = {
+                "kind": kind,
+                "consignment_id": other,
+                "consignment_digest": control["consignment_digest"],
+                "policy_digest": control["policy_digest"],
+                "signer": by.name,
+                "signed_at": setup.clock.t,
+            } | change
+            context = f"consignment/v1 {kind} signature".encode() + b"\x00"
+            signature = by.key.sign(context + canonical(said))
+            return {"consignment_id": other, "statement": said, "signature": b64(signature)}
+
+        wrong_context = statement("receipt", bob)
+        wrong_context["signature"] = b64(
+            bob.key.sign(CONTEXT + canonical(wrong_context["statement"]))
+        )
+        assert code(await bob.ask("receipt", wrong_context)) == ("invalid_signature", None)
+        forged = statement("receipt", bob, policy_digest=b64(bytes(32)))
+        assert code(await bob.ask("receipt", forged)) == ("subject_mismatch", "policy")
+        receipted = await bob.ask("receipt", statement("receipt", bob))
+        assert receipted["type"] == "receipt-reply"
+        assert code(await bob.ask("key-request", ask)) == ("cosignatures_pending", None)
+        terms = await carol.ask("agreement", {"consignment_id": other})
+        assert terms["type"] == "agreement-reply"
+        digest = hashlib.sha256(b"consignment/v1 policy\x00" + canonical(terms["body"]["policy"]))
+        assert b64(digest.digest()) == terms["body"]["policy_digest"] == control["policy_digest"]
+        assert code(await bob.ask("cosign", statement("agreement", bob))) == (
+            "not_a_cosigner",
+            None,
+        )
+        cosigned = await carol.ask("cosign", statement("agreement", carol))
+        assert cosigned["type"] == "cosign-reply"
+        assert cosigned["body"]["cosigners"][0]["name"] == "carol"
+        assert (await bob.ask("key-request", ask))["type"] == "key-release"
 
         # refusals before any decision
         t = setup.clock.t

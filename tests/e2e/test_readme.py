@@ -70,7 +70,9 @@ def test_walkthrough_runs_as_written(tmp_path: Path, amqp_url: str) -> None:
     assert f"notified  {cid.group(1)}  from alice" in out
     assert f"complete  {cid.group(1)}  from alice" in out
     assert "received/report.txt  19" in out
-    assert re.search(r"^receiver bob: notified \S+, released 1x, revoked 20", out, re.M), out
+    assert re.search(
+        r"^receiver bob: notified 20\S+, requested 20\S+, released 1x .*, revoked 20", out, re.M
+    ), out
     assert f"{cid.group(1)}  released  receiver=bob" in out
     assert f"{cid.group(1)}  revoked  receiver=bob" in out
     assert "OK opened 1 file(s) from alice into received" in err

@@ -170,6 +170,7 @@ def deposit_code(
     already: bool = False,
     receivers: dict[str, DirectoryFacts] | None = None,
     trust: TrustPolicy | None = None,
+    cosigners: dict[str, DirectoryFacts] | None = None,
 ) -> ErrorCode | None:
     refusal = decide_deposit(
         p,
@@ -178,6 +179,7 @@ def deposit_code(
         already_deposited=already,
         receivers=receivers if receivers is not None else {n: facts(n) for n in ("bob", "carol")},
         trust=trust or TrustPolicy(),
+        cosigners=cosigners,
     )
     return None if refusal is None else refusal.code
 
@@ -190,8 +192,12 @@ def test_deposit_refusals() -> None:
     assert deposit_code(policy(), requester="mallory") == ErrorCode.NOT_SENDER
     assert deposit_code(policy(escrow="globex")) == ErrorCode.WRONG_ESCROW
     assert deposit_code(policy(), already=True) == ErrorCode.ALREADY_DEPOSITED
-    assert deposit_code(policy(receipt_required=True)) == ErrorCode.UNSUPPORTED
-    assert deposit_code(policy(cosigners=("carol",))) == ErrorCode.UNSUPPORTED
+    # Receipts and co-signers are enforced: a co-signer must be a registered party.
+    assert deposit_code(policy(receipt_required=True)) is None
+    assert deposit_code(policy(cosigners=("dave",)), cosigners={"dave": facts("dave")}) is None
+    gone = {"dave": facts("dave", registered=False)}
+    assert deposit_code(policy(cosigners=("dave",)), cosigners=gone) == ErrorCode.UNKNOWN_USER
+    assert deposit_code(policy(cosigners=("dave",))) == ErrorCode.UNKNOWN_USER
     unregistered = {"bob": facts("bob", registered=False), "carol": facts("carol")}
     assert deposit_code(policy(), receivers=unregistered) == ErrorCode.UNKNOWN_USER
     assert deposit_code(policy(), receivers={"bob": facts("bob")}) == ErrorCode.UNKNOWN_USER

@@ -376,16 +376,10 @@ async def deposit_for_another_escrow(w: World) -> Expect:
     return Expect(_deposit_data(w, deposit), "alice", "wrong_escrow", stored=True)
 
 
-async def deposit_asking_for_a_receipt(w: World) -> Expect:
-    attributes = ControlAttributes(receipt_required=True)
+async def deposit_naming_an_unregistered_cosigner(w: World) -> Expect:
+    attributes = ControlAttributes(cosigners=("carol", "nobody"))
     _, deposit = seal_for(w.setup["alice"], [w.setup["bob"]], attributes=attributes)
-    return Expect(_deposit_data(w, deposit), "alice", "unsupported", stored=True)
-
-
-async def deposit_asking_for_cosigners(w: World) -> Expect:
-    attributes = ControlAttributes(cosigners=("carol",))
-    _, deposit = seal_for(w.setup["alice"], [w.setup["bob"]], attributes=attributes)
-    return Expect(_deposit_data(w, deposit), "alice", "unsupported", stored=True)
+    return Expect(_deposit_data(w, deposit), "alice", "unknown_user", stored=True)
 
 
 async def deposit_twice(w: World) -> Expect:
@@ -477,8 +471,7 @@ CASES: dict[str, Case] = {
         deposit_naming_a_revoked_receiver,
         deposit_with_a_wrong_key,
         deposit_for_another_escrow,
-        deposit_asking_for_a_receipt,
-        deposit_asking_for_cosigners,
+        deposit_naming_an_unregistered_cosigner,
         deposit_twice,
         deposit_sealed_to_another_key,
         deposit_under_another_consignment_id,

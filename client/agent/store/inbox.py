@@ -10,7 +10,7 @@ never decide whether a message is good: callers verify first.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -196,6 +196,17 @@ class InboxTables(Database):
             sql += " WHERE consignment_id = ?"
             params = (consignment_id,)
         return [record(Event, r) for r in await self.fetchall(sql + " ORDER BY at, seq", params)]
+
+    async def event_wires(self, consignment_id: str, kinds: Sequence[str]) -> list[bytes]:
+        """The signed bytes of the kept events of these kinds (oldest first): a
+        receipt or co-signature is verified again from them."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = await self.fetchall(
+            f"SELECT wire FROM events WHERE consignment_id = ? AND kind IN ({marks})"  # noqa: S608
+            " ORDER BY at, seq",
+            (consignment_id, *kinds),
+        )
+        return [bytes(r["wire"]) for r in rows]
 
     async def inbox(self) -> InboxContents:
         """What arrived so far: notifications, consignments, events, refusals."""
