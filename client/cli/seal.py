@@ -25,8 +25,6 @@ from client.cli.attributes import (
 )
 from client.errors import AgentError
 
-#: The option that sets each control attribute, to name it in an error.
-
 
 def describe(sealed: Sealed) -> dict[str, object]:
     receipt = sealed.receipt
