@@ -15,13 +15,27 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker.attest import Attestation, Statement, StatementKind
+from broker.batches import (
+    BATCH_LIMIT,
+    BatchBody,
+    BatchItem,
+    BatchKind,
+    BatchReplyBody,
+    BatchResult,
+)
 from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
 from broker.deposit import Mode, Policy
 
 __all__ = [
+    "BATCH_LIMIT",
     "MESSAGE_TYPES",
     "AgreementBody",
     "AgreementReplyBody",
+    "BatchBody",
+    "BatchItem",
+    "BatchKind",
+    "BatchReplyBody",
+    "BatchResult",
     "ChunkBody",
     "CosignBody",
     "CosignReplyBody",
@@ -61,6 +75,7 @@ class MessageType(StrEnum):
     RECEIPT = "receipt"
     COSIGN = "cosign"
     AGREEMENT = "agreement"
+    BATCH = "batch"
     # escrow -> agent
     DEPOSIT_RECEIPT = "deposit-receipt"
     KEY_RELEASE = "key-release"
@@ -70,6 +85,7 @@ class MessageType(StrEnum):
     RECEIPT_REPLY = "receipt-reply"
     COSIGN_REPLY = "cosign-reply"
     AGREEMENT_REPLY = "agreement-reply"
+    BATCH_REPLY = "batch-reply"
     ERROR = "error"
     EVENT = "event"
     NOTIFY = "notify"
@@ -391,7 +407,7 @@ class ChunkBody(_Body):
     data: B64 = Field(repr=False, max_length=768 * 1024)
 
 
-MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
+MESSAGE_TYPES: dict[tuple[str, int], type[BaseModel]] = {
     (MessageType.DEPOSIT, 1): DepositBody,
     (MessageType.KEY_REQUEST, 1): KeyRequestBody,
     (MessageType.REVOKE, 1): RevokeBody,
@@ -400,6 +416,7 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT, 1): ReceiptBody,
     (MessageType.COSIGN, 1): CosignBody,
     (MessageType.AGREEMENT, 1): AgreementBody,
+    (MessageType.BATCH, 1): BatchBody,
     (MessageType.DEPOSIT_RECEIPT, 1): DepositReceiptBody,
     (MessageType.KEY_RELEASE, 1): KeyReleaseBody,
     (MessageType.REVOKE_REPLY, 1): RevokeReplyBody,
@@ -408,6 +425,7 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT_REPLY, 1): ReceiptReplyBody,
     (MessageType.COSIGN_REPLY, 1): CosignReplyBody,
     (MessageType.AGREEMENT_REPLY, 1): AgreementReplyBody,
+    (MessageType.BATCH_REPLY, 1): BatchReplyBody,
     (MessageType.ERROR, 1): ErrorBody,
     (MessageType.EVENT, 1): EventBody,
     (MessageType.NOTIFY, 1): NotifyBody,
@@ -423,7 +441,7 @@ class UnknownMessage(ValueError):
         self.code = code
 
 
-def parse_body(type_: str, version: int, body: dict[str, Any]) -> _Body:
+def parse_body(type_: str, version: int, body: dict[str, Any]) -> BaseModel:
     model = MESSAGE_TYPES.get((type_, version))
     if model is None:
         raise UnknownMessage("unknown_type", f"unknown message type {type_!r} version {version}")

@@ -1,7 +1,8 @@
 """The escrow's request handlers: authenticating a signed request (`auth`), the
 pure decisions (`decide`), what every handler shares (`common`), and one module
 per request type: `lookup`, `deposit`, `release` (key-request), `sender`
-(revoke and status), `attest` (receipt, cosign, agreement). `HANDLERS` maps
+(revoke and status), `attest` (receipt, cosign, agreement), `batch` (many
+deposits, key requests or revocations in one request). `HANDLERS` maps
 each (type, version) the escrow answers to its handler.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from broker.messages import MessageType
 from escrow_worker.handlers.attest import handle_agreement, handle_cosign, handle_receipt
+from escrow_worker.handlers.batch import handle_batch
 from escrow_worker.handlers.common import Handler
 from escrow_worker.handlers.deposit import handle_deposit
 from escrow_worker.handlers.lookup import handle_lookup
@@ -27,4 +29,5 @@ HANDLERS: dict[tuple[str, int], Handler] = {
     (MessageType.RECEIPT.value, 1): handle_receipt,
     (MessageType.COSIGN.value, 1): handle_cosign,
     (MessageType.AGREEMENT.value, 1): handle_agreement,
+    (MessageType.BATCH.value, 1): handle_batch,
 }

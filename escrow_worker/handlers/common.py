@@ -71,6 +71,10 @@ class Context:
     request: VerifiedRequest
     body: BaseModel
     now: datetime
+    #: Inside a batch: the item's id and the kind of request it is. The item is
+    #: decided, recorded and answered as a request of that id and type.
+    item_id: str | None = None
+    item_type: str | None = None
 
     @property
     def t(self) -> int:
@@ -78,7 +82,11 @@ class Context:
 
     @property
     def request_id(self) -> str:
-        return self.request.envelope.request_id
+        return self.item_id if self.item_id is not None else self.request.envelope.request_id
+
+    @property
+    def request_type(self) -> str:
+        return self.item_type if self.item_type is not None else self.request.envelope.type
 
     @property
     def requester(self) -> str:
@@ -96,7 +104,7 @@ def refuse(
         in_reply_to=ctx.request_id,
         code=refusal.code,
         message=refusal.message,
-        request_type=ctx.request.envelope.type,
+        request_type=ctx.request_type,
         consignment_id=consignment_id,
         detail=refusal.detail,
     )
@@ -130,7 +138,7 @@ def denied(
 ) -> Notice:
     return event(
         ctx, sender, consignment_id, EventKind.DENIED, receiver,
-        f"{ctx.request.envelope.type} from {ctx.requester!r} refused: "
+        f"{ctx.request_type} from {ctx.requester!r} refused: "
         f"{refusal.code.value}: {refusal.message}",
     )  # fmt: skip
 
