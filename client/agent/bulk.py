@@ -46,7 +46,7 @@ from client.errors import AgentError, ClientError, EscrowRefused, UntrustedCerti
 if TYPE_CHECKING:
     from client.agent.sender import SenderAgent
 
-__all__ = ["BatchProgress", "ItemResult", "SealJob", "revoke_many", "seal_many"]
+__all__ = ["BatchProgress", "ItemResult", "SealJob", "revoke_many", "seal_many", "send_many"]
 
 #: (stage, done, total): stage is "seal", "deposit", "send" or "revoke".
 BatchProgress = Callable[[str, int, int], None]
@@ -296,6 +296,40 @@ async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
     )
     await agent.store.record_sealed(sealed, int(expect["sealed_at"]))
     return ItemResult(row.key, True, row.consignment_id, path)
+
+
+async def send_many(
+    agent: SenderAgent,
+    results: Sequence[ItemResult],
+    *,
+    progress: BatchProgress | None = None,
+    patience: float = 10.0,
+) -> list[ItemResult]:
+    """Send each consignment `seal_many` deposited (the others pass through).
+    The escrow declares a receiver's inbox when it notifies it, just after its
+    batch reply: a receiver whose inbox is not there yet is tried again for up
+    to `patience` seconds before the item fails (`not_sent`)."""
+    out: list[ItemResult] = []
+    for done, result in enumerate(results, 1):
+        if result.ok and result.consignment_id is not None:
+            waited = 0.0
+            while True:
+                try:
+                    await agent.send(result.consignment_id)
+                    break
+                except AgentError as exc:
+                    if "has no inbox" not in exc.message or waited >= patience:
+                        result = ItemResult(
+                            result.key, False, result.consignment_id, result.path, "not_sent",
+                            exc.message,
+                        )  # fmt: skip
+                        break
+                    await asyncio.sleep(0.25)
+                    waited += 0.25
+        out.append(result)
+        if progress is not None:
+            progress("send", done, len(results))
+    return out
 
 
 async def revoke_many(

@@ -152,6 +152,13 @@ class SenderAgent(Agent):
         (after a crash) resume: nothing is sealed or deposited twice."""
         return await bulk.seal_many(self, jobs, mode=mode, attributes=attributes, progress=progress)
 
+    async def send_many(
+        self, results: Sequence[bulk.ItemResult], *, progress: bulk.BatchProgress | None = None
+    ) -> list[bulk.ItemResult]:
+        """Send every consignment `seal_many` deposited to its receivers; a
+        result per item (one that cannot be sent fails: `not_sent`)."""
+        return await bulk.send_many(self, results, progress=progress)
+
     async def revoke_many(
         self,
         consignment_ids: Sequence[str],

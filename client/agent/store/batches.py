@@ -96,6 +96,11 @@ class BatchTables(Database):
         async with self._tx() as conn:
             await conn.execute("DELETE FROM batch_items WHERE item_id = ?", (item_id,))
 
+    async def events_after(self, seq: int) -> list[tuple[int, sqlite3.Row]]:
+        """(seq, row) of every kept event after `seq`, in the order kept."""
+        rows = await self.fetchall("SELECT * FROM events WHERE seq > ? ORDER BY seq", (seq,))
+        return [(int(r["seq"]), r) for r in rows]
+
     # -- the unattended receiver ---------------------------------------------------
 
     async def complete_unhandled(self) -> list[tuple[str, Path]]:
