@@ -52,6 +52,8 @@ __all__ = ["BatchProgress", "ItemResult", "SealJob", "revoke_many", "seal_many",
 BatchProgress = Callable[[str, int, int], None]
 #: Sealed items stored at once (a crash re-seals at most these).
 _FLUSH = 32
+#: Consignments being sent at once by `send_many`.
+_SENDING = 32
 
 
 @dataclass(frozen=True)
@@ -309,27 +311,36 @@ async def send_many(
     The escrow declares a receiver's inbox when it notifies it, just after its
     batch reply: a receiver whose inbox is not there yet is tried again for up
     to `patience` seconds before the item fails (`not_sent`)."""
-    out: list[ItemResult] = []
-    for done, result in enumerate(results, 1):
-        if result.ok and result.consignment_id is not None:
-            waited = 0.0
-            while True:
-                try:
-                    await agent.send(result.consignment_id)
-                    break
-                except AgentError as exc:
-                    if "has no inbox" not in exc.message or waited >= patience:
-                        result = ItemResult(
-                            result.key, False, result.consignment_id, result.path, "not_sent",
-                            exc.message,
-                        )  # fmt: skip
-                        break
-                    await asyncio.sleep(0.25)
-                    waited += 0.25
-        out.append(result)
-        if progress is not None:
-            progress("send", done, len(results))
-    return out
+    slots = asyncio.Semaphore(_SENDING)
+    done = 0
+
+    async def one(result: ItemResult) -> ItemResult:
+        nonlocal done
+        async with slots:
+            if result.ok and result.consignment_id is not None:
+                result = await _send_one(agent, result, patience)
+            done += 1
+            if progress is not None:
+                progress("send", done, len(results))
+            return result
+
+    return list(await asyncio.gather(*(one(r) for r in results)))
+
+
+async def _send_one(agent: SenderAgent, result: ItemResult, patience: float) -> ItemResult:
+    assert result.consignment_id is not None
+    waited = 0.0
+    while True:
+        try:
+            await agent.send(result.consignment_id)
+            return result
+        except AgentError as exc:
+            if "has no inbox" not in exc.message or waited >= patience:
+                return ItemResult(
+                    result.key, False, result.consignment_id, result.path, "not_sent", exc.message
+                )
+            await asyncio.sleep(0.25)
+            waited += 0.25
 
 
 async def revoke_many(

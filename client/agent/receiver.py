@@ -29,7 +29,7 @@ from client.agent import attest, unattended
 from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.core import Agent
 from client.agent.inputs import is_consignment_id, require_file
-from client.agent.types import InboxContents, OpenedConsignment, Signed
+from client.agent.types import InboxContents, OpenedConsignment, Party, Signed
 from client.consignment import (
     ConsignmentInfo,
     Progress,
@@ -139,11 +139,13 @@ class ReceiverAgent(Agent):
         *,
         overwrite: bool = False,
         progress: Progress | None = None,
+        senders: dict[str, Party] | None = None,
     ) -> OpenedConsignment:
         """Open the consignment at `path` (its header `info`, its `digest`) with
         the escrow's verified `key-release`: check that the release is for it,
         look up and check the sender, then decrypt (`open`'s last steps; the batch
-        operations come here with a release from a `batch-reply`)."""
+        operations come here with a release from a `batch-reply`, and pass
+        `senders`, the parties looked up in this pass, to look each up once)."""
         cid = info.consignment_id
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
@@ -151,7 +153,11 @@ class ReceiverAgent(Agent):
                 f"the escrow's key release is not for consignment {cid} as you hold it",
                 "do not trust this release; tell the escrow operator",
             )
-        sender = await self.lookup(body.sender)
+        sender = None if senders is None else senders.get(body.sender)
+        if sender is None:
+            sender = await self.lookup(body.sender)
+            if senders is not None:
+                senders[body.sender] = sender
         if body.mode is Mode.SPLIT:
             try:
                 key_part = open_key_part(

@@ -30,7 +30,7 @@ from client.agent import bulk
 from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.hints import refusal_error
 from client.agent.store import NewItem
-from client.agent.types import OpenedConsignment
+from client.agent.types import OpenedConsignment, Party
 from client.consignment import consignment_digest, inspect
 from client.errors import ClientError, EscrowRefused, NoReply, OpenError
 from client.format.manifest import FileEntry
@@ -122,11 +122,12 @@ async def open_many(
     rows = [r for r in [await agent.store.batch_item(_JOB, cid) for cid in paths] if r is not None]
     await bulk._send_items(agent, _JOB, BatchKind.KEY_REQUEST, rows, "key", progress)
     opened: list[OpenedConsignment] = []
+    senders: dict[str, Party] = {}  # looked up once in this pass
     for done, (cid, path) in enumerate(targets, 1):
         if cid in results:
             continue
         try:
-            one = await _open_one(agent, cid, path, into / cid)
+            one = await _open_one(agent, cid, path, into / cid, senders)
         except ClientError as exc:
             results[cid] = bulk._failed(cid, exc, cid)
             continue
@@ -143,7 +144,7 @@ async def open_many(
 
 
 async def _open_one(
-    agent: ReceiverAgent, cid: str, path: Path, destination: Path
+    agent: ReceiverAgent, cid: str, path: Path, destination: Path, senders: dict[str, Party]
 ) -> OpenedConsignment:
     row = await agent.store.batch_item(_JOB, cid)
     assert row is not None
@@ -161,7 +162,9 @@ async def _open_one(
     info = await asyncio.to_thread(inspect, path)
     digest = json.loads(row.item_body)["consignment_digest"]
     # Opened before and killed before it was recorded: the same files again.
-    return await agent.open_released(path, info, digest, release, destination, overwrite=True)
+    return await agent.open_released(
+        path, info, digest, release, destination, overwrite=True, senders=senders
+    )
 
 
 async def serve(
