@@ -6,6 +6,7 @@ oversize batch is refused with its limit and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -174,3 +175,25 @@ async def test_an_oversize_or_malformed_batch_is_refused_whole_and_changes_nothi
         request_id=rid,
     )
     assert codes(answer.reply.body.results) == ["malformed", "key-release"]
+
+
+async def test_the_same_item_in_two_batches_at_once_releases_once(direct: Direct) -> None:
+    """Two workers (two services on one store) decide two batches that share an
+    item at the same time: one release, the same answer in both."""
+    setup = direct.setup
+    deposit = seal_for(setup["alice"], [setup["bob"]])[1]
+    await direct.deposit(deposit)
+    shared = key_item(deposit)
+    first = request(setup["bob"], "batch", {"kind": "key-request", "items": [shared]})
+    second = request(
+        setup["bob"], "batch", {"kind": "key-request", "items": [key_item(deposit), shared]}
+    )
+    async with await setup.open_service() as other:
+        one, two = await asyncio.gather(direct.service.handle(first), other.handle(second))
+    assert one.reply is not None
+    assert two.reply is not None
+    a = direct.outgoing(one.reply)[1].body.results
+    b = direct.outgoing(two.reply)[1].body.results
+    assert a[0] == b[1]
+    assert codes(b) == ["key-release", "key-release"]
+    assert await releases(setup) == (2, 2)  # the shared item once, the other once
