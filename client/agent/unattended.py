@@ -45,6 +45,9 @@ _log = logging.getLogger(__name__)
 #: The application's callback: one opened consignment; returning hands it over.
 Handler = Callable[[OpenedConsignment], Awaitable[None]]
 _JOB = "open"
+#: Refusals that time or others may lift: `serve` asks again later instead of
+#: parking the consignment.
+_LATER = frozenset({"not_yet", "cosignatures_pending", "internal"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,12 @@ async def open_many(
             one = await _open_one(agent, cid, path, into / cid, senders)
         except ClientError as exc:
             results[cid] = bulk._failed(cid, exc, cid)
+            if isinstance(exc, EscrowRefused):
+                # Refused: nothing was released. Like `open`, the next try is a
+                # new request (the refusal is recorded under this item's id).
+                item = await agent.store.batch_item(_JOB, cid)
+                if item is not None:
+                    await agent.store.forget_batch_item(item.item_id)
             continue
         finally:
             if progress is not None:
@@ -200,17 +209,22 @@ async def _serve_once(
 ) -> None:
     waiting = await agent.store.complete_unhandled()
     fresh = [(cid, p) for cid, p in waiting if await agent.store.handling(cid) is None]
+    fresh = [(cid, p) for cid, p in fresh if waits.get(cid, 0.0) <= now]
     if fresh:
         results, _ = await open_many(agent, into, consignments=fresh, handled=False)
         for result in results:
             if result.ok:
                 _log.info("opened %s into %s", result.consignment_id, result.path)
-            else:
-                reason = f"{result.code}: {result.message}"
-                _log.warning("cannot open %s: %s (parked)", result.key, reason)
-                await agent.store.set_handled(
-                    result.key, "parked", destination=None, now=agent._ts(), reason=reason
-                )
+                continue
+            reason = f"{result.code}: {result.message}"
+            if result.code in _LATER:
+                waits[result.key] = now + 60.0
+                _log.info("cannot open %s yet: %s (asking again in 60 s)", result.key, reason)
+                continue
+            _log.warning("cannot open %s: %s (parked)", result.key, reason)
+            await agent.store.set_handled(
+                result.key, "parked", destination=None, now=agent._ts(), reason=reason
+            )
     for cid, _ in waiting:
         row = await agent.store.handling(cid)
         if row is None or row["state"] != "opened" or waits.get(cid, 0.0) > now:

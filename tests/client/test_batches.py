@@ -8,12 +8,13 @@ handler, parks a poison one, and survives one that hangs."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broker import Transport
+from broker import ControlAttributes, Transport
 from client import AgentError, NoReply, ReceiverAgent, SenderAgent
 from client.agent import batch
 from client.agent.bulk import SealJob
@@ -230,3 +231,27 @@ async def test_serve_hands_each_over_once_retries_and_parks(
         await task
         assert sorted(handed) == sorted([flaky, hangs])
         assert await releases(world) == 3
+
+
+async def test_a_refused_key_request_is_asked_anew_later(
+    world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
+) -> None:
+    """`not_yet` opens nothing; once the window opens, the same call opens it
+    (a new key request: the refusal is recorded under the old item's id)."""
+    work = jobs(tmp_path, 1)
+    opens_at = int(time.time()) + 3
+    async with (
+        agent(SenderAgent, world, transport, tmp_path, "alice") as alice,
+        agent(ReceiverAgent, world, transport, tmp_path, "bob") as bob,
+    ):
+        assert isinstance(alice, SenderAgent)
+        assert isinstance(bob, ReceiverAgent)
+        (sealed,) = await alice.seal_many(work, attributes=ControlAttributes(not_before=opens_at))
+        await alice.send_many([sealed])
+        await arrived(bob, 1)
+        (early,) = await bob.open_many(tmp_path / "opened")
+        assert (early.ok, early.code) == (False, "not_yet")
+        await asyncio.sleep(max(0.0, opens_at - time.time()) + 1.1)
+        (later,) = await bob.open_many(tmp_path / "opened")
+        assert later.ok, later
+        assert (tmp_path / "opened" / str(later.consignment_id) / "n0.txt").exists()
