@@ -22,6 +22,7 @@ import click
 
 from broker.console import emit, json_option, say
 from broker.deposit import Mode
+from broker.messages import BATCH_LIMIT
 from client.agent import ReceiverAgent, SenderAgent
 from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.inputs import require_consignment_id
@@ -55,6 +56,11 @@ def _bars() -> Iterator[BatchProgress | None]:
     finally:
         for bar in bars.values():
             bar.__exit__(None, None, None)
+
+
+def _offset(step: BatchProgress, start: int, total: int) -> BatchProgress:
+    """Progress of one part, counted within the whole run."""
+    return lambda stage, done, _total: step(stage, start + done, total)
 
 
 def _report(results: list[ItemResult], as_json: bool, what: str) -> None:
@@ -136,11 +142,18 @@ def seal_many(
         jobs = (each_file_and_receiver if each_receiver else each_file)(list(files), to, out)
 
     async def go() -> list[ItemResult]:
+        # In parts of one batch each, so the first consignments are on their way
+        # while the next are sealed; the same command resumes the same parts.
+        results: list[ItemResult] = []
         async with running(opts, SenderAgent) as agent:
             with _bars() as step:
-                results = await agent.seal_many(jobs, mode=Mode(mode), progress=step)
-                if send_too:
-                    results = await agent.send_many(results, progress=step)
+                for start in range(0, len(jobs), BATCH_LIMIT):
+                    part = jobs[start : start + BATCH_LIMIT]
+                    counted = None if step is None else _offset(step, start, len(jobs))
+                    done = await agent.seal_many(part, mode=Mode(mode), progress=counted)
+                    if send_too:
+                        done = await agent.send_many(done, progress=counted)
+                    results += done
             return results
 
     results = asyncio.run(go()) if jobs else []

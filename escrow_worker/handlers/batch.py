@@ -68,8 +68,9 @@ async def handle_batch(ctx: Context) -> Result:
         await ctx.tx.lock(item_id)  # the same item in two batches: one at a time
     answers: dict[str, BatchResult] = {}
     notices: list[Notice] = []
+    batch_ctx = replace(ctx, memo={})  # the directory read once per name
     for item in sorted(ctx.body.items, key=_order):
-        answers[item.id], caused = await _item(ctx, kind, item)
+        answers[item.id], caused = await _item(batch_ctx, kind, item)
         notices.extend(caused)
     reply = BatchReplyBody(
         in_reply_to=ctx.request_id,

@@ -75,6 +75,9 @@ class Context:
     #: decided, recorded and answered as a request of that id and type.
     item_id: str | None = None
     item_type: str | None = None
+    #: Inside a batch: the directory's facts already read in its transaction,
+    #: by name (they cannot change within it), so each is read and checked once.
+    memo: dict[str, DirectoryFacts] | None = None
 
     @property
     def t(self) -> int:
@@ -145,6 +148,15 @@ def denied(
 
 async def current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
     """The directory's facts about `name` now: registered, current key, groups."""
+    if ctx.memo is not None:
+        known = ctx.memo.get(name)
+        if known is None:
+            known = ctx.memo[name] = await _current_encryption_key(ctx, name)
+        return known
+    return await _current_encryption_key(ctx, name)
+
+
+async def _current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
     user = await get_user(ctx.tx, name)
     if user is None or user.revoked_at is not None:
         return DirectoryFacts(name, registered=False)
