@@ -145,18 +145,16 @@ async def seal_many(
     parties: dict[str, Party] = {}
     refused: dict[str, ClientError] = {}
     for name in sorted({n for _, j in todo for n in j.to}):
-        # A receiver the escrow does not know fails its items; no answer at all
-        # (NoReply) stops the run, which can be resumed.
+        # A receiver that is no name, or that the escrow does not know, fails
+        # its items; no answer at all (NoReply) stops the run, to be resumed.
         try:
-            parties[name] = await agent.lookup(require_name(name))
-        except (EscrowRefused, UntrustedCertificate) as exc:
-            refused[name] = exc
+            require_name(name)
         except AgentError as exc:
-            if (
-                not exc.message.endswith("is not a user name")
-                and "not a user name" not in exc.message
-            ):
-                raise
+            refused[name] = exc
+            continue
+        try:
+            parties[name] = await agent.lookup(name)
+        except (EscrowRefused, UntrustedCertificate) as exc:
             refused[name] = exc
     escrow = await agent.escrow_party() if todo else None
     new: list[NewItem] = []
@@ -262,6 +260,8 @@ async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
         error = ErrorBody.model_validate(body)
         if path is not None:
             await asyncio.to_thread(path.unlink, missing_ok=True)
+        # Nothing was deposited: the next run seals and deposits it anew.
+        await agent.store.forget_batch_item(row.item_id)
         return ItemResult(row.key, False, row.consignment_id, None, error.code.value, error.message)
     receipt = DepositReceiptBody.model_validate(body)
     expect = json.loads(row.expect)
