@@ -131,6 +131,15 @@ async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple
         "--send", "--json", "--timeout", "120", name="alice",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    sender_cpu = 0.0
+
+    async def sample() -> None:  # the sender's CPU, until it exits
+        nonlocal sender_cpu
+        while sender.returncode is None:
+            sender_cpu = _cpu_seconds(sender.pid) or sender_cpu
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
     opened = 0
     while opened < count:
         line = await receiver.stderr.readline()
@@ -139,8 +148,10 @@ async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple
         opened += line.startswith(b"received ")
     elapsed = time.perf_counter() - start
     used = sum((_cpu_seconds(p.pid) or 0.0) - c for p, c in zip(procs, cpu, strict=True))
+    receiver_cpu = _cpu_seconds(receiver.pid) or 0.0
     if await sender.wait() != 0:
         raise SystemExit("the sender failed")
+    await sampler
     for proc in (receiver, *procs):
         proc.send_signal(signal.SIGTERM)
     receiver_task = asyncio.create_task(receiver.stderr.read())
@@ -151,7 +162,9 @@ async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple
     cpu_ms = used / count * 1000
     print(
         f"workers={workers} consignments={count} size={size} seconds={elapsed:.1f} "
-        f"consignments_per_s={per_s:.0f} worker_cpu_ms_per_consignment={cpu_ms:.2f}",
+        f"consignments_per_s={per_s:.0f} worker_cpu_ms_per_consignment={cpu_ms:.2f} "
+        f"sender_cpu_ms_per_consignment>={sender_cpu / count * 1000:.2f} "
+        f"receiver_cpu_ms_per_consignment={receiver_cpu / count * 1000:.2f}",
         flush=True,
     )
     return per_s, cpu_ms
