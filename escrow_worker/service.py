@@ -43,7 +43,7 @@ from broker.pki.profile import fingerprint
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
-from escrow_worker.handlers import HANDLERS, expiry
+from escrow_worker.handlers import HANDLERS, expiry, journal
 from escrow_worker.handlers.auth import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_SKEW,
@@ -316,7 +316,7 @@ class EscrowService:
             now=now,
         )
         result = await handler(context)
-        reply, events = await self._store_result(tx, request, digest, result, now)
+        reply, events = await self._store_result(tx, signed, request, digest, result, now)
         decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
         return Outcome(False, reply, events, decision=decision, stored=True, **base)
 
@@ -385,6 +385,7 @@ class EscrowService:
     async def _store_result(
         self,
         tx: Tx,
+        signed: SignedEnvelope,
         request: VerifiedRequest,
         digest: str,
         result: Result,
@@ -415,6 +416,11 @@ class EscrowService:
             consignment_id=result.consignment_id,
             now=t,
         )
+        tx.log(
+            journal.request_item(
+                signed, request, result, reply_id=reply.message_id, reply_body=reply.body, at=t
+            )
+        )
         events = []
         for notice in result.notices:
             events.append(await self._enqueue(tx, envelope.request_id, notice, now))
@@ -437,6 +443,7 @@ class EscrowService:
             message.body,
             now=int(now.timestamp()),
         )
+        tx.log(journal.message_item(notice, message.message_id, request_id, int(now.timestamp())))
         return Outgoing(notice.destination, message, outbox_id=outbox_id)
 
     # -- the outbox -----------------------------------------------------------------
