@@ -266,17 +266,20 @@ def verify_chain(
     *,
     escrow: str,
     heads: Sequence[SignedHead] = (),
-    key: Ed25519PublicKey | None = None,
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
     anchor: str | None = None,
+    claimed: Sequence[str] | None = None,
     require_head: bool = False,
 ) -> Verified:
     """Check a contiguous run of stored entries (canonical bytes, in order).
 
     The first entry's `prev` must be `anchor` (default: `genesis(escrow)` when
     the run starts at entry 1; taken as given otherwise). Every later entry must
-    number one more than the one before and name its hash. Each head must be
-    the escrow's, signed by `key`, and, where it falls inside the run, match
-    the hash there; a head beyond the run's end means the tail was cut. With
+    number one more than the one before and name its hash; where `claimed`
+    gives the hash recorded beside each entry, it must be the entry's. Each
+    head must be the escrow's, signed by the key `keys` holds for its `signer`
+    (a certificate fingerprint), and, where it falls inside the run, match the
+    hash there; a head beyond the run's end means the tail was cut. With
     `require_head`, the run's last entry must be covered by a head. Raises
     `LogBroken` naming the first bad entry."""
     if not encoded:
@@ -285,31 +288,33 @@ def verify_chain(
     previous: Entry | None = None
     first = 0
     for index, data in enumerate(encoded):
+        expected_seq = previous.seq + 1 if previous is not None else None
         try:
             entry = Entry.decode(data)
         except ValueError as exc:
-            seq = previous.seq + 1 if previous is not None else None
-            raise LogBroken(seq, f"not a valid entry ({exc}) at position {index + 1}") from None
+            raise LogBroken(expected_seq, f"not a valid entry ({exc})") from None
+        digest = entry_hash(data)
         if previous is None:
             first = entry.seq
             expected = anchor if anchor is not None else (genesis(escrow) if first == 1 else None)
             if expected is not None and entry.prev != expected:
-                why = "another escrow's log" if first == 1 else "does not follow the anchor"
-                raise LogBroken(entry.seq, f"the first entry's prev does not match ({why})")
-        else:
-            if entry.seq != previous.seq + 1:
-                raise LogBroken(
-                    previous.seq + 1,
-                    f"expected entry {previous.seq + 1}, found entry {entry.seq} "
-                    "(removed, inserted or reordered)",
-                )
-            if entry.prev != hashes[previous.seq]:
-                raise LogBroken(
-                    entry.seq,
-                    f"prev does not match the hash of entry {previous.seq} (it or an "
-                    "entry before it was altered, inserted or reordered)",
-                )
-        hashes[entry.seq] = entry_hash(data)
+                why = "another escrow's log?" if first == 1 else "it does not follow the anchor"
+                raise LogBroken(entry.seq, f"prev is not what the log starts from ({why})")
+        elif entry.seq != expected_seq:
+            raise LogBroken(
+                expected_seq,
+                f"expected entry {expected_seq}, found entry {entry.seq} in its place "
+                "(removed, inserted or reordered)",
+            )
+        elif entry.prev != hashes[previous.seq]:
+            raise LogBroken(
+                entry.seq,
+                f"prev is not the hash of entry {previous.seq}: entry {previous.seq} or "
+                "this one was altered, or an entry was inserted",
+            )
+        if claimed is not None and claimed[index] != digest:
+            raise LogBroken(entry.seq, "altered: it no longer has the hash recorded for it")
+        hashes[entry.seq] = digest
         previous = entry
     assert previous is not None
     last = previous.seq
@@ -318,24 +323,28 @@ def verify_chain(
         head = signed_head.head
         if head.escrow != escrow:
             raise LogBroken(None, f"a head of another escrow ({head.escrow!r}, not {escrow!r})")
+        key = (keys or {}).get(signed_head.signer)
         if key is None or not signed_head.valid(key):
-            raise LogBroken(head.size, "a head's signature is not the escrow's (forged)")
+            raise LogBroken(
+                head.size, "the signed head for it is not signed by the escrow (forged head)"
+            )
         if head.size > last:
             raise LogBroken(
                 last + 1,
-                f"a signed head covers {head.size} entries but the log ends at {last} (truncated)",
+                f"missing: a signed head covers {head.size} entries but the log ends at "
+                f"{last} (truncated)",
             )
         if head.size >= first:
             if hashes[head.size] != head.hash:
                 raise LogBroken(
                     head.size,
-                    "does not match the signed head for it (altered, or the log was rewritten)",
+                    "does not match the signed head for it (altered, or the log rewritten)",
                 )
             signed = head.size
     if require_head and signed != last:
         raise LogBroken(
             last if signed is None else signed + 1,
-            "no signed head covers the end of the log (missing head, or entries added "
-            "after the last head)",
+            "no signed head covers the end of the log (a head is missing, or entries "
+            "were added after the last head)",
         )
     return Verified(first, last, hashes[last], signed)

@@ -40,8 +40,10 @@ from broker.errors import CertificateRejected
 from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
+from broker.txlog import SignedHead
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
+from escrow_worker.ca.notary import HeadSigner, sign_current_head
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
 from escrow_worker.handlers import HANDLERS, expiry, journal
 from escrow_worker.handlers.auth import (
@@ -493,6 +495,13 @@ class EscrowService:
             return [await self._enqueue(tx, rid, notice, now) for rid, notice in due]
 
         return await self._store.run(job)
+
+    async def sign_log_head(self, *, only_if_grown: bool = False) -> SignedHead | None:
+        """Sign the transaction log's current head and keep it (`ca.notary`)."""
+        signer = HeadSigner(self._name, self._keys.signing_key, self._keys.signing_certificate)
+        return await sign_current_head(
+            self._store, signer, now=self.now(), only_if_grown=only_if_grown
+        )
 
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500
