@@ -1,6 +1,7 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `receipts`, `cosign`, `demo`, `log`) and mounts
+`status`, `events`, `receipts`, `cosign`, `demo`, `log`,
+`history`) and mounts
 `consign escrow` lazily, so a user's command never imports the escrow's
 package. It must never define commands itself.
 """
@@ -18,6 +19,7 @@ from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
 from client.cli.inbox import inbox as _inbox
+from client.cli.manage import history as _history
 from client.cli.manage import revoke as _revoke
 from client.cli.manage import status as _status
 from client.cli.notary import log as _log
@@ -72,3 +74,4 @@ for _command in (
     main.add_command(_command)
 main.add_command(_identity_group)
 main.add_command(_log)
+main.add_command(_history)

@@ -106,6 +106,8 @@ class Filter:
     since: int | None = None
     until: int | None = None
     kind: str | None = None
+    #: Only entries after this one (by seq).
+    after: int = 0
     limit: int = 1000
 
 
@@ -122,6 +124,7 @@ async def find(tx: Tx, where: Filter) -> list[bytes]:
         ("e.at >= ?", where.since),
         ("e.at < ?", where.until),
         ("e.kind = ?", where.kind),
+        ("e.seq > ?", where.after or None),
     ):
         if value is not None:
             clauses.append(clause)
