@@ -17,11 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from broker.canonical import check_name
+from broker.canonical import b64, check_name
 from broker.pki.bundle import CertificateBundle
 from broker.pki.csr import CertificateRequest
 from broker.pki.identity import Identity, generate_keys
-from broker.pki.profile import Role
+from broker.pki.profile import Role, fingerprint, to_der
 from broker.pki.sealed import DEFAULT_LOG_N
 from escrow_worker.ca import directory
 from escrow_worker.ca.authority import (
@@ -30,7 +30,7 @@ from escrow_worker.ca.authority import (
     load_ca_certificate,
 )
 from escrow_worker.errors import DirectoryError, EscrowError
-from escrow_worker.state.base import Store, Tx
+from escrow_worker.state.base import LogItem, Store, Tx
 from escrow_worker.state.location import Keystore, Location
 from escrow_worker.state.meta import get_meta, set_meta
 
@@ -129,6 +129,10 @@ async def init_escrow(
         )  # fmt: skip
 
         async def first(tx: Tx) -> None:
+            ca_cert = keys.ca.certificate
+            data = {"name": name, "ca_fingerprint": fingerprint(ca_cert)}
+            data["ca"] = b64(to_der(ca_cert))
+            tx.log(LogItem("init", data, int(now.timestamp())))
             await set_meta(tx, "name", name)
             await set_meta(tx, "days", str(days))
             await set_meta(tx, "crl_days", str(crl_days))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from escrow_worker.state import txlog
 from escrow_worker.state.base import Row, SchemaTooNew, Store, StoreBusy, StoreError, Tx
 from escrow_worker.state.migrations import BOOKKEEPING, LATEST, MIGRATIONS
 
@@ -244,7 +245,10 @@ class SqliteStore(Store):
         for job in batch:
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")
             try:
-                job.outcome = (True, drive(job.fn(self._tx)))
+                self._tx.take_log()  # nothing a failed job asked for
+                result = drive(job.fn(self._tx))
+                drive(txlog.flush(self._tx))  # in the job's savepoint: undone with it
+                job.outcome = (True, result)
             except Exception as exc:  # the job's own failure: undo it alone
                 error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
                 job.outcome = (False, error)
