@@ -1,6 +1,7 @@
 """`consign escrow ...`: the operator's commands, one module per group of them:
 `setup` (init, register, sign-csr), `directory` (revoke, users, crl, info),
-`policy` (the trust policy), `worker` (worker, rotate-master-key, dead-letters).
+`policy` (the trust policy), `worker` (worker, rotate-master-key, dead-letters),
+`console` (console, operator: the operators' web console).
 `client.cli` mounts this group lazily, so a user's command never imports the
 escrow. This module only assembles the group; it must never define a command.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from escrow_worker.cli.console import COMMANDS as CONSOLE_COMMANDS
 from escrow_worker.cli.directory import COMMANDS as DIRECTORY_COMMANDS
 from escrow_worker.cli.policy import policy
 from escrow_worker.cli.setup import COMMANDS as SETUP_COMMANDS
@@ -27,5 +29,5 @@ def escrow() -> None:
     """
 
 
-for _command in (*SETUP_COMMANDS, *DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS):
+for _command in (*SETUP_COMMANDS, *DIRECTORY_COMMANDS, policy, *WORKER_COMMANDS, *CONSOLE_COMMANDS):
     escrow.add_command(_command)
