@@ -25,7 +25,25 @@ from escrow_worker.state.base import Tx
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api")
+
+class Problem(BaseModel):
+    """Every refusal: what went wrong, and where it helps, what to do."""
+
+    error: str
+    hint: str | None = None
+    detail: str | None = None
+
+
+router = APIRouter(
+    prefix="/api",
+    responses={
+        409: {"model": Problem, "description": "the escrow refuses the action as things stand"},
+        401: {"model": Problem, "description": "no live session of an active operator"},
+        403: {"model": Problem, "description": "a cookie session without its CSRF token"},
+        422: {"model": Problem, "description": "the request does not match this document"},
+        503: {"model": Problem, "description": "the escrow's store is busy; try again"},
+    },
+)
 Reader = Annotated[Session, Depends(session_of)]
 Writer = Annotated[Session, Depends(require_csrf)]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -174,7 +192,7 @@ async def consignments(
 @router.get(
     "/consignments/{consignment_id}",
     response_model=views.ConsignmentView,
-    responses={404: {"description": "no such consignment"}},
+    responses={404: {"model": Problem, "description": "no such consignment"}},
     tags=["pages"],
 )
 async def consignment(request: Request, consignment_id: str, _: Reader) -> views.ConsignmentView:

@@ -90,7 +90,8 @@ def create_app(console: Console, *, session_seconds: int = DEFAULT_SESSION_SECON
 
     @app.exception_handler(Error)
     async def refused(request: Request, exc: Any) -> Response:
-        status = 503 if isinstance(exc, StoreBusy) else 400
+        # 409: the request was well-formed, but the escrow refuses it as things stand.
+        status = 503 if isinstance(exc, StoreBusy) else 409
         if _is_api(request):
             return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
         session = getattr(request.state, "session", None)

@@ -92,6 +92,7 @@ def make_server(app: Any, *, host: str, port: int, tls: TlsFiles) -> uvicorn.Ser
             server_header=False,
             log_level="warning",
             lifespan="off",
+            timeout_graceful_shutdown=3,
         )
         config.load()
     assert config.ssl is not None

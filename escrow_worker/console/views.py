@@ -94,9 +94,14 @@ class CrlView(BaseModel):
     revoked: list[str] = Field(description="serial numbers, hex")
 
 
+class RuleView(BaseModel):
+    from_group: str
+    to_group: str
+
+
 class PolicyView(BaseModel):
     mode: Literal["open", "restricted"]
-    rules: list[tuple[str, str]]
+    rules: list[RuleView]
 
 
 class ReceiverView(BaseModel):
@@ -231,7 +236,10 @@ async def crl(tx: Tx, *, now: int) -> CrlView:
 
 async def policy(tx: Tx) -> PolicyView:
     trust = await load_policy(tx)
-    return PolicyView(mode="restricted" if trust.restricted else "open", rules=sorted(trust.rules))
+    return PolicyView(
+        mode="restricted" if trust.restricted else "open",
+        rules=[RuleView(from_group=a, to_group=b) for a, b in sorted(trust.rules)],
+    )
 
 
 def _receiver_state(row: records.ReceiverRow) -> ReceiverState:

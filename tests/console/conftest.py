@@ -18,8 +18,10 @@ async def console_desk(escrow_location: Location) -> AsyncIterator[Desk]:
         yield d
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """`consign escrow console` running for the tests of one module."""
+    """`consign escrow console` running, shared by the modules here (starting it
+    costs seconds). Tests on it must leave olga an operator, except the very
+    last, in test_console_tls.py, which revokes her."""
     with live_console(tmp_path_factory.mktemp("live")) as running:
         yield running

@@ -34,12 +34,14 @@ class Live:
     #: olga's client certificate and key, PEM files, from the PKCS#12 the CLI wrote.
     cert: tuple[str, str]
 
+    @property
+    def ca_file(self) -> str:
+        return str(self.setup.directory / "ca.pem")
+
     def client(self, cert: tuple[str, str] | None = None) -> httpx.Client:
-        # The console's own certificate chains to the escrow CA (Ed25519), which
-        # is not what these tests check: they do not verify the server.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        """A client that checks the console's certificate against the escrow's CA
+        (and its name, 127.0.0.1) and presents `cert` if given."""
+        context = ssl.create_default_context(cafile=self.ca_file)
         if cert is not None:
             context.load_cert_chain(*cert)
         return httpx.Client(base_url=self.url, verify=context, timeout=20)

@@ -144,7 +144,10 @@ async def _policy_crl_master_key(console_desk: Desk) -> None:
         "changed"
     ]
     policy = (await console_desk.client.get("/api/policy", headers=h)).json()
-    assert policy == {"mode": "restricted", "rules": [["staff", "*"]]}
+    assert policy == {
+        "mode": "restricted",
+        "rules": [{"from_group": "staff", "to_group": "*"}],
+    }
     before = (await console_desk.client.get("/api/crl", headers=h)).json()["number"]
     assert (await console_desk.client.post("/api/crl", headers=h)).status_code == 200
     assert (await console_desk.client.get("/api/crl", headers=h)).json()["number"] == before + 1
@@ -170,7 +173,7 @@ async def _csr(console_desk: Desk) -> None:
     before = await console_desk.snapshot()
     bad = csr.replace(csr.splitlines()[3], csr.splitlines()[3][::-1])
     r = await console_desk.client.post("/api/csr", json={"csr_pem": bad}, headers=bearer(token))
-    assert r.status_code == 400, r.text
+    assert r.status_code == 409, r.text
     assert r.json()["error"]
     assert await console_desk.snapshot() == before
 
@@ -182,7 +185,7 @@ async def _refused_revocations(console_desk: Desk) -> None:
         r = await console_desk.client.post(
             f"/api/users/{name}/revoke", json={}, headers=bearer(token)
         )
-        assert r.status_code == 400, r.text
+        assert r.status_code == 409, r.text
         assert r.json()["hint"]
     assert await console_desk.snapshot() == before
 
