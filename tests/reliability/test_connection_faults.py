@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from broker import ESCROW, Message, Transport
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConnectionFailed
 from escrow_worker.state.location import Location
 from tests.escrow_worker.helpers import (
     WAIT,
@@ -192,3 +192,30 @@ async def test_the_workers_database_connection_cut_mid_burst(
             proxy.refusing = False
             found = await _answers(bob, {request_id_of(d) for d in datas})
         await _check(setup, found, amqp_url, publisher)
+
+
+async def test_reading_while_the_connection_is_down_is_a_transport_error(
+    amqp_factory: TransportFactory, amqp_url: str
+) -> None:
+    """`get` and `consume` while the connection is being restored raise
+    `ConnectionFailed` (a BrokerError an agent knows to retry), never aiormq's
+    bare RuntimeError; once it is back, they work again."""
+    async with TcpProxy.to(amqp_url) as proxy:
+        transport = await amqp_factory(url=proxy.url(amqp_url))
+        queue = await transport.declare_inbox("bob")
+        proxy.refusing = True
+        proxy.cut()
+        await asyncio.sleep(0.2)
+        with pytest.raises(ConnectionFailed, match=r"reading queue .* is down"):
+            await transport.get(queue, timeout=0.1)
+        with pytest.raises(ConnectionFailed):
+            async with transport.consume(queue):
+                pass
+        proxy.refusing = False
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    assert await transport.get(queue, timeout=0.1) is None
+                    break
+                except ConnectionFailed:
+                    await asyncio.sleep(0.2)
