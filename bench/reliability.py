@@ -29,6 +29,7 @@ import io
 import os
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -64,6 +65,7 @@ from tests.reliability.campaign import run_campaign
 from tests.reliability.helpers import (
     TcpProxy,
     escrow_counts,
+    fill_database,
     queue_depth,
     start_worker,
     stop_worker,
@@ -387,8 +389,6 @@ async def sqlite_outage(args: argparse.Namespace, store: str) -> Row:
     """Alternately: another process holds the write lock 6 s (past the busy
     timeout), the database is full 2 s (`max_page_count`), under a stream of
     key requests and deposits."""
-    import sqlite3
-
     started = time.monotonic()
     async with world(args, "sqlite") as w:
         deposit = await deposited(w)
@@ -408,8 +408,11 @@ async def sqlite_outage(args: argparse.Namespace, store: str) -> Row:
                     other.execute("ROLLBACK")
                     other.close()
                 else:
+                    # The store's connection may take no page more (a pragma only:
+                    # safe beside its thread); another fills the free space.
                     pages = conn.execute("PRAGMA page_count").fetchone()[0]
                     conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+                    await asyncio.to_thread(_fill_beside, path)
                     await asyncio.sleep(2)
                     conn.execute("PRAGMA max_page_count = 1073741823")
             await sender
@@ -424,6 +427,14 @@ async def sqlite_outage(args: argparse.Namespace, store: str) -> Row:
             started=started,
             command=cmd(args, "sqlite-outage", None, "cuts", "requests"),
         )
+
+
+def _fill_beside(path: Path) -> None:
+    filler = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        fill_database(filler)
+    finally:
+        filler.close()
 
 
 async def duplicates(args: argparse.Namespace, store: str) -> Row:

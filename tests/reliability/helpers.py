@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,6 +27,7 @@ from tests.escrow_worker.helpers import CONSIGN, EscrowSetup
 __all__ = [
     "TcpProxy",
     "escrow_counts",
+    "fill_database",
     "queue_depth",
     "start_worker",
     "stop_worker",
@@ -216,3 +219,25 @@ async def queue_depth(amqp_url: str, queue: str) -> int:
             return 0
         count = declared.declaration_result.message_count
         return int(count or 0)
+
+
+def fill_database(conn: sqlite3.Connection) -> None:
+    """No page more, and the pages there are filled: what a full disk does to
+    a database (SQLITE_FULL on the next write that needs room)."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+    n, prefix = 0, f"filler-{os.urandom(4).hex()}"
+    full: sqlite3.OperationalError | None = None
+    for size in (1000, 100, 10, 1):
+        while True:
+            try:
+                conn.execute(
+                    "INSERT INTO escrow_meta (key, value) VALUES (?, ?)",
+                    (f"{prefix}-{n}", "x" * size),
+                )
+            except sqlite3.OperationalError as exc:
+                full = exc
+                break
+            n += 1
+        assert full is not None
+        assert full.sqlite_errorcode == sqlite3.SQLITE_FULL

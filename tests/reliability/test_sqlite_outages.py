@@ -27,7 +27,7 @@ from tests.escrow_worker.helpers import (
     running_worker,
     seal_for,
 )
-from tests.reliability.helpers import escrow_counts
+from tests.reliability.helpers import escrow_counts, fill_database
 
 DEPOSITS = 6
 
@@ -101,7 +101,7 @@ async def test_a_full_database_is_waited_out_and_nothing_is_half_applied(
             await alice.ask(request(setup["alice"], "deposit", deposit_body(setup, deposit)))
             before = await escrow_counts(setup)
             done = worker.processed
-            _fill(_connection(store))  # the disk is full: not one more page, no room left
+            fill_database(_connection(store))  # the disk is full: not one more page, no room left
             datas = [request(setup["alice"], "deposit", deposit_body(setup, d)) for d in sealed]
             asks = [request(setup["bob"], "key-request", key_request_body(deposit))]
             for data in datas:
@@ -132,33 +132,12 @@ def _connection(store: SqliteStore) -> sqlite3.Connection:
     return conn
 
 
-def _fill(conn: sqlite3.Connection) -> None:
-    """No page more, and the pages there are filled: what a full disk does to
-    a database (SQLITE_FULL on the next write that needs room)."""
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {int(pages)}")
-    n = 0
-    full: sqlite3.OperationalError | None = None
-    for size in (1000, 100, 10, 1):
-        while True:
-            try:
-                conn.execute(
-                    "INSERT INTO escrow_meta (key, value) VALUES (?, ?)", (f"filler{n}", "x" * size)
-                )
-            except sqlite3.OperationalError as exc:
-                full = exc
-                break
-            n += 1
-        assert full is not None
-        assert full.sqlite_errorcode == sqlite3.SQLITE_FULL
-
-
 async def test_a_database_full_for_longer_than_max_wait_is_busy_and_keeps_nothing(
     tmp_path: Path,
 ) -> None:
     store = await SqliteStore.open(tmp_path / "escrow.db", max_wait=0.5)
     try:
-        _fill(_connection(store))
+        fill_database(_connection(store))
         before = await store.run(lambda tx: tx.fetchall("SELECT * FROM escrow_meta"))
 
         async def job(tx: Tx) -> None:
