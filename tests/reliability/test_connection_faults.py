@@ -1,10 +1,10 @@
 """Connections cut under load, through a TCP proxy the test owns (the real
-RabbitMQ and PostgreSQL are never touched): between the escrow worker and
-RabbitMQ, between an agent and RabbitMQ, every connection at once with new ones
-refused for a while (a broker outage as its clients see it), a slow link, and
-between the worker and PostgreSQL. Pass: every request answered, every copy of
-a reply the same bytes, one release per key request, nothing dead-lettered.
-`bench/reliability.py` runs the long versions.
+RabbitMQ and PostgreSQL are never touched): every connection to RabbitMQ at
+once (the worker's, the publisher's, the receiver's) with new ones refused for a
+while (a broker outage as its clients see it), and the worker's connections to
+PostgreSQL. Pass: every request answered, every copy of a reply the same bytes,
+one release per key request, nothing dead-lettered. `bench/reliability.py`
+runs the long versions (and the worker's connection alone: `cut`).
 """
 
 from __future__ import annotations
@@ -100,29 +100,6 @@ async def _check(
     counts = await escrow_counts(setup)
     assert counts["releases"] == counts["released"] == REQUESTS
     assert await queue_depth(amqp_url, t.config.dead_letter_queue) == 0
-
-
-async def test_the_workers_broker_connection_cut_mid_burst(
-    tmp_path: Path, amqp_factory: TransportFactory, amqp_url: str
-) -> None:
-    setup = await make_escrow(tmp_path / "escrow", now=datetime.now(UTC))
-
-    async def transport(url: str | None = None) -> Transport:
-        return await amqp_factory(url=url, delivery_limit=DELIVERY_LIMIT)
-
-    bob, datas = await _prepared(setup, transport)
-    publisher = await transport()
-    await _publish(publisher, datas)
-    async with TcpProxy.to(amqp_url) as proxy:
-        service = await setup.open_service()
-        worker_transport = await transport(proxy.url(amqp_url))
-        async with service, running_worker(service, worker_transport, prefetch=4):
-            await _released(setup, 3)
-            assert proxy.cut() >= 1
-            assert (await escrow_counts(setup))["releases"] < REQUESTS, "cut after the burst"
-            found = await _answers(bob, {request_id_of(d) for d in datas})
-        assert proxy.accepted >= 2  # the worker connected again by itself
-    await _check(setup, found, amqp_url, publisher)
 
 
 async def test_a_broker_outage_seen_by_everyone_mid_burst(
