@@ -48,6 +48,7 @@ FROM_ESCROW: Final = frozenset(
         MessageType.COSIGN_REPLY,
         MessageType.AGREEMENT_REPLY,
         MessageType.BATCH_REPLY,
+        MessageType.HISTORY_REPLY,
     }
 )
 #: The reply types that may answer each request type.
@@ -61,6 +62,7 @@ REPLIES: Final = {
     MessageType.COSIGN: frozenset({MessageType.COSIGN_REPLY, MessageType.ERROR}),
     MessageType.AGREEMENT: frozenset({MessageType.AGREEMENT_REPLY, MessageType.ERROR}),
     MessageType.BATCH: frozenset({MessageType.BATCH_REPLY, MessageType.ERROR}),
+    MessageType.HISTORY: frozenset({MessageType.HISTORY_REPLY, MessageType.ERROR}),
 }
 
 
