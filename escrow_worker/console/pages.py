@@ -169,6 +169,8 @@ async def overview(request: Request, session: Reader) -> HTMLResponse:
         return await views.overview(tx, now=now)
 
     v = await _read(request, job)
+    if request.app.state.broker is not None:
+        v.broker = await request.app.state.broker.look()
     top = max([1, *(max(b.releases, b.denials) for b in v.hourly)])
     return render(request, "overview", "Overview", session, v=v, top=top)
 
