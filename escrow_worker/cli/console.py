@@ -24,10 +24,8 @@ from escrow_worker.cli.options import (
     escrow_passphrase_option,
 )
 from escrow_worker.cli.worker import amqp_url_option
-from escrow_worker.console.app import DEFAULT_SESSION_SECONDS, create_app
 from escrow_worker.console.operators import DEFAULT_LOG_N, add_operator, hash_passphrase
 from escrow_worker.console.queues import BrokerProbe
-from escrow_worker.console.server import TlsFiles, make_server, open_console
 from escrow_worker.console.tls import (
     issue_operator_certificate,
     issue_server_certificate,
@@ -68,7 +66,7 @@ OPERATOR_PASSPHRASE_ENV = "CONSIGN_OPERATOR_PASSPHRASE"  # noqa: S105
 @click.option(
     "--session-minutes",
     type=click.IntRange(1, 24 * 60),
-    default=DEFAULT_SESSION_SECONDS // 60,
+    default=30,
     show_default=True,
     help="A login lasts this long, then the operator logs in again.",
 )
@@ -125,6 +123,10 @@ async def _serve(
     session_seconds: int,
     probe: BrokerProbe | None,
 ) -> None:
+    # The web framework loads only for this command.
+    from escrow_worker.console.app import create_app
+    from escrow_worker.console.server import TlsFiles, make_server, open_console
+
     async with open_console(location, passphrase) as console_:
         ca_pem = to_pem(console_.escrow.ca_certificate).encode("ascii")
         if own is None:

@@ -104,7 +104,7 @@ async def login(
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not csrf_matches(Session(Operator("", ""), expected, 0), csrf):
+    if not _login_form_ok(request, csrf):
         return render(
             request,
             "error",
@@ -130,8 +130,24 @@ async def login(
     return await _start(request, operator)
 
 
-@router.get("/login/certificate")
-async def login_certificate(request: Request) -> Response:
+def _login_form_ok(request: Request, offered: str) -> bool:
+    """The login forms' own CSRF check: the token paired with the login cookie."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(expected) and csrf_matches(Session(Operator("", ""), expected, 0), offered)
+
+
+@router.post("/login/certificate")
+async def login_certificate(
+    request: Request, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    if not _login_form_ok(request, csrf):
+        return render(
+            request,
+            "error",
+            "Log in",
+            status=403,
+            error="the login form expired or came from elsewhere; load it again",
+        )
     operator = await certificate_operator(request)
     if operator is None:
         return render(
