@@ -6,8 +6,11 @@ This module must never render a key part, a private key or a passphrase.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -53,16 +56,31 @@ def render(
         escrow=console_of(request).escrow.name,
         operator=None if session is None else session.operator.name,
         csrf=None if session is None else session.csrf,
-        msg=request.query_params.get("msg"),
+        msg=_message(request),
         **context,
     )
     return HTMLResponse(html, status_code=status)
 
 
-def _back(path: str, msg: str) -> RedirectResponse:
-    from urllib.parse import quote
+#: Signs the message an action redirects with, so that a link from elsewhere
+#: cannot make the console show words of its author's choosing.
+_MESSAGE_KEY = os.urandom(32)
 
-    return RedirectResponse(f"{path}?msg={quote(msg)}", status_code=303)
+
+def _tag(msg: str) -> str:
+    return hmac.new(_MESSAGE_KEY, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def _message(request: Request) -> str | None:
+    msg, tag = request.query_params.get("msg"), request.query_params.get("tag", "")
+    if msg is None or not hmac.compare_digest(_tag(msg), tag):
+        return None
+    return msg
+
+
+def _back(path: str, msg: str) -> RedirectResponse:
+    query = urlencode({"msg": msg, "tag": _tag(msg)})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
 async def _read(request: Request, job: Any) -> Any:

@@ -203,6 +203,9 @@ async def _forms(console_desk: Desk) -> None:
     r = await console_desk.client.post("/users/revoke", data={"csrf": csrf, "name": "carol"})
     assert r.status_code == 303
     assert "revoked carol" in (await console_desk.client.get(r.headers["location"])).text
+    # A message in a link from elsewhere is not shown.
+    page = await console_desk.client.get("/users?msg=Call+0800+now&tag=00")
+    assert "Call 0800" not in page.text
     r = await console_desk.client.post("/logout", data={"csrf": csrf})
     assert r.status_code == 303
     assert (await console_desk.client.get("/users")).headers["location"] == "/login"
