@@ -19,6 +19,7 @@ from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
 from broker.deposit import Mode, Policy
 
 __all__ = [
+    "HISTORY_PAGE",
     "MESSAGE_TYPES",
     "AgreementBody",
     "AgreementReplyBody",
@@ -32,6 +33,9 @@ __all__ = [
     "ErrorCode",
     "EventBody",
     "EventKind",
+    "HistoryBody",
+    "HistoryEntry",
+    "HistoryReplyBody",
     "KeyReleaseBody",
     "KeyRequestBody",
     "LookupBody",
@@ -61,6 +65,7 @@ class MessageType(StrEnum):
     RECEIPT = "receipt"
     COSIGN = "cosign"
     AGREEMENT = "agreement"
+    HISTORY = "history"
     # escrow -> agent
     DEPOSIT_RECEIPT = "deposit-receipt"
     KEY_RELEASE = "key-release"
@@ -70,6 +75,7 @@ class MessageType(StrEnum):
     RECEIPT_REPLY = "receipt-reply"
     COSIGN_REPLY = "cosign-reply"
     AGREEMENT_REPLY = "agreement-reply"
+    HISTORY_REPLY = "history-reply"
     ERROR = "error"
     EVENT = "event"
     NOTIFY = "notify"
@@ -244,6 +250,37 @@ class AgreementReplyBody(_Reply):
     cosigners: tuple[CosignerStatus, ...]
 
 
+#: Entries in one `history-reply` at most; ask again with `after` for the rest.
+HISTORY_PAGE = 100
+
+
+class HistoryBody(_Body):
+    """A party of a consignment asks for the transaction log's entries about it
+    (docs/log.md), oldest first, after entry number `after`."""
+
+    consignment_id: str = ConsignmentId
+    after: int = Field(default=0, ge=0)
+
+
+class HistoryEntry(_Body):
+    """One log entry as the log holds it (`entry` re-encodes canonically to the
+    bytes its `hash` covers)."""
+
+    entry: dict[str, Any]
+    hash: str = Field(pattern=HEX_DIGEST.pattern)
+
+
+class HistoryReplyBody(_Reply):
+    consignment_id: str = ConsignmentId
+    entries: tuple[HistoryEntry, ...] = Field(max_length=HISTORY_PAGE)
+    #: False: more entries follow; ask again with `after` = the last `seq` here.
+    complete: bool
+    #: The log's size and the hash of its last entry when the escrow answered
+    #: (before this request's own entry): a head signed by this reply.
+    log_size: int = Field(ge=0)
+    log_head: str = Field(pattern=HEX_DIGEST.pattern)
+
+
 class LookupBody(_Body):
     name: str = Name
 
@@ -400,6 +437,7 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT, 1): ReceiptBody,
     (MessageType.COSIGN, 1): CosignBody,
     (MessageType.AGREEMENT, 1): AgreementBody,
+    (MessageType.HISTORY, 1): HistoryBody,
     (MessageType.DEPOSIT_RECEIPT, 1): DepositReceiptBody,
     (MessageType.KEY_RELEASE, 1): KeyReleaseBody,
     (MessageType.REVOKE_REPLY, 1): RevokeReplyBody,
@@ -408,6 +446,7 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT_REPLY, 1): ReceiptReplyBody,
     (MessageType.COSIGN_REPLY, 1): CosignReplyBody,
     (MessageType.AGREEMENT_REPLY, 1): AgreementReplyBody,
+    (MessageType.HISTORY_REPLY, 1): HistoryReplyBody,
     (MessageType.ERROR, 1): ErrorBody,
     (MessageType.EVENT, 1): EventBody,
     (MessageType.NOTIFY, 1): NotifyBody,

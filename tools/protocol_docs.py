@@ -62,6 +62,9 @@ from broker.messages import (
     ErrorCode,
     EventBody,
     EventKind,
+    HistoryBody,
+    HistoryEntry,
+    HistoryReplyBody,
     KeyReleaseBody,
     KeyRequestBody,
     LookupBody,
@@ -79,6 +82,7 @@ from broker.messages import (
 )
 from broker.pki.profile import Role, build_ca_certificate, fingerprint, to_pem
 from broker.schema import dumps, json_schemas
+from broker.txlog import Entry
 from escrow_worker.ca.authority import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,6 +309,7 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
             MessageType.RECEIPT,
             MessageType.COSIGN,
             MessageType.AGREEMENT,
+            MessageType.HISTORY,
         )
         index.append(
             {
@@ -552,6 +557,35 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
         answers=cosign,
         lifetime=timedelta(days=30),
     )
+    history = add(
+        MessageType.HISTORY, HistoryBody(consignment_id=CID), by="bob", to=ESCROW, reply_to="bob"
+    )
+    # The first entry about CID in an example log (docs/log.md): its deposit.
+    logged = Entry(
+        seq=41,
+        at=t + 3,
+        kind="request",
+        prev=hashlib.sha256(b"example entry 40").hexdigest(),
+        data={"request_id": "example03" + "0" * 9, "type": "deposit", "signer": "alice",
+              "decision": "ok"},
+        consignment=CID,
+        parties=("alice", "bob"),
+    )  # fmt: skip
+    add(
+        MessageType.HISTORY_REPLY,
+        HistoryReplyBody(
+            in_reply_to=history,
+            consignment_id=CID,
+            entries=(HistoryEntry(entry=logged.to_json(), hash=logged.hash),),
+            complete=True,
+            log_size=57,
+            log_head=hashlib.sha256(b"example entry 57").hexdigest(),
+        ),
+        by=ESCROW,
+        to="bob",
+        answers=history,
+        lifetime=timedelta(days=30),
+    )
     return files, index
 
 
@@ -576,6 +610,8 @@ def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     kind = node.get("type", "any")
     if kind == "array":
         return f"array of {_type(node.get('items', {}), defs)}"
+    if kind == "object" and node.get("additionalProperties") is True:
+        return "object"  # any JSON object (e.g. a log entry, docs/log.md)
     if kind == "object" and "additionalProperties" in node:
         return f"object of {_type(node['additionalProperties'], defs)}"
     if kind == "string" and node.get("contentEncoding") == "base64":

@@ -37,6 +37,7 @@ from broker.transport.base import ESCROW, Message, Transport
 from client.agent import verify
 from client.agent.directory import Directory
 from client.agent.hints import refusal_error, undecided_error
+from client.agent.history import History, fetch_history
 from client.agent.inbox import Inbox
 from client.agent.inputs import require_name
 from client.agent.store import Store
@@ -163,6 +164,11 @@ class Agent:
         _, body, _, _ = await self.request(MessageType.LOOKUP, LookupBody(name=name), subject=name)
         assert isinstance(body, LookupReplyBody)
         return self._directory.party(name, body)
+
+    async def history(self, consignment_id: str) -> History:
+        """The escrow's signed log entries about a consignment this agent is a
+        party of (`client.agent.history`)."""
+        return await fetch_history(self, consignment_id)
 
     async def escrow_party(self) -> Party:
         """The escrow's checked certificates (looked up when not known or stale)."""

@@ -1,8 +1,9 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `receipts`, `cosign`, `demo`) and mounts `consign escrow` lazily, so a user's
-command never imports the escrow's package. It must never define commands
-itself.
+`status`, `events`, `receipts`, `cosign`, `demo`, `log`,
+`history`) and mounts
+`consign escrow` lazily, so a user's command never imports the escrow's
+package. It must never define commands itself.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
 from client.cli.inbox import inbox as _inbox
+from client.cli.manage import history as _history
 from client.cli.manage import revoke as _revoke
 from client.cli.manage import status as _status
+from client.cli.notary import log as _log
 from client.cli.open import open_ as _open
 from client.cli.seal import seal as _seal
 from client.cli.send import send as _send
@@ -70,3 +73,5 @@ for _command in (
 ):  # fmt: skip
     main.add_command(_command)
 main.add_command(_identity_group)
+main.add_command(_log)
+main.add_command(_history)

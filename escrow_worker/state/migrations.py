@@ -210,6 +210,42 @@ _CONTROL = Migration(
     ),
 )
 
+_LOG = Migration(
+    3,
+    "the transaction log: hash-chained entries and signed heads",
+    (
+        # One row per entry (docs/log.md). `entry` is the canonical JSON the hash
+        # covers; `consignment`, `kind` and `at` repeat fields of it, for lookups
+        # only (verification reads `entry`). `seq` as the primary key means two
+        # appends can never both take the same place: the chain cannot fork.
+        """CREATE TABLE IF NOT EXISTS log_entries (
+            seq {INT} PRIMARY KEY,
+            at {INT} NOT NULL,
+            kind TEXT NOT NULL,
+            consignment TEXT,
+            entry {BLOB} NOT NULL,
+            hash TEXT NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX IF NOT EXISTS log_entries_by_consignment ON log_entries (consignment)",
+        "CREATE INDEX IF NOT EXISTS log_entries_by_at ON log_entries (at)",
+        # The parties each entry names, for `log show --party` and `history`.
+        """CREATE TABLE IF NOT EXISTS log_parties (
+            party TEXT NOT NULL,
+            seq {INT} NOT NULL REFERENCES log_entries(seq),
+            PRIMARY KEY (party, seq)
+        )""",
+        # Heads the escrow signed: the canonical head JSON and the signature.
+        """CREATE TABLE IF NOT EXISTS log_heads (
+            size {INT} NOT NULL,
+            signed_at {INT} NOT NULL,
+            head {BLOB} NOT NULL,
+            signature {BLOB} NOT NULL,
+            signer TEXT NOT NULL,
+            PRIMARY KEY (size, signed_at)
+        )""",
+    ),
+)
+
 _CONSOLE = Migration(
     4,
     "the operators' web console: operators, sessions, actions, suspended consignments",
@@ -254,5 +290,5 @@ _CONSOLE = Migration(
 )
 
 #: Every migration, in the order applied. Append; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _CONSOLE)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG, _CONSOLE)
 LATEST: Final = MIGRATIONS[-1].version
