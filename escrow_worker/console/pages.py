@@ -285,13 +285,25 @@ async def actions(request: Request, session: Reader) -> HTMLResponse:
 @router.get("/log")
 async def log(request: Request, session: Reader) -> HTMLResponse:
     return render(
-        request, "pending", "Transaction log", session, what="The log and its verification"
+        request,
+        "pending",
+        "Transaction log",
+        session,
+        what="The log and its verification",
+        command="consign escrow log verify",
     )
 
 
 @router.get("/invoices")
 async def invoices(request: Request, session: Reader) -> HTMLResponse:
-    return render(request, "pending", "Invoices", session, what="Invoices by period")
+    return render(
+        request,
+        "pending",
+        "Invoices",
+        session,
+        what="Invoices by period",
+        command="consign escrow invoice --period 2026-11 --format csv",
+    )
 
 
 # -- actions -----------------------------------------------------------------------
