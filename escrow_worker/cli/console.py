@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from cryptography import x509
 
+from broker import BrokerSettings
 from broker.console import emit, iso, json_option, now, read_passphrase, run, say
 from broker.files import read_bytes, write_bytes
 from broker.pki.profile import fingerprint, to_pem
@@ -22,9 +23,9 @@ from escrow_worker.cli.options import (
     escrow_location,
     escrow_passphrase_option,
 )
-from escrow_worker.console.app import DEFAULT_SESSION_SECONDS, create_app
+from escrow_worker.cli.worker import amqp_url_option
 from escrow_worker.console.operators import DEFAULT_LOG_N, add_operator, hash_passphrase
-from escrow_worker.console.server import TlsFiles, make_server, open_console
+from escrow_worker.console.queues import BrokerProbe
 from escrow_worker.console.tls import (
     issue_operator_certificate,
     issue_server_certificate,
@@ -42,6 +43,7 @@ OPERATOR_PASSPHRASE_ENV = "CONSIGN_OPERATOR_PASSPHRASE"  # noqa: S105
 @click.command("console")
 @escrow_location
 @escrow_passphrase_option("--passphrase-file", "--escrow-passphrase-file")
+@amqp_url_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
 @click.option(
@@ -64,13 +66,14 @@ OPERATOR_PASSPHRASE_ENV = "CONSIGN_OPERATOR_PASSPHRASE"  # noqa: S105
 @click.option(
     "--session-minutes",
     type=click.IntRange(1, 24 * 60),
-    default=DEFAULT_SESSION_SECONDS // 60,
+    default=30,
     show_default=True,
     help="A login lasts this long, then the operator logs in again.",
 )
 def console(
     location: Location,
     escrow_passphrase_file: Path | None,
+    amqp_url: str | None,
     host: str,
     port: int,
     names: tuple[str, ...],
@@ -81,10 +84,17 @@ def console(
     """Serve the operators' web console over HTTPS on the escrow's store (the
     same rights as these commands). Operators log in with the client
     certificate `consign escrow operator --p12` wrote, or with their console
-    passphrase. Stops on SIGINT or SIGTERM."""
+    passphrase. With a broker URL (--amqp-url or CONSIGN_AMQP_URL, and
+    CONSIGN_QUEUE_PREFIX) the overview shows the work queue and dead letters.
+    Stops on SIGINT or SIGTERM."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
+    settings = BrokerSettings.from_env()
+    url = amqp_url or settings.url
+    probe = None
+    if url and not url.startswith("memory:"):
+        probe = BrokerProbe(url, settings.transport_config())
     own = None
     if tls_cert is not None and tls_key is not None:
         own = read_bytes(tls_cert, "TLS certificate"), read_bytes(tls_key, "TLS key")
@@ -97,6 +107,7 @@ def console(
             names or ("localhost", "127.0.0.1"),
             own,
             session_minutes * 60,
+            probe,
         )
     )
     say("OK console stopped")
@@ -110,7 +121,12 @@ async def _serve(
     names: tuple[str, ...],
     own: tuple[bytes, bytes] | None,
     session_seconds: int,
+    probe: BrokerProbe | None,
 ) -> None:
+    # The web framework loads only for this command.
+    from escrow_worker.console.app import create_app
+    from escrow_worker.console.server import TlsFiles, make_server, open_console
+
     async with open_console(location, passphrase) as console_:
         ca_pem = to_pem(console_.escrow.ca_certificate).encode("ascii")
         if own is None:
@@ -120,7 +136,7 @@ async def _serve(
                 f"console certificate {fingerprint(cert)} (issued by the escrow CA, "
                 f"until {iso(cert.not_valid_after_utc)})"
             )
-        app = create_app(console_, session_seconds=session_seconds)
+        app = create_app(console_, session_seconds=session_seconds, broker=probe)
         server = make_server(app, host=host, port=port, tls=TlsFiles(own[0], own[1], ca_pem))
         say(f"console of escrow {console_.escrow.name!r} on https://{host}:{port}/")
         await server.serve()

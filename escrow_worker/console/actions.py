@@ -3,8 +3,11 @@ with the operator's name: sign a CSR, revoke a user, issue the CRL, change the
 trust policy, rotate the master key, suspend and resume a consignment.
 
 The CA's and the master keyring's work is `ca.operator` and `state.masterkey`,
-as on the command line; the record of the action is written after the action
-commits (a failed action records nothing). This module must never return a key
+as on the command line (which log it in the transaction log themselves); the
+console's record of the action, naming the operator, is written after the
+action commits (a failed action records nothing), in `console_actions` and as
+a `console` entry of the transaction log. A suspension and its record commit
+together. This module must never return a key
 part, a private key or a passphrase.
 """
 
@@ -134,7 +137,15 @@ class Console:
                 changed = await suspensions.resume(tx, consignment_id)
             if changed:
                 action = "suspend" if on else "resume"
-                await record_action(tx, operator, action, consignment_id, reason, now=now)
+                await record_action(
+                    tx,
+                    operator,
+                    action,
+                    consignment_id,
+                    reason,
+                    now=now,
+                    consignment=consignment_id,
+                )
             return changed
 
         return await self.escrow.store.run(job)

@@ -140,7 +140,10 @@ async def overview(request: Request, _: Reader) -> views.Overview:
     async def job(tx: Tx) -> views.Overview:
         return await views.overview(tx, now=now)
 
-    return await console.escrow.store.run(job)
+    overview = await console.escrow.store.run(job)
+    if request.app.state.broker is not None:
+        overview.broker = await request.app.state.broker.look()
+    return overview
 
 
 @router.get("/users", response_model=list[views.UserView], tags=["pages"])

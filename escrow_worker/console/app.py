@@ -17,6 +17,7 @@ from broker.errors import Error
 from escrow_worker.console import api, pages
 from escrow_worker.console.actions import Console
 from escrow_worker.console.auth import NotLoggedIn, session_of
+from escrow_worker.console.queues import BrokerProbe
 from escrow_worker.state.base import StoreBusy
 
 __all__ = ["DEFAULT_SESSION_SECONDS", "create_app"]
@@ -37,7 +38,12 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(console: Console, *, session_seconds: int = DEFAULT_SESSION_SECONDS) -> FastAPI:
+def create_app(
+    console: Console,
+    *,
+    session_seconds: int = DEFAULT_SESSION_SECONDS,
+    broker: BrokerProbe | None = None,
+) -> FastAPI:
     app = FastAPI(
         title=f"Consignment escrow console ({console.escrow.name})",
         version="1",
@@ -50,6 +56,7 @@ def create_app(console: Console, *, session_seconds: int = DEFAULT_SESSION_SECON
     )
     app.state.console = console
     app.state.session_seconds = session_seconds
+    app.state.broker = broker
     app.include_router(api.router)
     app.include_router(pages.router)
 

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from escrow_worker.errors import EscrowError
-from escrow_worker.state.base import Tx
+from escrow_worker.state.base import LogItem, Tx
 
 __all__ = [
     "ConsoleError",
@@ -193,12 +193,20 @@ def csrf_matches(session: Session, offered: str | None) -> bool:
 
 
 async def record_action(
-    tx: Tx, operator: str, action: str, target: str, detail: str = "", *, now: int
+    tx: Tx,
+    operator: str,
+    action: str,
+    target: str,
+    detail: str = "",
+    *,
+    now: int,
+    consignment: str | None = None,
 ) -> None:
-    """One line of the console's own record of who did what. The extension point
-    for the transaction log (issue 14): once it lands, an action is also
-    appended there, in the same transaction."""
+    """One line of the console's own record of who did what, and the same as a
+    `console` entry of the transaction log (docs/log.md), in this transaction."""
     await tx.execute(
         "INSERT INTO console_actions (at, operator, action, target, detail) VALUES (?, ?, ?, ?, ?)",
         (now, operator, action, target, detail),
     )
+    data = {"operator": operator, "action": action, "target": target, "detail": detail}
+    tx.log(LogItem("console", data, now, consignment=consignment, parties=(operator,)))

@@ -6,8 +6,11 @@ This module must never render a key part, a private key or a passphrase.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -53,16 +56,31 @@ def render(
         escrow=console_of(request).escrow.name,
         operator=None if session is None else session.operator.name,
         csrf=None if session is None else session.csrf,
-        msg=request.query_params.get("msg"),
+        msg=_message(request),
         **context,
     )
     return HTMLResponse(html, status_code=status)
 
 
-def _back(path: str, msg: str) -> RedirectResponse:
-    from urllib.parse import quote
+#: Signs the message an action redirects with, so that a link from elsewhere
+#: cannot make the console show words of its author's choosing.
+_MESSAGE_KEY = os.urandom(32)
 
-    return RedirectResponse(f"{path}?msg={quote(msg)}", status_code=303)
+
+def _tag(msg: str) -> str:
+    return hmac.new(_MESSAGE_KEY, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def _message(request: Request) -> str | None:
+    msg, tag = request.query_params.get("msg"), request.query_params.get("tag", "")
+    if msg is None or not hmac.compare_digest(_tag(msg), tag):
+        return None
+    return msg
+
+
+def _back(path: str, msg: str) -> RedirectResponse:
+    query = urlencode({"msg": msg, "tag": _tag(msg)})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
 async def _read(request: Request, job: Any) -> Any:
@@ -104,7 +122,7 @@ async def login(
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not csrf_matches(Session(Operator("", ""), expected, 0), csrf):
+    if not _login_form_ok(request, csrf):
         return render(
             request,
             "error",
@@ -130,8 +148,24 @@ async def login(
     return await _start(request, operator)
 
 
-@router.get("/login/certificate")
-async def login_certificate(request: Request) -> Response:
+def _login_form_ok(request: Request, offered: str) -> bool:
+    """The login forms' own CSRF check: the token paired with the login cookie."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(expected) and csrf_matches(Session(Operator("", ""), expected, 0), offered)
+
+
+@router.post("/login/certificate")
+async def login_certificate(
+    request: Request, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    if not _login_form_ok(request, csrf):
+        return render(
+            request,
+            "error",
+            "Log in",
+            status=403,
+            error="the login form expired or came from elsewhere; load it again",
+        )
     operator = await certificate_operator(request)
     if operator is None:
         return render(
@@ -169,6 +203,8 @@ async def overview(request: Request, session: Reader) -> HTMLResponse:
         return await views.overview(tx, now=now)
 
     v = await _read(request, job)
+    if request.app.state.broker is not None:
+        v.broker = await request.app.state.broker.look()
     top = max([1, *(max(b.releases, b.denials) for b in v.hourly)])
     return render(request, "overview", "Overview", session, v=v, top=top)
 
@@ -249,13 +285,25 @@ async def actions(request: Request, session: Reader) -> HTMLResponse:
 @router.get("/log")
 async def log(request: Request, session: Reader) -> HTMLResponse:
     return render(
-        request, "pending", "Transaction log", session, what="The log and its verification"
+        request,
+        "pending",
+        "Transaction log",
+        session,
+        what="The log and its verification",
+        command="consign escrow log verify",
     )
 
 
 @router.get("/invoices")
 async def invoices(request: Request, session: Reader) -> HTMLResponse:
-    return render(request, "pending", "Invoices", session, what="Invoices by period")
+    return render(
+        request,
+        "pending",
+        "Invoices",
+        session,
+        what="Invoices by period",
+        command="consign escrow invoice --period 2026-11 --format csv",
+    )
 
 
 # -- actions -----------------------------------------------------------------------

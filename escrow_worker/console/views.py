@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from broker.pki.profile import Role
 from escrow_worker.ca import directory
 from escrow_worker.ca.policy import load_policy
+from escrow_worker.console.queues import BrokerView
 from escrow_worker.state import records, suspensions
 from escrow_worker.state.base import Tx
 
@@ -56,6 +57,8 @@ class Overview(BaseModel):
     users: int
     consignments: int
     suspended: int
+    requests_last_hour: int
+    requests_last_day: int
     releases_last_hour: int
     denials_last_hour: int
     releases_last_day: int
@@ -64,6 +67,9 @@ class Overview(BaseModel):
     hourly: list[Bucket]
     crl_next_update: str
     policy: Literal["open", "restricted"]
+    #: The work queue and dead letters, from RabbitMQ; None when the console
+    #: was started without a broker URL.
+    broker: BrokerView | None = None
 
 
 class CertificateView(BaseModel):
@@ -179,6 +185,10 @@ async def overview(tx: Tx, *, now: int) -> Overview:
         users=await _count(tx, "SELECT COUNT(*) FROM users WHERE kind = 'user'"),
         consignments=await _count(tx, "SELECT COUNT(*) FROM deposits"),
         suspended=await _count(tx, "SELECT COUNT(*) FROM suspensions"),
+        requests_last_hour=await _count(
+            tx, "SELECT COUNT(*) FROM requests WHERE at > ?", (now - HOUR,)
+        ),
+        requests_last_day=await _count(tx, "SELECT COUNT(*) FROM requests WHERE at > ?", (since,)),
         releases_last_hour=sum(t > now - HOUR for t in released),
         denials_last_hour=sum(t > now - HOUR for t in denied),
         releases_last_day=len(released),

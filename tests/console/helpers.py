@@ -93,7 +93,11 @@ async def desk(where: Location, **kw: Any) -> AsyncIterator[Desk]:
         open_console(setup.location, ESCROW_PASS, clock=setup.clock) as console,
         await setup.open_service() as service,
     ):
-        app = create_app(console, session_seconds=kw.get("session_seconds", SESSION_SECONDS))
+        app = create_app(
+            console,
+            session_seconds=kw.get("session_seconds", SESSION_SECONDS),
+            broker=kw.get("broker"),
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://console") as client:
             yield Desk(setup, client, Direct(setup, service))

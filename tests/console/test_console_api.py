@@ -5,9 +5,12 @@ suspended consignment releases nothing until resumed)."""
 
 from __future__ import annotations
 
+import json
+
 from broker.messages import MessageType
 from broker.pki.csr import build_csr
 from broker.pki.identity import generate_keys
+from escrow_worker.state import txlog
 from tests.console.helpers import OPERATOR, OPERATOR_PASS, Desk, bearer
 
 PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
@@ -126,6 +129,12 @@ async def _suspend(console_desk: Desk) -> None:
     released = await console_desk.direct.key("bob", deposit)
     assert released.reply.type == MessageType.KEY_RELEASE
     actions = (await console_desk.client.get("/api/actions", headers=bearer(token))).json()
+    logged = [json.loads(e) for e in await console_desk.setup.run(txlog.entries)]
+    console_entries = [e for e in logged if e["kind"] == "console"]
+    assert [(e["data"]["action"], e["consignment"], e["parties"]) for e in console_entries] == [
+        ("suspend", deposit.consignment_id, [OPERATOR]),
+        ("resume", deposit.consignment_id, [OPERATOR]),
+    ]
     assert [(a["action"], a["operator"]) for a in actions[:2]] == [
         ("resume", OPERATOR),
         ("suspend", OPERATOR),
@@ -203,6 +212,9 @@ async def _forms(console_desk: Desk) -> None:
     r = await console_desk.client.post("/users/revoke", data={"csrf": csrf, "name": "carol"})
     assert r.status_code == 303
     assert "revoked carol" in (await console_desk.client.get(r.headers["location"])).text
+    # A message in a link from elsewhere is not shown.
+    page = await console_desk.client.get("/users?msg=Call+0800+now&tag=00")
+    assert "Call 0800" not in page.text
     r = await console_desk.client.post("/logout", data={"csrf": csrf})
     assert r.status_code == 303
     assert (await console_desk.client.get("/users")).headers["location"] == "/login"

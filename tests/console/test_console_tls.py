@@ -34,12 +34,17 @@ def test_an_operator_logs_in_with_its_client_certificate(live: Live) -> None:
         token = r.json()["token"]
         assert r.json()["operator"] == "olga"
         assert c.get("/api/users", headers={"authorization": f"Bearer {token}"}).status_code == 200
-        r = c.get("/login/certificate")
+        assert c.get("/login").status_code == 200
+        form = {"csrf": c.cookies["consign_console_login"]}
+        r = c.post("/login/certificate", data=form)
         assert r.status_code == 303
+        assert c.post("/login/certificate", data={"csrf": "forged"}).status_code == 403
         assert c.get("/users").status_code == 200
     with live.client() as c:
         assert c.post("/api/session/certificate").status_code == 401
-        assert c.get("/login/certificate").status_code == 401
+        c.get("/login")
+        form = {"csrf": c.cookies["consign_console_login"]}
+        assert c.post("/login/certificate", data=form).status_code == 401
 
 
 def test_other_certificates_are_refused(live: Live, tmp_path: Path) -> None:
@@ -61,7 +66,9 @@ def test_other_certificates_are_refused(live: Live, tmp_path: Path) -> None:
     key, cert = asyncio.run(for_bob())
     with live.client(_write(tmp_path, "bob", key, cert)) as c:
         assert c.post("/api/session/certificate").status_code == 401
-        assert c.get("/login/certificate").status_code == 401
+        c.get("/login")
+        form = {"csrf": c.cookies["consign_console_login"]}
+        assert c.post("/login/certificate", data=form).status_code == 401
 
 
 def test_a_revoked_operator_certificate_is_refused(live: Live) -> None:
