@@ -41,6 +41,7 @@ from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
 from broker.txlog import SignedHead
+from escrow_worker import faults
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
 from escrow_worker.ca.notary import HeadSigner, sign_current_head
@@ -210,7 +211,9 @@ class EscrowService:
 
                     async def job(tx: Tx) -> Outcome:
                         await records.mark_sent(tx, marks, now=int(now.timestamp()))
-                        return await self._decide(tx, signed, claimed, now)
+                        outcome = await self._decide(tx, signed, claimed, now)
+                        faults.reach("decided")  # reliability tests: before the commit
+                        return outcome
 
                     return await self._store.run(job)
                 except KeyringStale:  # a rotation happened: load the new keyring

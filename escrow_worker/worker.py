@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from broker import BrokerError, Deliveries, Delivery, Inbox, Transport
 from broker.errors import PublishRefused, TopologyError, Unroutable
+from escrow_worker import faults
 from escrow_worker.replies import Outcome, Outgoing
 from escrow_worker.service import EscrowService
 from escrow_worker.undelivered import Undelivered
@@ -52,6 +53,7 @@ class EscrowWorker:
     ) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
+        faults.check()  # CONSIGN_TEST_KILL_AT, for the reliability tests only
         self._service = service
         self._transport = transport
         self._prefetch = prefetch
@@ -114,12 +116,15 @@ class EscrowWorker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome: Outcome | None = None
+        faults.reach("received")
         async with delivery.process():
             outcome = await self._service.handle(delivery.body)
             if outcome.dead_letter:
                 await delivery.reject(requeue=False)
             else:
+                faults.reach("committed")
                 await self._publish([o for o in (outcome.reply,) if o is not None], outcome.events)
+                faults.reach("replied")
         self.processed += 1
         elapsed = (loop.time() - started) * 1000
         if outcome is None:

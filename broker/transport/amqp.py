@@ -61,9 +61,9 @@ from broker.transport.base import (
     Message,
     Transport,
     TransportConfig,
-    _Consumer,
     dead_letter_of,
 )
+from broker.transport.delivery import _Consumer
 from broker.transport.topology import dead_letter_queue_arguments, work_queue_arguments
 
 __all__ = ["AmqpTransport"]
@@ -374,8 +374,20 @@ class AmqpTransport(Transport):
 
     # -- consume -----------------------------------------------------------
 
+    async def _channel(self, doing: str) -> AbstractChannel:
+        """A new channel without confirms. While the connection is down (being
+        restored) this is `ConnectionFailed`, never aiormq's bare RuntimeError."""
+        try:
+            with wrapped(doing):
+                return await self._link().channel(publisher_confirms=False)
+        except RuntimeError as exc:  # aiormq: "<Connection ...> closed"
+            raise ConnectionFailed(
+                f"{doing}: the connection to {self.url} is down",
+                hint="it is restored by itself; try again",
+            ) from exc
+
     async def _open_consumer(self, queue: str, prefetch: int) -> _Consumer:
-        channel = await self._link().channel(publisher_confirms=False)
+        channel = await self._channel(f"consuming queue {queue!r}")
         try:
             with wrapped(f"consuming queue {queue!r}"):
                 await channel.set_qos(prefetch_count=prefetch)
@@ -389,7 +401,7 @@ class AmqpTransport(Transport):
 
     async def _get(self, queue: str, wait: float) -> Delivery | None:
         # basic.get does not wait, so poll; a consumer would take more than one.
-        channel = await self._link().channel(publisher_confirms=False)
+        channel = await self._channel(f"reading queue {queue!r}")
         delivery: Delivery | None = None
         try:
             with wrapped(f"reading queue {queue!r}"):

@@ -246,6 +246,49 @@ _LOG = Migration(
     ),
 )
 
+_CONSOLE = Migration(
+    4,
+    "the operators' web console: operators, sessions, actions, suspended consignments",
+    (
+        # Who may use the console: a registered party (its certificates revoked,
+        # it may no longer), with an scrypt hash for the passphrase login and/or
+        # the SHA-256 fingerprint of its TLS client certificate (ECDSA, clientAuth,
+        # issued by the escrow CA for the console only).
+        """CREATE TABLE IF NOT EXISTS console_operators (
+            name TEXT PRIMARY KEY REFERENCES users(name),
+            passphrase_hash TEXT,
+            certificate_fingerprint TEXT UNIQUE,
+            certificate_not_after {INT},
+            created_at {INT} NOT NULL
+        )""",
+        # A session is known by the SHA-256 of its cookie, never the cookie itself.
+        """CREATE TABLE IF NOT EXISTS console_sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            operator TEXT NOT NULL REFERENCES console_operators(name),
+            csrf TEXT NOT NULL,
+            created_at {INT} NOT NULL,
+            expires_at {INT} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS console_sessions_by_expiry ON console_sessions (expires_at)",
+        # Every action taken in the console, with the operator's name.
+        """CREATE TABLE IF NOT EXISTS console_actions (
+            id {SERIAL},
+            at {INT} NOT NULL,
+            operator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+        # A suspended consignment releases nothing until an operator resumes it.
+        """CREATE TABLE IF NOT EXISTS suspensions (
+            consignment_id TEXT PRIMARY KEY REFERENCES deposits(consignment_id),
+            suspended_at {INT} NOT NULL,
+            suspended_by TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )""",
+    ),
+)
+
 #: Every migration, in the order applied. Append; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG, _CONSOLE)
 LATEST: Final = MIGRATIONS[-1].version

@@ -40,6 +40,9 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS: Final = 5000
+#: Seconds a batch waits out a locked or full database before its jobs get
+#: `StoreBusy` (as long as `PostgresStore` waits for an unreachable server).
+_MAX_WAIT: Final = 600.0
 _SAVEPOINT: Final = "job"
 
 
@@ -133,6 +136,19 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+#: SQLite's primary result codes for trouble that passes: another process holds
+#: the lock past the busy timeout, the disk (or `max_page_count`) is full, a
+#: write failed.
+_TRANSIENT: Final = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
+)
+
+
+def _transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _TRANSIENT
+
+
 def _as_store_error(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError):
         # Locked past the busy timeout, disk full, I/O error: try again later.
@@ -143,9 +159,18 @@ def _as_store_error(exc: sqlite3.Error) -> StoreError:
 class SqliteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, *, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        max_batch: int = 64,
+        max_wait: float = _MAX_WAIT,
+    ) -> None:
         self._path = path
         self._conn = conn
+        self._max_wait = max_wait
+        self._outage = False  # logged once per outage, not once per batch
         self._tx = _SqliteTx(conn)
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -157,7 +182,12 @@ class SqliteStore(Store):
 
     @classmethod
     async def open(
-        cls, path: Path, *, max_batch: int = 64, busy_timeout_ms: int = _BUSY_TIMEOUT_MS
+        cls,
+        path: Path,
+        *,
+        max_batch: int = 64,
+        busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
+        max_wait: float = _MAX_WAIT,
     ) -> SqliteStore:
         if not await asyncio.to_thread(path.parent.is_dir):
             raise StoreError(
@@ -176,7 +206,7 @@ class SqliteStore(Store):
                 f"cannot prepare the escrow database {path}: {exc}",
                 "is it an escrow database? restore it from backup if it is damaged",
             ) from exc
-        return cls(path, conn, max_batch=max_batch)
+        return cls(path, conn, max_batch=max_batch, max_wait=max_wait)
 
     @property
     def location(self) -> str:
@@ -227,47 +257,81 @@ class SqliteStore(Store):
                         stop = True
                         break
                     batch.append(more)
-                self._run_batch(batch)
+                self._run_waiting(batch)
                 self._hand_back(batch)
                 if stop:
                     return
         finally:
             self._conn.close()
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_waiting(self, batch: list[_Job]) -> None:
+        """Run the batch; while the database is locked by another process, full,
+        or failing to write, roll it all back, wait and run it again, up to
+        `max_wait` seconds (or until the store closes): then each job gets
+        `StoreBusy` and its request goes back to the queue, nothing of it kept."""
+        deadline = time.monotonic() + self._max_wait
+        delay = 0.05
+        while True:
+            transient = self._run_batch(batch)
+            if transient is None:
+                if self._outage:
+                    self._outage = False
+                    _log.warning("the escrow database %s takes writes again", self._path)
+                return
+            if self._closed or time.monotonic() >= deadline:
+                self._fail_all(batch, _as_store_error(transient), everyone=True)
+                return
+            if not self._outage:
+                self._outage = True
+                _log.warning(
+                    "the escrow database %s cannot take writes (%s); requests wait for it",
+                    self._path,
+                    transient,
+                )
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 1.0)
+
+    def _run_batch(self, batch: list[_Job]) -> sqlite3.Error | None:
+        """One transaction for the batch. Returns the error if a transient one
+        (locked, full, I/O) stopped it: then everything was rolled back and the
+        batch may run again. A job's own failure undoes that job alone."""
         conn = self._conn
+        for job in batch:
+            job.outcome = (False, None)
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
             for job in batch:
-                job.outcome = (False, _as_store_error(exc))
-            return
-        for job in batch:
-            conn.execute(f"SAVEPOINT {_SAVEPOINT}")
-            try:
-                self._tx.take_log()  # nothing a failed job asked for
-                result = drive(job.fn(self._tx))
-                drive(txlog.flush(self._tx))  # in the job's savepoint: undone with it
-                job.outcome = (True, result)
-            except Exception as exc:  # the job's own failure: undo it alone
-                error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
-                job.outcome = (False, error)
-                if not conn.in_transaction:  # SQLite rolled everything back (I/O, full)
-                    self._fail_all(batch, error)
-                    return
-                conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
-            conn.execute(f"RELEASE {_SAVEPOINT}")
-        try:
+                conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+                try:
+                    self._tx.take_log()  # nothing a failed job asked for
+                    result = drive(job.fn(self._tx))
+                    drive(txlog.flush(self._tx))  # in the job's savepoint: undone with it
+                    job.outcome = (True, result)
+                except sqlite3.Error as exc:
+                    if _transient(exc) or not conn.in_transaction:
+                        raise
+                    job.outcome = (False, _as_store_error(exc))
+                    conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                except Exception as exc:  # the job's own failure: undo it alone
+                    job.outcome = (False, exc)
+                    conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                conn.execute(f"RELEASE {_SAVEPOINT}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._fail_all(batch, _as_store_error(exc))
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if _transient(exc):
+                return exc
+            self._fail_all(batch, _as_store_error(exc), everyone=True)
+        return None
 
     @staticmethod
-    def _fail_all(batch: list[_Job], error: BaseException) -> None:
+    def _fail_all(batch: list[_Job], error: BaseException, *, everyone: bool = False) -> None:
+        """Nothing of the batch was kept: every job fails (`everyone`), or those
+        that had not failed on their own already."""
         for job in batch:
-            if job.outcome[0] or job.outcome[1] is None:
+            if everyone or job.outcome[0] or job.outcome[1] is None:
                 job.outcome = (False, error)
 
     def _hand_back(self, batch: list[_Job]) -> None:

@@ -150,7 +150,8 @@ async def test_a_sqlite_job_that_awaits_anything_else_is_refused(tmp_path: Path)
 async def test_a_locked_sqlite_database_is_busy_not_broken(tmp_path: Path) -> None:
     import sqlite3
 
-    store = await SqliteStore.open(tmp_path / "escrow.db", busy_timeout_ms=200)
+    # max_wait=0: busy at once, not waited out (tests/reliability waits it out).
+    store = await SqliteStore.open(tmp_path / "escrow.db", busy_timeout_ms=200, max_wait=0)
     other = sqlite3.connect(tmp_path / "escrow.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock

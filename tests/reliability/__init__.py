@@ -1,0 +1,1 @@
+"""Reliability: faults and bad input, with the counts docs/reliability.md reports."""
