@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from broker.canonical import b64, canonical_json, check_json, parse_canonical_json
-from broker.txlog import Entry, SignedHead, genesis
+from broker.canonical import b64, canonical_json, parse_canonical_json
+from broker.txlog import Entry, SignedHead, entry_hash, genesis
 from escrow_worker.errors import EscrowError
 from escrow_worker.state.base import LogItem, Tx
 from escrow_worker.state.meta import get_meta
@@ -56,14 +56,13 @@ async def flush(tx: Tx) -> int:
     else:
         seq, prev = int(row[0]), str(row[1])
     for item in items:
-        check_json(dict(item.data))
         seq += 1
         entry = Entry(
             seq, item.at, item.kind, prev, dict(item.data), item.consignment,
             tuple(sorted(set(item.parties))),
         )  # fmt: skip
-        encoded = entry.encode()
-        prev = entry.hash
+        encoded = entry.encode()  # checks the data is canonical JSON
+        prev = entry_hash(encoded)
         await tx.execute(
             "INSERT INTO log_entries (seq, at, kind, consignment, entry, hash)"
             " VALUES (?, ?, ?, ?, ?, ?)",

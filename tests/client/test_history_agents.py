@@ -1,4 +1,5 @@
-"""A consignment's history through the agents and the real escrow worker: the
+"""A consignment's history through the agents and the real escrow worker, on
+both transports (in process and RabbitMQ): the
 sender sees every step, the receiver its own, each entry checked against its
 hash, and the escrow's signed replies kept as proof."""
 
@@ -14,8 +15,6 @@ from broker import SignedEnvelope, Transport
 from client import EscrowRefused, ReceiverAgent, SenderAgent
 from tests.client.agent_helpers import ESCROW_NAME, WorkerRunner, World, make_world
 from tests.support import TransportFactory
-
-pytestmark = pytest.mark.parametrize("transport_factory", ["memory"], indirect=True)
 
 
 @pytest.fixture

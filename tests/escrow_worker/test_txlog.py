@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -146,68 +146,82 @@ async def _rewrite(direct: Direct, seq: int, change: dict[str, Any], *, rehash: 
     await direct.setup.run(job)
 
 
-async def _broken_at(direct: Direct) -> int | None:
-    with pytest.raises(LogBroken) as info:
-        await _verify(direct)
-    return info.value.seq
+_TABLES = ("log_parties", "log_heads", "log_entries")
 
 
-async def test_an_edited_entry_is_named(direct: Direct) -> None:
-    await _rewrite(direct, 3, {"at": 12345}, rehash=False)
-    assert await _broken_at(direct) == 3
+async def _snapshot(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        t: [tuple(r) for r in await tx.fetchall(f"SELECT * FROM {t}")]  # noqa: S608
+        for t in _TABLES
+    }
 
 
-async def test_an_edited_and_rehashed_entry_breaks_the_next_link(direct: Direct) -> None:
-    await _rewrite(direct, 3, {"at": 12345}, rehash=True)
-    with pytest.raises(LogBroken, match="entry 4: prev is not the hash of entry 3"):
-        await _verify(direct)
+async def _restore(tx: Tx, saved: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table in _TABLES:
+        await tx.execute(f"DELETE FROM {table}")  # noqa: S608
+    for table in reversed(_TABLES):
+        if saved[table]:
+            marks = ", ".join("?" * len(saved[table][0]))
+            await tx.executemany(f"INSERT INTO {table} VALUES ({marks})", saved[table])  # noqa: S608
 
 
-async def test_a_removed_entry_is_named(direct: Direct) -> None:
-    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_parties WHERE seq = 5"))
-    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_entries WHERE seq = 5"))
-    with pytest.raises(LogBroken, match="entry 5: expected entry 5, found entry 6"):
-        await _verify(direct)
+async def _delete(direct: Direct, seq: int) -> None:
+    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_parties WHERE seq = ?", (seq,)))
+    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_entries WHERE seq = ?", (seq,)))
 
 
-async def test_reordered_entries_are_named(direct: Direct) -> None:
+async def _swap(direct: Direct, a: int, b: int) -> None:
     rows = await direct.setup.run(
-        lambda tx: tx.fetchall("SELECT seq, entry, hash FROM log_entries WHERE seq IN (4, 5)")
+        lambda tx: tx.fetchall(
+            "SELECT seq, entry, hash FROM log_entries WHERE seq IN (?, ?)", (a, b)
+        )
     )
-    (_, e4, h4), (_, e5, h5) = sorted(rows)
+    (_, ea, ha), (_, eb, hb) = sorted(rows)
 
     async def swap(tx: Tx) -> None:
-        await tx.execute("UPDATE log_entries SET hash = 'x' || seq WHERE seq IN (4, 5)")
-        await tx.execute("UPDATE log_entries SET entry = ?, hash = ? WHERE seq = 4", (e5, h5))
-        await tx.execute("UPDATE log_entries SET entry = ?, hash = ? WHERE seq = 5", (e4, h4))
+        await tx.execute("UPDATE log_entries SET hash = 'x' || seq WHERE seq IN (?, ?)", (a, b))
+        await tx.execute("UPDATE log_entries SET entry = ?, hash = ? WHERE seq = ?", (eb, hb, a))
+        await tx.execute("UPDATE log_entries SET entry = ?, hash = ? WHERE seq = ?", (ea, ha, b))
 
     await direct.setup.run(swap)
-    assert await _broken_at(direct) == 4
 
 
-async def test_a_truncated_tail_is_caught_by_the_signed_head(direct: Direct) -> None:
+async def _forge_heads(direct: Direct) -> None:
+    forged = b"\0" * 64
+    await direct.setup.run(lambda tx: tx.execute("UPDATE log_heads SET signature = ?", (forged,)))
+
+
+async def test_each_kind_of_tampering_is_named_at_its_entry(direct: Direct) -> None:
     head = await direct.service.sign_log_head()
     assert head is not None
     last = head.head.size
-    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_parties WHERE seq = ?", (last,)))
-    await direct.setup.run(lambda tx: tx.execute("DELETE FROM log_entries WHERE seq = ?", (last,)))
-    with pytest.raises(LogBroken, match="truncated"):
-        await _verify(direct)
-
-
-async def test_a_forged_head_is_refused(direct: Direct) -> None:
-    await direct.service.sign_log_head()
-    forged = b"\0" * 64
-    await direct.setup.run(lambda tx: tx.execute("UPDATE log_heads SET signature = ?", (forged,)))
-    with pytest.raises(LogBroken, match="forged head"):
-        await _verify(direct)
-
-
-async def test_a_head_over_other_bytes_names_the_entry(direct: Direct) -> None:
-    head = await direct.service.sign_log_head()
-    assert head is not None
-    await _rewrite(direct, head.head.size, {"at": 1}, rehash=True)
-    assert await _broken_at(direct) == head.head.size
+    cases: list[tuple[str, Callable[[], Awaitable[None]], int | None, str]] = [
+        ("edited", lambda: _rewrite(direct, 3, {"at": 1}, rehash=False), 3, "entry 3: altered"),
+        (
+            "edited and rehashed",
+            lambda: _rewrite(direct, 3, {"at": 1}, rehash=True),
+            4,
+            "entry 4: prev is not the hash of entry 3",
+        ),
+        ("removed", lambda: _delete(direct, 5), 5, "entry 5: expected entry 5, found entry 6"),
+        ("reordered", lambda: _swap(direct, 4, 5), 4, "expected entry 4, found entry 5"),
+        ("truncated", lambda: _delete(direct, last), last, "truncated"),
+        ("head forged", lambda: _forge_heads(direct), last, "forged head"),
+        (
+            "signed entry rewritten",
+            lambda: _rewrite(direct, last, {"at": 1}, rehash=True),
+            last,
+            "does not match the signed head",
+        ),
+    ]
+    saved = await direct.setup.run(_snapshot)
+    for name, damage, seq, message in cases:
+        await damage()
+        with pytest.raises(LogBroken, match=message) as info:
+            await _verify(direct)
+        assert info.value.seq == seq, name
+        await direct.setup.run(lambda tx: _restore(tx, saved))
+        assert (await _verify(direct)).last == last, name
 
 
 async def test_time_moves_on_in_the_entries(direct: Direct) -> None:
