@@ -20,6 +20,7 @@ has a stable message id and every handler is idempotent by that id.
 
 from __future__ import annotations
 
+import signal
 from enum import StrEnum
 from typing import ClassVar
 
@@ -29,10 +30,12 @@ __all__ = [
     "CertificateRejected",
     "ConnectionFailed",
     "DeliveryLost",
+    "DiskFull",
     "EnvelopeError",
     "Error",
     "FileError",
     "IdentityFileError",
+    "Interrupted",
     "InvalidName",
     "MessageTooLarge",
     "PublishRefused",
@@ -65,6 +68,23 @@ class Error(Exception):
 
 class BrokerError(Error):
     """Base of every error the `broker` package raises on purpose."""
+
+
+class Interrupted(BrokerError):
+    """The command was stopped by SIGINT (Ctrl-C) or SIGTERM; exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name}; nothing was left half-written",
+            "run the command again to carry on",
+        )
+        self.signum = signum
+
+
+class DiskFull(BrokerError):
+    """A write failed for want of space (ENOSPC, EDQUOT, EFBIG, or SQLite's "disk
+    is full"); what was being written was rolled back."""
 
 
 class TransportError(BrokerError):

@@ -10,10 +10,12 @@ never touches the network. Every failure to authenticate raises the same OpenErr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hmac
 import os
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -394,10 +396,34 @@ def _counting(progress: Progress | None, total: int) -> Callable[[int], None]:
     return step
 
 
+class _Stopped(BaseException):
+    """Raised in the worker thread at the next chunk once the caller is cancelled."""
+
+
 def _in_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     @functools.wraps(fn)
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # A thread cannot be cancelled: when the caller is, the thread stops at
+        # its next progress step and unwinds (removing its temporary file or
+        # staging directory) before the cancellation goes on.
+        stop = threading.Event()
+        given = kwargs.get("progress")
+
+        def progress(done: int, total: int) -> None:
+            if stop.is_set():
+                raise _Stopped
+            if callable(given):
+                given(done, total)
+
+        kwargs["progress"] = progress
+        work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await work
+            raise
 
     run.__doc__ = f"{fn.__name__}() in a worker thread, so an event loop keeps running."
     return run

@@ -7,6 +7,17 @@ itself.
 
 from __future__ import annotations
 
+# First, before the commands load: an interrupt while they do ends the program
+# at once, with its one line (nothing is written yet). Only when this is the
+# `consign` program, not a module a test or an application imports.
+import os.path as _path
+import sys as _sys
+
+from broker import interrupts as _interrupts
+
+if _path.basename(_sys.argv[0]) == "consign":
+    _interrupts.on_startup()
+
 import importlib
 
 import click

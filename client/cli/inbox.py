@@ -7,12 +7,11 @@ refused message as received: refusals are listed apart, with the reason.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 
 import click
 
-from broker.console import emit, iso, json_option, say
+from broker.console import emit, iso, json_option, run, say
 from client.agent import InboxContents, ReceiverAgent
 from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
@@ -72,7 +71,7 @@ def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
     waiting for you at the escrow, consignments received over the broker (checked
     against their digest), the escrow's events, and messages refused as
     untrustworthy."""
-    data = _data(asyncio.run(_fetch(opts, wait)))
+    data = _data(run(_fetch(opts, wait)))
     lines: list[str] = []
     for n in data["notifications"]:
         lines.append(
@@ -108,7 +107,7 @@ def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json:
     only those of consignment ID if given."""
     if consignment_id is not None:
         require_consignment_id(consignment_id)
-    data = _data(asyncio.run(_fetch(opts, wait)))["events"]
+    data = _data(run(_fetch(opts, wait)))["events"]
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]
     emit(data, as_json, "\n".join(_event_line(e) for e in data))

@@ -7,11 +7,9 @@ escrow) about something that is not a consignment id.
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
-from broker.console import emit, iso, json_option, say
+from broker.console import emit, iso, json_option, run, say
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
 from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
@@ -39,7 +37,7 @@ def revoke(
         async with running(opts, SenderAgent) as agent:
             return await agent.revoke(consignment_id, receivers)
 
-    revoked = asyncio.run(go())
+    revoked = run(go())
     already = set(revoked.already_revoked)
     newly = [name for name in revoked.revoked if name not in already]
     released = {name: n for name, n in (revoked.releases or {}).items() if n > 0}
@@ -90,7 +88,7 @@ def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
         async with running(opts, SenderAgent) as agent:
             return await agent.status(consignment_id)
 
-    state = asyncio.run(go())
+    state = run(go())
     data = status_data(state)
     emit(data, as_json, "\n".join(status_lines(state)))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from broker.console import emit, iso, json_option, progress, say
+from broker.console import emit, iso, json_option, progress, run, say
 from client.agent import OpenedConsignment, ReceiverAgent
 from client.cli._agentcli import AgentOptions, agent_options, running
 
@@ -58,7 +58,7 @@ def open_(
             with progress("opening", size) as step:
                 return await agent.open(consignment, output, overwrite=overwrite, progress=step)
 
-    opened = asyncio.run(go())
+    opened = run(go())
     data = {
         "consignment_id": opened.consignment_id,
         "sender": opened.sender,
