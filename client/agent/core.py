@@ -49,6 +49,8 @@ _log = logging.getLogger(__name__)
 REQUEST_LIFETIME: Final = timedelta(minutes=10)
 #: Seconds between publishes while no escrow worker has declared its queue.
 _NO_QUEUE_RETRY: Final = 0.25
+#: Seconds without a reply before the agent says it is waiting (`notice`).
+NOTICE_AFTER: Final = 2.0
 
 
 def _utcnow() -> datetime:
@@ -69,7 +71,10 @@ class Agent:
         resend_after: float = 5.0,
         prefetch: int = 64,
         clock: Callable[[], datetime] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
+        """`notice` is told, in words, when the escrow keeps the agent waiting
+        (the command line prints it on stderr)."""
         if reply_timeout <= 0 or resend_after <= 0:
             raise ValueError("reply_timeout and resend_after must be > 0")
         self.identity = identity
@@ -79,6 +84,7 @@ class Agent:
         self.reply_timeout = reply_timeout
         self.resend_after = resend_after
         self._clock = clock or _utcnow
+        self.notice = notice
         self._store: Store | None = None
         self._directory = Directory(escrow, identity.ca_certificate, self.now)
         self._inbox = Inbox(self, self._directory, prefetch=prefetch)
@@ -267,6 +273,14 @@ class Agent:
         since = self._ts()
         await self.store.forget_nondecision(request_id)  # what an earlier wait saw
         seen: ErrorBody | None = None
+        unsent = True
+
+        def say_waiting() -> None:
+            if self.notice is not None:
+                why = "no worker has started yet" if unsent else "no worker answered yet"
+                self.notice(f"waiting for escrow {self.escrow!r} ({why}; up to {waited:g} s)")
+
+        noticing = loop.call_later(NOTICE_AFTER, say_waiting)
         try:
             # unsent: the escrow's queue did not exist yet at the last publish
             unsent = not await self._publish(request_id, wire)
@@ -296,6 +310,7 @@ class Agent:
                 else:
                     waiter = self._inbox.waiter(request_id, renew=True)
         finally:
+            noticing.cancel()
             self._inbox.forget(request_id)
 
     def _no_worker(self, request_id: str, waited: float) -> AgentError:
@@ -304,6 +319,7 @@ class Agent:
             f"work queue {self.transport.config.escrow_queue!r} does not exist "
             f"(request {request_id} is kept)",
             "start one (consign escrow worker) with the same CONSIGN_QUEUE_PREFIX, then ask again",
+            code="no_worker",
         )
 
     async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:

@@ -23,7 +23,7 @@ from broker.errors import DeliveryLost
 from broker.messages import ChunkBody, EventBody, LookupReplyBody, MessageType, NotifyBody
 from broker.transport.base import Delivery
 from client.agent import attest, verify
-from client.agent.chunks import MAX_CHUNK, Assembly
+from client.agent.arrival import CHUNK_TYPE, Arrivals
 from client.agent.directory import Directory, NeedLookup
 from client.agent.store import DirectoryEntry, StoreError
 from client.errors import (
@@ -64,6 +64,7 @@ class Inbox:
         self._activity = asyncio.Event()
         self._last_activity = 0.0
         self._deferred: set[int] = set()  # spool rows waiting for a lookup
+        self._arrivals = Arrivals(agent, directory)
 
     def _ts(self) -> int:
         return int(self._agent.now().timestamp())
@@ -109,8 +110,13 @@ class Inbox:
                     waiter.set_result(None)
 
     async def _take(self, batch: list[Delivery]) -> None:
-        """Store, commit, ack, then process."""
-        await self._agent.store.spool(((_hash(d.body), d.body) for d in batch), self._ts())
+        """Store (chunks in place, the rest in the spool), commit, ack, then process."""
+        chunks = [d for d in batch if d.type == CHUNK_TYPE]
+        rest = [d for d in batch if d.type != CHUNK_TYPE]
+        if chunks:
+            rest += await self._arrivals.take(chunks)
+        if rest:
+            await self._agent.store.spool(((_hash(d.body), d.body) for d in rest), self._ts())
         for delivery in batch:
             with contextlib.suppress(DeliveryLost):  # it comes back; stored once
                 await delivery.ack()
@@ -262,7 +268,7 @@ class Inbox:
                 )
             await store.file_notification(seq, wire, body, received_at)
         elif isinstance(body, ChunkBody):
-            await self._file_chunk(seq, message.envelope.reply_to, body, received_at)
+            await self._arrivals.file(seq, message.envelope.reply_to, body)
         else:
             await self._file_reply(seq, wire, message)
 
@@ -309,31 +315,3 @@ class Inbox:
         waiter = self._waiters.get(request_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    async def _file_chunk(self, seq: int, sender: str, body: ChunkBody, received_at: int) -> None:
-        """Keep a verified chunk's data in a file of its own, then drop the message;
-        once every chunk is there, write them in order to one file, kept only if
-        it adds up to the signed digest."""
-        store, cid = self._agent.store, body.consignment_id
-        if body.index >= body.count or len(body.data) > MAX_CHUNK:
-            raise UntrustedMessage(
-                "malformed", f"chunk {body.index} of {body.count} of {cid} is out of bounds"
-            )
-        meta = (sender, body.consignment_digest, body.total_size, body.count)
-        state = await store.begin_chunk(seq, cid, body.index, meta, received_at)
-        if state == "inconsistent":
-            raise UntrustedMessage(
-                "inconsistent_chunk",
-                f"chunk {body.index} of {cid} disagrees with the chunks before it",
-            )
-        if state == "held":  # sent again: kept already
-            return
-        assembly = Assembly(self._agent.state_dir / "received", cid)
-        await asyncio.to_thread(assembly.keep, body.index, body.data)
-        if await store.keep_chunk(seq, cid, body.index, len(body.data)) != body.count:
-            return
-        kept = await asyncio.to_thread(
-            assembly.assemble, body.count, body.total_size, body.consignment_digest
-        )
-        await store.assembled(cid, assembly.final if kept else None, self._ts())
-        await asyncio.to_thread(assembly.clear)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Final
 
 from broker import SealedMessageError, open_key_part
 from broker.attest import StatementKind
@@ -31,6 +32,9 @@ from client.agent.types import InboxContents, OpenedConsignment, Signed
 from client.consignment import Progress, consignment_digest, inspect, unseal_async
 from client.errors import AgentError, ClientError, EscrowRefused, OpenError, UntrustedMessage
 
+#: Seconds between the notices of a consignment still arriving.
+_TELL_EVERY: Final = 2.0
+
 
 class ReceiverAgent(Agent):
     """Reads its inbox (notifications, chunks, replies, events), keeps every
@@ -44,23 +48,45 @@ class ReceiverAgent(Agent):
 
     async def locate(self, consignment: Path | str) -> Path:
         """The file of a consignment: `consignment` itself, or the file of the
-        consignment with that id that arrived in the inbox (read first if it
-        has not been stored yet)."""
+        consignment with that id that arrived in the inbox. One still arriving
+        is waited for, as long as its chunks keep coming (`notice` is told how
+        far it is); one not announced at all is read from the inbox first."""
         text = str(consignment)
-        if isinstance(consignment, str) and is_consignment_id(text):
+        if not (isinstance(consignment, str) and is_consignment_id(text)):
+            return Path(consignment)
+        arrived = await self.store.received_file(text)
+        if arrived is None or arrived[0] != "complete":
+            await self._await_arrival(text)
             arrived = await self.store.received_file(text)
-            if arrived is None or arrived[0] != "complete":
-                # Not here yet: read what the inbox holds (as `consign inbox` would).
-                await self.sync(idle=0.5, timeout=10.0)
-                arrived = await self.store.received_file(text)
-            if arrived is None or arrived[0] != "complete" or arrived[1] is None:
-                state = "has not arrived" if arrived is None else f"is {arrived[0]}"
-                raise AgentError(
-                    f"consignment {text} {state} in the inbox of {self.name!r}",
-                    "run `consign inbox` to fetch it, or give the consignment file",
-                )
-            return arrived[1]
-        return Path(consignment)
+        if arrived is None or arrived[0] != "complete" or arrived[1] is None:
+            state = "has not arrived" if arrived is None else f"is {arrived[0]}"
+            raise AgentError(
+                f"consignment {text} {state} in the inbox of {self.name!r}",
+                "has the sender sent it (`consign send`)? run `consign inbox` to see what "
+                "arrived, or give the consignment file",
+                code="not_arrived",
+            )
+        return arrived[1]
+
+    async def _await_arrival(self, consignment_id: str) -> None:
+        """Read the inbox until the consignment is complete, or nothing more of
+        it has come for `reply_timeout` seconds (10 if none of it came)."""
+        loop = asyncio.get_running_loop()
+        await self.sync(idle=0.5, timeout=min(10.0, self.reply_timeout))
+        last, since, told = None, loop.time(), 0.0
+        while True:
+            now = (await self.store.arrival(consignment_id)) or ("none", 0, 0)
+            state, held, count = now
+            if state != "partial":
+                return
+            if now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= self.reply_timeout:
+                return
+            if self.notice is not None and loop.time() - told >= _TELL_EVERY:
+                told = loop.time()
+                self.notice(f"waiting for consignment {consignment_id}: {held}/{count} chunks")
+            await self.sync(idle=0.2, timeout=_TELL_EVERY)
 
     async def open(
         self,

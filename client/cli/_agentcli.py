@@ -25,7 +25,7 @@ import click
 from cryptography.x509.oid import NameOID
 
 from broker import BrokerSettings, connect_transport
-from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase
+from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase, say
 from broker.pki.identity import Identity
 from client.agent.core import Agent
 from client.errors import AgentError
@@ -155,7 +155,9 @@ async def running(opts: AgentOptions, kind: type[A]) -> AsyncIterator[A]:
     identity, escrow, directory = await asyncio.to_thread(load, opts)
     async with (
         connect_transport(url, settings.transport_config()) as transport,
-        kind(identity, transport, escrow, directory, reply_timeout=opts.timeout) as agent,
+        kind(
+            identity, transport, escrow, directory, reply_timeout=opts.timeout, notice=say
+        ) as agent,
     ):
         yield agent
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,19 @@ from client.agent.types import Event, InboxContents, Notification, Received, Ref
 
 #: How a chunk's consignment stands before the chunk is kept.
 ChunkState = Literal["new", "held", "inconsistent"]
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A verified chunk, as the store sees it (its data is written elsewhere);
+    `seq` is its spool row, if it went through the spool."""
+
+    seq: int | None
+    consignment_id: str
+    index: int
+    size: int
+    #: (sender, consignment digest, total size, chunk count, chunk length)
+    meta: tuple[str, str, int, int, int]
 
 
 class InboxTables(Database):
@@ -110,51 +124,34 @@ class InboxTables(Database):
 
     # -- consignments arriving in chunks -------------------------------------
 
-    async def begin_chunk(
-        self, seq: int, consignment_id: str, index: int, meta: tuple[str, str, int, int], now: int
-    ) -> ChunkState:
-        """Where a verified chunk with (sender, digest, size, count) `meta` stands:
-        "new" (keep it; a first or failed consignment starts afresh), "held" (sent
-        again: kept already; its message is dropped here) or "inconsistent" (it
+    async def begin_chunks(self, chunks: Sequence[ChunkRow], now: int) -> list[ChunkState]:
+        """Where each verified chunk stands, in one transaction: "new" (write
+        it; a first or failed consignment starts afresh), "held" (sent again:
+        kept already; its message is dropped here) or "inconsistent" (it
         disagrees with the chunks before it)."""
+        states: list[ChunkState] = []
         async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT sender, consignment_digest, total_size, chunk_count, state"
-                " FROM received WHERE consignment_id = ?",
-                (consignment_id,),
-            )
-            row = next(iter(rows), None)
-            if row is None or row[4] == "failed":
-                await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (consignment_id,))
-                await conn.execute(
-                    "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
-                    " total_size, chunk_count, state, first_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (consignment_id, *meta, "partial", now),
-                )
-            elif tuple(row[:4]) != meta and row[4] != "complete":
-                return "inconsistent"
-            held = await conn.execute_fetchall(
-                "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?",
-                (consignment_id, index),
-            )
-            if (row is not None and row[4] == "complete") or held:
-                await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                return "held"
-        return "new"
+            for chunk in chunks:
+                states.append(await _begin(conn, chunk, now))
+        return states
 
-    async def keep_chunk(self, seq: int, consignment_id: str, index: int, size: int) -> int:
-        """List a chunk whose data is in its file and drop its message; returns how
-        many chunks of the consignment are held."""
+    async def keep_chunks(self, chunks: Sequence[ChunkRow]) -> dict[str, int]:
+        """List chunks whose data is written and synced, and drop their
+        messages; returns how many chunks of each consignment are held."""
         async with self._tx() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "INSERT OR IGNORE INTO chunks (consignment_id, idx, size) VALUES (?, ?, ?)",
-                (consignment_id, index, size),
+                [(c.consignment_id, c.index, c.size) for c in chunks],
             )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-            have = await conn.execute_fetchall(
-                "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (consignment_id,)
-            )
-        return int(next(iter(have))[0])
+            seqs = [(c.seq,) for c in chunks if c.seq is not None]
+            await conn.executemany("DELETE FROM spool WHERE seq = ?", seqs)
+            held: dict[str, int] = {}
+            for cid in {c.consignment_id for c in chunks}:
+                have = await conn.execute_fetchall(
+                    "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (cid,)
+                )
+                held[cid] = int(next(iter(have))[0])
+        return held
 
     async def assembled(self, consignment_id: str, path: Path | None, now: int) -> None:
         """The chunks were assembled into `path`, or (None) did not add up to the
@@ -185,6 +182,19 @@ class InboxTables(Database):
         if row is None:
             return None
         return row["state"], Path(row["path"]) if row["path"] else None
+
+    async def arrival(self, consignment_id: str) -> tuple[str, int, int] | None:
+        """(state, chunks held, chunks in all) of a consignment arriving in chunks."""
+        row = await self.fetchone(
+            "SELECT state, chunk_count, (SELECT COUNT(*) FROM chunks c"
+            " WHERE c.consignment_id = r.consignment_id) AS held"
+            " FROM received r WHERE consignment_id = ?",
+            (consignment_id,),
+        )
+        if row is None:
+            return None
+        held = row["chunk_count"] if row["state"] == "complete" else row["held"]
+        return row["state"], held, row["chunk_count"]
 
     # -- reading -------------------------------------------------------------
 
@@ -225,6 +235,36 @@ class InboxTables(Database):
             events=tuple(await self.events()),
             refused=tuple(record(Refusal, r) for r in refused),
         )
+
+
+async def _begin(conn: aiosqlite.Connection, chunk: ChunkRow, now: int) -> ChunkState:
+    meta = chunk.meta
+    rows = await conn.execute_fetchall(
+        "SELECT sender, consignment_digest, total_size, chunk_count, chunk_len, state"
+        " FROM received WHERE consignment_id = ?",
+        (chunk.consignment_id,),
+    )
+    row = next(iter(rows), None)
+    # A consignment of an earlier release (no chunk length) starts afresh too.
+    if row is None or row[5] == "failed" or (row[5] == "partial" and row[4] is None):
+        await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (chunk.consignment_id,))
+        await conn.execute(
+            "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
+            " total_size, chunk_count, chunk_len, state, first_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chunk.consignment_id, *meta, "partial", now),
+        )
+    elif row[5] == "partial" and tuple(row[:5]) != meta:
+        return "inconsistent"
+    held = await conn.execute_fetchall(
+        "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?",
+        (chunk.consignment_id, chunk.index),
+    )
+    if (row is not None and row[5] not in ("partial", "failed")) or held:
+        if chunk.seq is not None:
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (chunk.seq,))
+        return "held"
+    return "new"
 
 
 async def _refused(
