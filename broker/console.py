@@ -20,7 +20,6 @@ in `ReportingGroup` and `run`, the places the CLI turns errors into exit codes.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from pydantic import ValidationError
 
 from broker import interrupts
 from broker.canonical import iso_utc
-from broker.errors import BrokerError, DiskFull, Error, Interrupted
+from broker.errors import BrokerError, DiskFull, Error, Interrupted, full_disk
 from broker.files import read_bytes
 
 __all__ = [
@@ -71,7 +70,6 @@ PROGRESS_THRESHOLD = 4 << 20
 _GENERIC_HINT = "see `consign COMMAND --help` for what the command needs"
 #: Where `json_option` notes, for the whole command, that `--json` was given.
 _JSON_META = "consign.json"
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def json_option(f: F) -> F:
@@ -214,14 +212,12 @@ class ReportingGroup(click.Group):
 
 
 def _disk_full(exc: BaseException) -> DiskFull | None:
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-        where = f" writing {exc.filename}" if exc.filename else ""
-    elif isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
-        where = " writing the agent's database"
-    else:
+    if not full_disk(exc):
         return None
+    where = getattr(exc, "filename", None)
     return DiskFull(
-        f"no space left on the device{where}; what was being written was rolled back",
+        f"no space left on the device{f' writing {where}' if where else ''} ({exc}); "
+        "what was being written was rolled back",
         "free some space (`consign gc` removes what the agents no longer need), then run "
         "the command again",
     )

@@ -20,6 +20,7 @@ has a stable message id and every handler is idempotent by that id.
 
 from __future__ import annotations
 
+import errno
 import signal
 from enum import StrEnum
 from typing import ClassVar
@@ -46,6 +47,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "Unroutable",
+    "full_disk",
 ]
 
 
@@ -85,6 +87,14 @@ class Interrupted(BrokerError):
 class DiskFull(BrokerError):
     """A write failed for want of space (ENOSPC, EDQUOT, EFBIG, or SQLite's "disk
     is full"); what was being written was rolled back."""
+
+
+def full_disk(exc: BaseException) -> bool:
+    """Whether `exc` says a write failed for want of space (ENOSPC, EDQUOT,
+    EFBIG for a file size limit, or SQLite's "database or disk is full")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return "disk is full" in str(exc) and type(exc).__name__ == "OperationalError"
 
 
 class TransportError(BrokerError):

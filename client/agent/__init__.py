@@ -39,6 +39,7 @@ from client.agent.sender import SenderAgent
 from client.agent.types import (
     Agreement,
     Attested,
+    Collected,
     ConsignmentStatus,
     Cosigner,
     Event,
@@ -59,6 +60,7 @@ from client.agent.types import (
 __all__ = [
     "Agreement",
     "Attested",
+    "Collected",
     "ConsignmentStatus",
     "Cosigner",
     "CosignerAgent",

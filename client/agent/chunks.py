@@ -173,3 +173,33 @@ class Assembly:
         with contextlib.suppress(OSError):
             self.partial.unlink()
         shutil.rmtree(self.directory / f".{self.consignment_id}.parts", ignore_errors=True)
+
+
+def reclaim(directory: Path, files: Iterable[Path], receiving: set[str]) -> list[int]:
+    """Remove `files` (inside `directory` only) and what interrupted arrivals
+    left there: hidden files and chunk folders of consignments not arriving
+    any more. Returns the sizes of what was removed."""
+    sizes: list[int] = []
+
+    def remove(path: Path) -> None:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                size = sum(p.stat().st_size for p in path.iterdir())
+                shutil.rmtree(path)
+            else:
+                size = path.lstat().st_size
+                path.unlink()
+        except OSError:
+            return
+        sizes.append(size)
+
+    for path in files:
+        if path.parent == directory:
+            remove(path)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            name = path.name
+            hidden = name.startswith(".") and name.endswith((".partial", ".parts"))
+            if hidden and name[1:].rsplit(".", 1)[0] not in receiving:
+                remove(path)
+    return sizes

@@ -35,12 +35,13 @@ from broker.messages import (
 from broker.pki.identity import Identity
 from broker.transport.base import ESCROW, Message, Transport
 from client.agent import verify
+from client.agent.chunks import reclaim
 from client.agent.directory import Directory
 from client.agent.hints import refusal_error, undecided_error
 from client.agent.inbox import Inbox
 from client.agent.inputs import require_name
 from client.agent.store import Store
-from client.agent.types import Event, InboxContents, Party
+from client.agent.types import Collected, Event, InboxContents, Party
 from client.errors import AgentError, EscrowRefused, NoReply
 
 _log = logging.getLogger(__name__)
@@ -156,9 +157,23 @@ class Agent:
         """Every verified escrow event kept so far (oldest first)."""
         return await self.store.events(consignment_id)
 
-    async def inbox(self) -> InboxContents:
-        """What arrived so far: notifications, consignments, events, refusals."""
-        return await self.store.inbox()
+    async def inbox(self, *, everything: bool = True) -> InboxContents:
+        """What arrived so far: notifications, consignments, events, refusals;
+        not `everything`: only consignments not opened yet and the events and
+        refusals not listed before (they are marked listed)."""
+        return await self.store.inbox(everything=everything)
+
+    async def gc(self, *, older_than: int | None = None) -> Collected:
+        """Reclaim space: remove the files of failed consignments, of those
+        complete but unopened for more than `older_than` seconds (if given),
+        and whatever an interrupted arrival left; then compact the database."""
+        now = self._ts()
+        before = None if older_than is None else now - older_than
+        files = await self.store.collect(before, now)
+        receiving = await self.store.receiving()
+        removed = await asyncio.to_thread(reclaim, self.state_dir / "received", files, receiving)
+        db_before, db_after = await self.store.compact()
+        return Collected(len(removed), sum(removed), db_before, db_after)
 
     # -- the directory -------------------------------------------------------------
 

@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from typing import TYPE_CHECKING, Final
 
-from broker.errors import DeliveryLost
+from broker.errors import DeliveryLost, DiskFull, full_disk
 from broker.messages import ChunkBody, EventBody, LookupReplyBody, MessageType, NotifyBody
 from broker.transport.base import Delivery
 from client.agent import attest, verify
@@ -65,6 +66,7 @@ class Inbox:
         self._last_activity = 0.0
         self._deferred: set[int] = set()  # spool rows waiting for a lookup
         self._arrivals = Arrivals(agent, directory)
+        self._busy = 0  # batches being taken
 
     def _ts(self) -> int:
         return int(self._agent.now().timestamp())
@@ -111,6 +113,14 @@ class Inbox:
 
     async def _take(self, batch: list[Delivery]) -> None:
         """Store (chunks in place, the rest in the spool), commit, ack, then process."""
+        self._busy += 1  # `settle` waits for it, however long it takes
+        try:
+            await self._take_batch(batch)
+        finally:
+            self._busy -= 1
+            self._mark_activity()
+
+    async def _take_batch(self, batch: list[Delivery]) -> None:
         chunks = [d for d in batch if d.type == CHUNK_TYPE]
         rest = [d for d in batch if d.type != CHUNK_TYPE]
         if chunks:
@@ -128,7 +138,15 @@ class Inbox:
         self._activity.set()
 
     def check(self) -> None:
-        """Raise `AgentError` if the pump stopped."""
+        """Raise `AgentError` (`DiskFull` for want of space) if the pump stopped."""
+        error = self._pump_error
+        if isinstance(error, OSError | sqlite3.OperationalError) and full_disk(error):
+            raise DiskFull(
+                f"no space left to keep what arrives in the inbox of {self._agent.name!r} "
+                f"({error}); nothing was acked that was not kept",
+                "free some space (`consign gc` removes what is no longer needed), then run "
+                "the command again: the rest is still queued",
+            ) from error
         if self._pump_error is not None:
             raise AgentError(
                 f"the inbox of {self._agent.name!r} stopped: {self._pump_error}",
@@ -145,7 +163,7 @@ class Inbox:
             self.check()
             quiet_until = self._last_activity + idle
             now = loop.time()
-            if now >= quiet_until and not self._lookups:
+            if now >= quiet_until and not self._lookups and not self._busy:
                 break
             if now >= deadline:
                 break

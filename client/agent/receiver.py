@@ -41,10 +41,16 @@ class ReceiverAgent(Agent):
     message durably before acking it, and opens consignments with the key part
     the escrow releases. Constructed like `SenderAgent`."""
 
-    async def fetch(self, *, idle: float = 0.5, timeout: float = 30.0) -> InboxContents:  # noqa: ASYNC109
-        """Wait until the inbox is quiet, then return everything that arrived."""
+    async def fetch(
+        self,
+        *,
+        idle: float = 0.5,
+        timeout: float = 30.0,  # noqa: ASYNC109
+        everything: bool = True,
+    ) -> InboxContents:
+        """Wait until the inbox is quiet, then return what arrived (see `inbox`)."""
         await self.sync(idle=idle, timeout=timeout)
-        return await self.inbox()
+        return await self.inbox(everything=everything)
 
     async def locate(self, consignment: Path | str) -> Path:
         """The file of a consignment: `consignment` itself, or the file of the
@@ -70,22 +76,25 @@ class ReceiverAgent(Agent):
 
     async def _await_arrival(self, consignment_id: str) -> None:
         """Read the inbox until the consignment is complete, or nothing more of
-        it has come for `reply_timeout` seconds (10 if none of it came)."""
+        it has come for `reply_timeout` seconds (10 at most if none of it came)."""
         loop = asyncio.get_running_loop()
+        started = since = told = loop.time()
+        last: tuple[str, int, int] | None = None
         await self.sync(idle=0.5, timeout=min(10.0, self.reply_timeout))
-        last, since, told = None, loop.time(), 0.0
         while True:
-            now = (await self.store.arrival(consignment_id)) or ("none", 0, 0)
-            state, held, count = now
-            if state != "partial":
+            now = await self.store.arrival(consignment_id)
+            if now is None:
+                if loop.time() - started >= min(10.0, self.reply_timeout):
+                    return
+            elif now[0] != "partial":
                 return
-            if now != last:
+            elif now != last:
                 last, since = now, loop.time()
             elif loop.time() - since >= self.reply_timeout:
                 return
-            if self.notice is not None and loop.time() - told >= _TELL_EVERY:
+            if now is not None and self.notice is not None and loop.time() - told >= _TELL_EVERY:
                 told = loop.time()
-                self.notice(f"waiting for consignment {consignment_id}: {held}/{count} chunks")
+                self.notice(f"waiting for consignment {consignment_id}: {now[1]}/{now[2]} chunks")
             await self.sync(idle=0.2, timeout=_TELL_EVERY)
 
     async def open(
@@ -96,6 +105,7 @@ class ReceiverAgent(Agent):
         overwrite: bool = False,
         progress: Progress | None = None,
         receipt: bool = True,
+        keep: bool = False,
     ) -> OpenedConsignment:
         """Open a consignment (a file, or the id of one that arrived in the inbox)
         into the directory `destination`: check its digest, ask the escrow for
@@ -111,7 +121,11 @@ class ReceiverAgent(Agent):
         If the sender asked this receiver for a receipt, the escrow refuses the
         first request (`receipt_required`): with `receipt` (the default) the
         agent then signs and sends the receipt (`send_receipt`) and asks again;
-        without, the refusal is raised."""
+        without, the refusal is raised.
+
+        Once opened, the consignment's file is removed from the agent's state
+        if it arrived in the inbox (unless `keep`): the opened files are what
+        the receiver keeps."""
         path = await self.locate(consignment)
         await require_file(path)
         # Nothing in the header is authenticated yet: it names what to ask for,
@@ -172,6 +186,10 @@ class ReceiverAgent(Agent):
             overwrite=overwrite,
             progress=progress,
         )
+        if not keep:
+            arrived = await self.store.opened(cid, self._ts())
+            if arrived is not None and arrived == path:
+                await asyncio.to_thread(arrived.unlink, missing_ok=True)
         return OpenedConsignment(
             consignment_id=cid,
             sender=body.sender,

@@ -1,8 +1,8 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `receipts`, `cosign`, `demo`) and mounts `consign escrow` lazily, so a user's
-command never imports the escrow's package. It must never define commands
-itself.
+`status`, `events`, `gc`, `receipts`, `cosign`, `demo`) and mounts `consign
+escrow` lazily, so a user's command never imports the escrow's package. It
+must never define commands itself.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from client.cli.control import receipts as _receipts
 from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
+from client.cli.inbox import gc as _gc
 from client.cli.inbox import inbox as _inbox
 from client.cli.manage import revoke as _revoke
 from client.cli.manage import status as _status
@@ -77,7 +78,7 @@ def main() -> None:
 
 
 for _command in (
-    _demo, _seal, _send, _inbox, _open, _revoke, _status, _events, _receipts, _cosign,
+    _demo, _seal, _send, _inbox, _open, _revoke, _status, _events, _receipts, _cosign, _gc,
 ):  # fmt: skip
     main.add_command(_command)
 main.add_command(_identity_group)

@@ -26,6 +26,7 @@ ESCROW_PW = "operator passphrase"
 PASSWORDS = {"alice": "alice pw", "bob": "bob pw", "carol": "carol pw"}
 AGENT_COMMANDS = [
     "seal", "send", "inbox", "open", "revoke", "status", "events", "demo", "receipts", "cosign",
+    "gc",
 ]  # fmt: skip
 
 

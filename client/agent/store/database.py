@@ -90,7 +90,8 @@ _SCHEMA = (
         consignment_digest TEXT NOT NULL,
         consignment_size INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
-        wire BLOB NOT NULL)""",
+        wire BLOB NOT NULL,
+        opened_at INTEGER)""",
     """CREATE TABLE IF NOT EXISTS received (
         consignment_id TEXT PRIMARY KEY,
         sender TEXT NOT NULL,
@@ -129,6 +130,7 @@ _ADDED = (
     ("received", "opened_at", "INTEGER"),
     ("events", "listed", "INTEGER NOT NULL DEFAULT 0"),
     ("refused", "listed", "INTEGER NOT NULL DEFAULT 0"),
+    ("notifications", "opened_at", "INTEGER"),
 )
 #: Free pages (bytes) above which closing the database compacts it.
 _COMPACT_ABOVE: Final = 4 << 20
@@ -166,7 +168,7 @@ class Database:
         async with self._lock:
             try:
                 if await self._free_bytes() > _COMPACT_ABOVE:
-                    await self._conn.execute("VACUUM")
+                    await self._conn.execute_fetchall("VACUUM")
             except sqlite3.Error:
                 pass  # compacting is an optimisation; the next close tries again
             finally:
@@ -182,9 +184,10 @@ class Database:
         path = self.root / DB_NAME
         before = (await asyncio.to_thread(path.stat)).st_size
         async with self._lock:
-            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self._conn.execute("VACUUM")
-            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # execute_fetchall: a statement left open would make VACUUM fail
+            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._conn.execute_fetchall("VACUUM")
+            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         return before, (await asyncio.to_thread(path.stat)).st_size
 
     @asynccontextmanager

@@ -218,21 +218,83 @@ class InboxTables(Database):
         )
         return [bytes(r["wire"]) for r in rows]
 
-    async def inbox(self) -> InboxContents:
-        """What arrived so far: notifications, consignments, events, refusals."""
-        notes = await self.fetchall("SELECT * FROM notifications ORDER BY received_at")
-        received = await self.fetchall("SELECT * FROM received ORDER BY first_at")
+    async def opened(self, consignment_id: str, now: int) -> Path | None:
+        """Note that the consignment was opened; returns the file it arrived in
+        (now the caller's to remove), if it arrived in the inbox."""
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
+                (consignment_id,),
+            )
+            row = next(iter(rows), None)
+            await conn.execute(
+                "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
+                " WHERE consignment_id = ? AND state = 'complete'",
+                (now, consignment_id),
+            )
+            await conn.execute(
+                "UPDATE notifications SET opened_at = ? WHERE consignment_id = ?"
+                " AND opened_at IS NULL",
+                (now, consignment_id),
+            )
+        return Path(row[0]) if row is not None and row[0] else None
+
+    async def collect(self, before: int | None, now: int) -> list[Path]:
+        """Drop the files of failed consignments and, with `before`, of those
+        complete but unopened since before then (their state becomes
+        "removed"); returns the files, now the caller's to remove."""
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT consignment_id, path FROM received WHERE state = 'failed'"
+                " OR (state = 'complete' AND ? IS NOT NULL AND completed_at < ?)",
+                (before, before),
+            )
+            await conn.executemany(
+                "UPDATE received SET state = CASE state WHEN 'complete' THEN 'removed'"
+                " ELSE state END, path = NULL, opened_at = COALESCE(opened_at, ?)"
+                " WHERE consignment_id = ?",
+                [(now, r[0]) for r in rows],
+            )
+        return [Path(r[1]) for r in rows if r[1]]
+
+    async def receiving(self) -> set[str]:
+        """The consignments still arriving (their hidden files are in use)."""
+        rows = await self.fetchall("SELECT consignment_id FROM received WHERE state = 'partial'")
+        return {r["consignment_id"] for r in rows}
+
+    async def inbox(self, *, everything: bool = True) -> InboxContents:
+        """What arrived: everything, or (not `everything`) only what waits for
+        you: consignments not opened yet, and the events and refusals not
+        listed before (which are then marked listed)."""
+        waiting = "" if everything else " WHERE opened_at IS NULL"
+        notes = await self.fetchall(
+            f"SELECT * FROM notifications{waiting} ORDER BY received_at"  # noqa: S608
+        )
+        unopened = "" if everything else " WHERE state IN ('partial', 'complete', 'failed')"
+        received = await self.fetchall(
+            f"SELECT * FROM received{unopened} ORDER BY first_at"  # noqa: S608
+        )
         counts = {
             r["consignment_id"]: r["n"]
             for r in await self.fetchall(
                 "SELECT consignment_id, COUNT(*) AS n FROM chunks GROUP BY consignment_id"
             )
         }
-        refused = await self.fetchall("SELECT * FROM refused ORDER BY seq")
+        unlisted = "" if everything else " WHERE listed = 0"
+        refused = await self.fetchall(
+            f"SELECT * FROM refused{unlisted} ORDER BY seq"  # noqa: S608
+        )
+        events = await self.fetchall(
+            f"SELECT * FROM events{unlisted} ORDER BY at, seq"  # noqa: S608
+        )
+        if not everything:
+            async with self._tx() as conn:
+                await conn.execute("UPDATE events SET listed = 1 WHERE listed = 0")
+                await conn.execute("UPDATE refused SET listed = 1 WHERE listed = 0")
         return InboxContents(
             notifications=tuple(record(Notification, r) for r in notes),
             received=tuple(_received(r, counts) for r in received),
-            events=tuple(await self.events()),
+            events=tuple(record(Event, r) for r in events),
             refused=tuple(record(Refusal, r) for r in refused),
         )
 
