@@ -70,7 +70,7 @@ class Agent:
         *,
         reply_timeout: float = 30.0,
         resend_after: float = 5.0,
-        prefetch: int = 64,
+        prefetch: int = 16,
         clock: Callable[[], datetime] | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> None:

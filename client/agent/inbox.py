@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 _BATCH: Final = 32  # inbox messages stored in one transaction
+_CHUNK_GROUP: Final = 8  # chunks verified, written and listed together
 _BIG: Final = 64 * 1024  # messages verified in a worker thread
 _UNKNOWN: Final = "unknown"
 
@@ -123,8 +124,8 @@ class Inbox:
     async def _take_batch(self, batch: list[Delivery]) -> None:
         chunks = [d for d in batch if d.type == CHUNK_TYPE]
         rest = [d for d in batch if d.type != CHUNK_TYPE]
-        if chunks:
-            rest += await self._arrivals.take(chunks)
+        for start in range(0, len(chunks), _CHUNK_GROUP):  # bounds the memory a batch takes
+            rest += await self._arrivals.take(chunks[start : start + _CHUNK_GROUP])
         if rest:
             await self._agent.store.spool(((_hash(d.body), d.body) for d in rest), self._ts())
         for delivery in batch:
