@@ -48,6 +48,11 @@ _RAW_IN_FLIGHT = 64
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss over fork and exec, so a child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -173,7 +178,9 @@ async def _main(size_mib: int, url: str) -> None:
         world = await make_world(root, ("alice", "bob"))
         for name in ("alice", "bob"):
             write_identity_file(root / f"{name}.identity", world.identities[name], _PASS, log_n=14)
-        (root / "big.bin").write_bytes(os.urandom(size_mib << 20))
+        with (root / "big.bin").open("wb") as big:
+            for _ in range(size_mib):
+                big.write(os.urandom(1 << 20))
         async with (
             connect_transport(url, TransportConfig(prefix=prefix)) as transport,
             WorkerRunner(world, transport),

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,8 +141,18 @@ def escrow_world(
             [CONSIGN, "escrow", "worker"], cwd=root, env=agents.environ(), stderr=log
         )
     try:
+        wait_until_serving(root / "worker.log", worker)
         yield agents
     finally:
         worker.terminate()
         worker.wait(timeout=30)
         asyncio.run(delete_topology(amqp_url, prefix, names))
+
+
+def wait_until_serving(log: Path, worker: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until `consign escrow worker` says it serves (its queues exist)."""
+    deadline = time.monotonic() + timeout
+    while "serving" not in log.read_text():
+        assert worker.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the escrow worker did not start"
+        time.sleep(0.05)

@@ -51,7 +51,7 @@ REQUEST_LIFETIME: Final = timedelta(minutes=10)
 #: Seconds between publishes while no escrow worker has declared its queue.
 _NO_QUEUE_RETRY: Final = 0.25
 #: Seconds without a reply before the agent says it is waiting (`notice`).
-NOTICE_AFTER: Final = 2.0
+NOTICE_AFTER: Final = 5.0
 
 
 def _utcnow() -> datetime:

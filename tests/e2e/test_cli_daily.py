@@ -78,11 +78,11 @@ def test_waiting_for_an_escrow_that_has_no_worker(env: Agents, amqp_url: str) ->
     prefix = f"test-noworker-{uuid.uuid4().hex[:8]}"
     try:
         waited = env.as_(
-            "alice", "status", "0" * 32, "--json", "--timeout", "3", CONSIGN_QUEUE_PREFIX=prefix
+            "alice", "status", "0" * 32, "--json", "--timeout", "7", CONSIGN_QUEUE_PREFIX=prefix
         )
         error = _error(waited)
         assert (error["kind"], error["code"]) == ("agent_error", "no_worker")
-        assert "waiting for escrow 'acme' (no worker has started yet; up to 3 s)" in waited.err
+        assert "waiting for escrow 'acme' (no worker has started yet; up to 7 s)" in waited.err
     finally:
         asyncio.run(delete_topology(amqp_url, prefix, ("alice",)))
 
