@@ -9,18 +9,14 @@ never touches the network. Every failure to authenticate raises the same OpenErr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import functools
 import hmac
 import os
-import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import blake3
 from cryptography.exceptions import InvalidSignature
@@ -37,6 +33,7 @@ from broker.deposit import (
     ReceiverAttributes,
     ReceiverSpec,
 )
+from client._threads import in_thread
 from client.errors import OpenError, SealError
 from client.format import keys
 from client.format.header import (
@@ -396,38 +393,5 @@ def _counting(progress: Progress | None, total: int) -> Callable[[int], None]:
     return step
 
 
-class _Stopped(BaseException):
-    """Raised in the worker thread at the next chunk once the caller is cancelled."""
-
-
-def _in_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    @functools.wraps(fn)
-    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        # A thread cannot be cancelled: when the caller is, the thread stops at
-        # its next progress step and unwinds (removing its temporary file or
-        # staging directory) before the cancellation goes on.
-        stop = threading.Event()
-        given = kwargs.get("progress")
-
-        def progress(done: int, total: int) -> None:
-            if stop.is_set():
-                raise _Stopped
-            if callable(given):
-                given(done, total)
-
-        kwargs["progress"] = progress
-        work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            stop.set()
-            with contextlib.suppress(BaseException):
-                await work
-            raise
-
-    run.__doc__ = f"{fn.__name__}() in a worker thread, so an event loop keeps running."
-    return run
-
-
-seal_async = _in_thread(seal)
-unseal_async = _in_thread(unseal)
+seal_async = in_thread(seal)
+unseal_async = in_thread(unseal)
