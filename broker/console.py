@@ -7,18 +7,25 @@ and `internal/logger` sit below every command).
   lines that `ReportingGroup` prints for any `broker.Error`;
 - passphrases come from a file or an environment variable (`read_passphrase`),
   never from the command line;
-- `run` runs a command's coroutine, `now` is the clock, `iso` shows a time.
+- `run` runs a command's coroutine so that Ctrl-C (SIGINT) or SIGTERM ends it
+  within a second: the command is cancelled (what it wrote is rolled back) and
+  exits 130 or 143 with one line on stderr, no traceback;
+- with `--json`, a failure is also a JSON object on stdout: `{"error": {"kind",
+  "code", "message", "hint"}}` (docs/cli.md, "Failures as JSON");
+- `now` is the clock, `iso` shows a time.
 
 This module must never print a secret, and never catch an error itself except
-in `ReportingGroup`, the one place the CLI turns errors into exit codes.
+in `ReportingGroup` and `run`, the places the CLI turns errors into exit codes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import re
+import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,16 +36,20 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
+from broker import interrupts
 from broker.canonical import iso_utc
-from broker.errors import BrokerError, Error
+from broker.errors import BrokerError, DiskFull, Error, Interrupted, full_disk
 from broker.files import read_bytes
 
 __all__ = [
     "IDENTITY_PASSPHRASE_ENV",
     "PROGRESS_THRESHOLD",
+    "DiskFull",
+    "Interrupted",
     "ReportingGroup",
     "describe_invalid",
     "emit",
+    "error_json",
     "iso",
     "json_option",
     "now",
@@ -57,10 +68,28 @@ IDENTITY_PASSPHRASE_ENV = "CONSIGN_IDENTITY_PASSPHRASE"  # noqa: S105
 PROGRESS_THRESHOLD = 4 << 20
 
 _GENERIC_HINT = "see `consign COMMAND --help` for what the command needs"
+#: Where `json_option` notes, for the whole command, that `--json` was given.
+_JSON_META = "consign.json"
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(f)
+    def note(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.meta[_JSON_META] = True  # meta is shared by the whole command
+        return value
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=note,
+        help="Print JSON on stdout (a failure too: docs/cli.md).",
+    )(f)
+
+
+def _json_wanted() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_JSON_META))
 
 
 def emit(data: Mapping[str, Any] | list[Any], as_json: bool, text: str | None = None) -> None:
@@ -123,13 +152,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
 def iso(when: datetime | int | None) -> str | None:
     """A time (aware datetime or Unix seconds) as ISO 8601 UTC; None stays None."""
     return None if when is None else iso_utc(when)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine. SIGINT or SIGTERM cancels it (so every
+    `async with` unwinds and rolls back) and the command reports `Interrupted`
+    (`broker.interrupts`)."""
+    try:
+        return interrupts.run(coro, lambda signum: _report(Interrupted(signum)))
+    except interrupts.Signalled as exc:
+        raise Interrupted(exc.signum) from None
 
 
 # -- errors -------------------------------------------------------------------------
@@ -142,6 +177,7 @@ class ReportingGroup(click.Group):
     same way, in one line. Anything else is a bug and is never swallowed."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        before = interrupts.raising()
         # The AMQP client logs connection chatter (e.g. a channel closed while an
         # agent shuts down) as warnings; a command reports what matters itself.
         for noisy in ("aiormq", "aio_pika"):
@@ -151,14 +187,73 @@ class ReportingGroup(click.Group):
         logging.getLogger("aiormq.connection").addFilter(_not_connect_failures)
         try:
             return super().invoke(ctx)
+        except (interrupts.Signalled, KeyboardInterrupt) as exc:
+            signum = exc.signum if isinstance(exc, interrupts.Signalled) else signal.SIGINT
+            _report(Interrupted(signum))
+            ctx.exit(128 + signum)
+        except Interrupted as exc:
+            _report(exc)
+            ctx.exit(128 + exc.signum)
         except Error as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            click.echo(f"hint: {exc.hint or _GENERIC_HINT}", err=True)
+            _report(exc)
             ctx.exit(1)
         except ValidationError as exc:
-            click.echo(f"error: {describe_invalid(exc)}", err=True)
-            click.echo(f"hint: check the names, ids and values given; {_GENERIC_HINT}", err=True)
+            hint = f"check the names, ids and values given; {_GENERIC_HINT}"
+            _report(BrokerError(describe_invalid(exc), hint), kind="invalid_input")
             ctx.exit(1)
+        except (OSError, sqlite3.OperationalError) as exc:
+            full = _disk_full(exc)
+            if full is None:
+                raise  # a bug: never swallowed
+            _report(full)
+            ctx.exit(1)
+        finally:
+            interrupts.restore(before)
+
+
+def _disk_full(exc: BaseException) -> DiskFull | None:
+    if not full_disk(exc):
+        return None
+    where = getattr(exc, "filename", None)
+    return DiskFull(
+        f"no space left on the device{f' writing {where}' if where else ''} ({exc}); "
+        "what was being written was rolled back",
+        "free some space (`consign gc` removes what the agents no longer need), then run "
+        "the command again",
+    )
+
+
+def _kind(exc: Error) -> str:
+    """The error's family for scripts: its class name in snake case
+    (EscrowRefused -> escrow_refused)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def error_json(exc: Error, *, kind: str | None = None) -> dict[str, Any]:
+    """What `--json` prints on stdout for a failure. `code` is the precise reason
+    where the error has one (an escrow refusal's code, an untrusted message's or
+    certificate's reason), else the same as `kind`."""
+    family = kind or _kind(exc)
+    detail = getattr(exc, "code", None) or getattr(exc, "reason", None)
+    code = str(detail.value if hasattr(detail, "value") else detail) if detail else family
+    return {
+        "error": {
+            "kind": family,
+            "code": code,
+            "message": exc.message,
+            "hint": exc.hint or _GENERIC_HINT,
+        }
+    }
+
+
+def _report(exc: Error, *, kind: str | None = None) -> None:
+    """One `error:` line (and a `hint:` line, but for an interrupt) on stderr;
+    with --json, the same as a JSON object on stdout."""
+    if _json_wanted():
+        click.echo(json.dumps(error_json(exc, kind=kind), indent=2, sort_keys=True))
+    click.echo(f"error: {exc.message}", err=True)
+    if not isinstance(exc, Interrupted):
+        click.echo(f"hint: {exc.hint or _GENERIC_HINT}", err=True)
 
 
 def describe_invalid(exc: ValidationError) -> str:

@@ -20,6 +20,8 @@ has a stable message id and every handler is idempotent by that id.
 
 from __future__ import annotations
 
+import errno
+import signal
 from enum import StrEnum
 from typing import ClassVar
 
@@ -29,10 +31,12 @@ __all__ = [
     "CertificateRejected",
     "ConnectionFailed",
     "DeliveryLost",
+    "DiskFull",
     "EnvelopeError",
     "Error",
     "FileError",
     "IdentityFileError",
+    "Interrupted",
     "InvalidName",
     "MessageTooLarge",
     "PublishRefused",
@@ -43,6 +47,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "Unroutable",
+    "full_disk",
 ]
 
 
@@ -65,6 +70,31 @@ class Error(Exception):
 
 class BrokerError(Error):
     """Base of every error the `broker` package raises on purpose."""
+
+
+class Interrupted(BrokerError):
+    """The command was stopped by SIGINT (Ctrl-C) or SIGTERM; exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name}; nothing was left half-written",
+            "run the command again to carry on",
+        )
+        self.signum = signum
+
+
+class DiskFull(BrokerError):
+    """A write failed for want of space (ENOSPC, EDQUOT, EFBIG, or SQLite's "disk
+    is full"); what was being written was rolled back."""
+
+
+def full_disk(exc: BaseException) -> bool:
+    """Whether `exc` says a write failed for want of space (ENOSPC, EDQUOT,
+    EFBIG for a file size limit, or SQLite's "database or disk is full")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return "disk is full" in str(exc) and type(exc).__name__ == "OperationalError"
 
 
 class TransportError(BrokerError):

@@ -9,16 +9,14 @@ never touches the network. Every failure to authenticate raises the same OpenErr
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import hmac
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import blake3
 from cryptography.exceptions import InvalidSignature
@@ -35,6 +33,7 @@ from broker.deposit import (
     ReceiverAttributes,
     ReceiverSpec,
 )
+from client._threads import in_thread
 from client.errors import OpenError, SealError
 from client.format import keys
 from client.format.header import (
@@ -394,14 +393,5 @@ def _counting(progress: Progress | None, total: int) -> Callable[[int], None]:
     return step
 
 
-def _in_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    @functools.wraps(fn)
-    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    run.__doc__ = f"{fn.__name__}() in a worker thread, so an event loop keeps running."
-    return run
-
-
-seal_async = _in_thread(seal)
-unseal_async = _in_thread(unseal)
+seal_async = in_thread(seal)
+unseal_async = in_thread(unseal)

@@ -83,7 +83,12 @@ class IdentityError(ClientError):
 
 class AgentError(ClientError):
     """An agent cannot do what was asked: no broker, an unknown consignment, a
-    local state it cannot use."""
+    local state it cannot use. `code`, when set, is the precise reason scripts
+    see in `--json` failures (docs/cli.md), e.g. "no_worker", "not_arrived"."""
+
+    def __init__(self, message: str, hint: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
 
 
 class EscrowRefused(ClientError):

@@ -25,7 +25,8 @@ This package exports the agents and the records they return; its modules are
 internal: `core` (the `Agent` base: life cycle, signed requests, waiting for
 replies), `sender`, `receiver` and `cosigner`, `attest` (signing receipts and
 agreements, verifying those forwarded), `inbox` (the pump; verifying and filing what
-arrives), `verify` (checks of wire messages), `directory` (the certificates
+arrives), `arrival` (chunks verified and written in place as they arrive),
+`verify` (checks of wire messages), `directory` (the certificates
 looked up, cached and checked), `store/` (the database: all the agents' SQL),
 `chunks` (a file as signed chunks and back), `hints` (what to do about each
 refusal), `inputs` (checks of what a caller gives), `types` (the records),
@@ -43,6 +44,7 @@ from client.agent.sender import SenderAgent
 from client.agent.types import (
     Agreement,
     Attested,
+    Collected,
     ConsignmentStatus,
     Cosigner,
     Event,
@@ -64,6 +66,7 @@ from client.agent.unattended import ServeOptions
 __all__ = [
     "Agreement",
     "Attested",
+    "Collected",
     "ConsignmentStatus",
     "Cosigner",
     "CosignerAgent",

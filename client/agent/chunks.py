@@ -1,12 +1,11 @@
 """A consignment file as `consignment-chunk` messages, and back.
 
 The sender cuts the file into pieces of at most 512 KiB, each a message signed
-by the sender and addressed to one receiver; the receiver stores each piece
-(verified) in a file of its own and, once it holds them all, writes them in
-index order to one file and compares the whole with the signed digest before
-keeping it. Functions here are synchronous and meant to run in a worker
-thread; they hold no key but the one handed in and never write outside the
-directory given.
+by the sender and addressed to one receiver; the receiver writes each piece
+(verified) in place into one hidden file and, once it holds them all, compares
+the whole with the signed digest before keeping it under its final name.
+Functions here are synchronous and meant to run in a worker thread; they hold
+no key but the one handed in and never write outside the directory given.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -100,52 +99,107 @@ def chunk_wire(
     return envelope.request_id, sign_envelope(envelope, identity.signing_key).to_wire()
 
 
+def chunk_length(index: int, count: int, size: int, length: int) -> int | None:
+    """The length of every chunk but the last, from one chunk's place and
+    length, or None if no cutting of `size` bytes into `count` chunks has it."""
+    if not 0 <= index < count or length > MAX_CHUNK:
+        return None
+    if count == 1:
+        return length if length == size else None
+    if index < count - 1:
+        each = length
+    else:
+        each, rest = divmod(size - length, count - 1)
+        if rest:
+            return None
+    if each < 1 or each > MAX_CHUNK or not each * (count - 1) < size <= each * count:
+        return None
+    return each
+
+
 @dataclass(frozen=True)
 class Assembly:
-    """Keeps each chunk's data in a file of its own, then writes them in order
-    to the final file, kept only if its size and digest are the signed ones."""
+    """A consignment arriving in chunks: each chunk's data is written in place
+    (at its index times the chunk length) into one hidden file, synced before
+    its message is acked; once all are there, the file is kept under its final
+    name only if its size and digest are the signed ones."""
 
     directory: Path
     consignment_id: str
 
     @property
-    def parts(self) -> Path:
-        return self.directory / f".{self.consignment_id}.parts"
+    def partial(self) -> Path:
+        return self.directory / f".{self.consignment_id}.partial"
 
     @property
     def final(self) -> Path:
         return self.directory / f"{self.consignment_id}.consignment"
 
-    def keep(self, index: int, data: bytes) -> None:
-        """Write one chunk durably (fsync) before its message is dropped."""
-        self.parts.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.parts / str(index)
-        with path.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def assemble(self, count: int, size: int, digest: str) -> bool:
-        partial = self.directory / f".{self.consignment_id}.partial"
-        hasher = blake3.blake3()
-        written = 0
+    def write(self, pieces: Iterable[tuple[int, bytes]]) -> None:
+        """Write (offset, data) pieces, then sync the file once."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(self.partial, flags, 0o600)
         try:
-            with partial.open("wb") as out:
-                for index in range(count):
-                    with (self.parts / str(index)).open("rb") as part:
-                        while block := part.read(1 << 20):
-                            hasher.update(block)
-                            out.write(block)
-                            written += len(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if (written, hasher.hexdigest()) != (size, digest):
+            for offset, data in pieces:
+                view = memoryview(data)
+                while view:
+                    written = os.pwrite(fd, view, offset)
+                    view, offset = view[written:], offset + written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def assemble(self, size: int, digest: str) -> bool:
+        """Keep the file under its final name if it is the signed one; else remove it."""
+        hasher = blake3.blake3()
+        try:
+            with self.partial.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size != size:
+                    return False
+                while block := handle.read(1 << 20):
+                    hasher.update(block)
+            if hasher.hexdigest() != digest:
                 return False
-            os.replace(partial, self.final)
+            os.replace(self.partial, self.final)
             return True
         finally:
             with contextlib.suppress(OSError):
-                partial.unlink()
+                self.partial.unlink()
 
     def clear(self) -> None:
-        shutil.rmtree(self.parts, ignore_errors=True)
+        """Remove what an unfinished or failed arrival left (also the chunk files
+        of an earlier release)."""
+        with contextlib.suppress(OSError):
+            self.partial.unlink()
+        shutil.rmtree(self.directory / f".{self.consignment_id}.parts", ignore_errors=True)
+
+
+def reclaim(directory: Path, files: Iterable[Path], receiving: set[str]) -> list[int]:
+    """Remove `files` (inside `directory` only) and what interrupted arrivals
+    left there: hidden files and chunk folders of consignments not arriving
+    any more. Returns the sizes of what was removed."""
+    sizes: list[int] = []
+
+    def remove(path: Path) -> None:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                size = sum(p.stat().st_size for p in path.iterdir())
+                shutil.rmtree(path)
+            else:
+                size = path.lstat().st_size
+                path.unlink()
+        except OSError:
+            return
+        sizes.append(size)
+
+    for path in files:
+        if path.parent == directory:
+            remove(path)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            name = path.name
+            hidden = name.startswith(".") and name.endswith((".partial", ".parts"))
+            if hidden and name[1:].rsplit(".", 1)[0] not in receiving:
+                remove(path)
+    return sizes

@@ -35,6 +35,7 @@ from broker.messages import (
 from broker.pki.identity import Identity
 from broker.transport.base import ESCROW, Message, Transport
 from client.agent import verify
+from client.agent.chunks import reclaim
 from client.agent.directory import Directory
 from client.agent.hints import refusal_error, undecided_error
 from client.agent.history import History, fetch_history
@@ -42,7 +43,7 @@ from client.agent.inbox import Inbox
 from client.agent.inputs import require_name
 from client.agent.store import Store
 from client.agent.store.database import record
-from client.agent.types import Event, InboxContents, Party
+from client.agent.types import Collected, Event, InboxContents, Party
 from client.errors import AgentError, EscrowRefused, NoReply
 
 _log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ _log = logging.getLogger(__name__)
 REQUEST_LIFETIME: Final = timedelta(minutes=10)
 #: Seconds between publishes while no escrow worker has declared its queue.
 _NO_QUEUE_RETRY: Final = 0.25
+#: Seconds without a reply before the agent says it is waiting (`notice`).
+NOTICE_AFTER: Final = 5.0
 
 
 def _utcnow() -> datetime:
@@ -69,9 +72,12 @@ class Agent:
         *,
         reply_timeout: float = 30.0,
         resend_after: float = 5.0,
-        prefetch: int = 64,
+        prefetch: int = 16,
         clock: Callable[[], datetime] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
+        """`notice` is told, in words, when the escrow keeps the agent waiting
+        (the command line prints it on stderr)."""
         if reply_timeout <= 0 or resend_after <= 0:
             raise ValueError("reply_timeout and resend_after must be > 0")
         self.identity = identity
@@ -81,6 +87,7 @@ class Agent:
         self.reply_timeout = reply_timeout
         self.resend_after = resend_after
         self._clock = clock or _utcnow
+        self.notice = notice
         self._store: Store | None = None
         self._directory = Directory(escrow, identity.ca_certificate, self.now)
         self._inbox = Inbox(self, self._directory, prefetch=prefetch)
@@ -178,9 +185,23 @@ class Agent:
             except TimeoutError:
                 pass
 
-    async def inbox(self) -> InboxContents:
-        """What arrived so far: notifications, consignments, events, refusals."""
-        return await self.store.inbox()
+    async def inbox(self, *, everything: bool = True) -> InboxContents:
+        """What arrived so far: notifications, consignments, events, refusals;
+        not `everything`: only consignments not opened yet and the events and
+        refusals not listed before (they are marked listed)."""
+        return await self.store.inbox(everything=everything)
+
+    async def gc(self, *, older_than: int | None = None) -> Collected:
+        """Reclaim space: remove the files of failed consignments, of those
+        complete but unopened for more than `older_than` seconds (if given),
+        and whatever an interrupted arrival left; then compact the database."""
+        now = self._ts()
+        before = None if older_than is None else now - older_than
+        files = await self.store.collect(before, now)
+        receiving = await self.store.receiving()
+        removed = await asyncio.to_thread(reclaim, self.state_dir / "received", files, receiving)
+        db_before, db_after = await self.store.compact()
+        return Collected(len(removed), sum(removed), db_before, db_after)
 
     # -- the directory -------------------------------------------------------------
 
@@ -300,6 +321,14 @@ class Agent:
         since = self._ts()
         await self.store.forget_nondecision(request_id)  # what an earlier wait saw
         seen: ErrorBody | None = None
+        unsent = True
+
+        def say_waiting() -> None:
+            if self.notice is not None:
+                why = "no worker has started yet" if unsent else "no worker answered yet"
+                self.notice(f"waiting for escrow {self.escrow!r} ({why}; up to {waited:g} s)")
+
+        noticing = loop.call_later(NOTICE_AFTER, say_waiting)
         try:
             # unsent: the escrow's queue did not exist yet at the last publish
             unsent = not await self._publish(request_id, wire)
@@ -329,6 +358,7 @@ class Agent:
                 else:
                     waiter = self._inbox.waiter(request_id, renew=True)
         finally:
+            noticing.cancel()
             self._inbox.forget(request_id)
 
     def _no_worker(self, request_id: str, waited: float) -> AgentError:
@@ -337,6 +367,7 @@ class Agent:
             f"work queue {self.transport.config.escrow_queue!r} does not exist "
             f"(request {request_id} is kept)",
             "start one (consign escrow worker) with the same CONSIGN_QUEUE_PREFIX, then ask again",
+            code="no_worker",
         )
 
     async def _no_reply(self, request_id: str, waited: float, since: int) -> NoReply:

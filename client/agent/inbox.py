@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from typing import TYPE_CHECKING, Final
 
-from broker.errors import DeliveryLost
+from broker.errors import DeliveryLost, DiskFull, full_disk
 from broker.messages import ChunkBody, EventBody, LookupReplyBody, MessageType, NotifyBody
 from broker.transport.base import Delivery
 from client.agent import attest, verify
-from client.agent.chunks import MAX_CHUNK, Assembly
+from client.agent.arrival import CHUNK_TYPE, Arrivals
 from client.agent.directory import Directory, NeedLookup
 from client.agent.store import DirectoryEntry, StoreError
 from client.errors import (
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 _BATCH: Final = 32  # inbox messages stored in one transaction
+_CHUNK_GROUP: Final = 8  # chunks verified, written and listed together
 _BIG: Final = 64 * 1024  # messages verified in a worker thread
 _UNKNOWN: Final = "unknown"
 
@@ -64,6 +66,8 @@ class Inbox:
         self._activity = asyncio.Event()
         self._last_activity = 0.0
         self._deferred: set[int] = set()  # spool rows waiting for a lookup
+        self._arrivals = Arrivals(agent, directory)
+        self._busy = 0  # batches being taken
 
     def _ts(self) -> int:
         return int(self._agent.now().timestamp())
@@ -109,8 +113,21 @@ class Inbox:
                     waiter.set_result(None)
 
     async def _take(self, batch: list[Delivery]) -> None:
-        """Store, commit, ack, then process."""
-        await self._agent.store.spool(((_hash(d.body), d.body) for d in batch), self._ts())
+        """Store (chunks in place, the rest in the spool), commit, ack, then process."""
+        self._busy += 1  # `settle` waits for it, however long it takes
+        try:
+            await self._take_batch(batch)
+        finally:
+            self._busy -= 1
+            self._mark_activity()
+
+    async def _take_batch(self, batch: list[Delivery]) -> None:
+        chunks = [d for d in batch if d.type == CHUNK_TYPE]
+        rest = [d for d in batch if d.type != CHUNK_TYPE]
+        for start in range(0, len(chunks), _CHUNK_GROUP):  # bounds the memory a batch takes
+            rest += await self._arrivals.take(chunks[start : start + _CHUNK_GROUP])
+        if rest:
+            await self._agent.store.spool(((_hash(d.body), d.body) for d in rest), self._ts())
         for delivery in batch:
             with contextlib.suppress(DeliveryLost):  # it comes back; stored once
                 await delivery.ack()
@@ -122,7 +139,15 @@ class Inbox:
         self._activity.set()
 
     def check(self) -> None:
-        """Raise `AgentError` if the pump stopped."""
+        """Raise `AgentError` (`DiskFull` for want of space) if the pump stopped."""
+        error = self._pump_error
+        if isinstance(error, OSError | sqlite3.OperationalError) and full_disk(error):
+            raise DiskFull(
+                f"no space left to keep what arrives in the inbox of {self._agent.name!r} "
+                f"({error}); nothing was acked that was not kept",
+                "free some space (`consign gc` removes what is no longer needed), then run "
+                "the command again: the rest is still queued",
+            ) from error
         if self._pump_error is not None:
             raise AgentError(
                 f"the inbox of {self._agent.name!r} stopped: {self._pump_error}",
@@ -139,7 +164,7 @@ class Inbox:
             self.check()
             quiet_until = self._last_activity + idle
             now = loop.time()
-            if now >= quiet_until and not self._lookups:
+            if now >= quiet_until and not self._lookups and not self._busy:
                 break
             if now >= deadline:
                 break
@@ -262,7 +287,7 @@ class Inbox:
                 )
             await store.file_notification(seq, wire, body, received_at)
         elif isinstance(body, ChunkBody):
-            await self._file_chunk(seq, message.envelope.reply_to, body, received_at)
+            await self._arrivals.file(seq, message.envelope.reply_to, body)
         else:
             await self._file_reply(seq, wire, message)
 
@@ -309,31 +334,3 @@ class Inbox:
         waiter = self._waiters.get(request_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    async def _file_chunk(self, seq: int, sender: str, body: ChunkBody, received_at: int) -> None:
-        """Keep a verified chunk's data in a file of its own, then drop the message;
-        once every chunk is there, write them in order to one file, kept only if
-        it adds up to the signed digest."""
-        store, cid = self._agent.store, body.consignment_id
-        if body.index >= body.count or len(body.data) > MAX_CHUNK:
-            raise UntrustedMessage(
-                "malformed", f"chunk {body.index} of {body.count} of {cid} is out of bounds"
-            )
-        meta = (sender, body.consignment_digest, body.total_size, body.count)
-        state = await store.begin_chunk(seq, cid, body.index, meta, received_at)
-        if state == "inconsistent":
-            raise UntrustedMessage(
-                "inconsistent_chunk",
-                f"chunk {body.index} of {cid} disagrees with the chunks before it",
-            )
-        if state == "held":  # sent again: kept already
-            return
-        assembly = Assembly(self._agent.state_dir / "received", cid)
-        await asyncio.to_thread(assembly.keep, body.index, body.data)
-        if await store.keep_chunk(seq, cid, body.index, len(body.data)) != body.count:
-            return
-        kept = await asyncio.to_thread(
-            assembly.assemble, body.count, body.total_size, body.consignment_digest
-        )
-        await store.assembled(cid, assembly.final if kept else None, self._ts())
-        await asyncio.to_thread(assembly.clear)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Final
 
 from broker import SealedMessageError, open_key_part
 from broker.attest import StatementKind
@@ -39,36 +40,70 @@ from client.consignment import (
 )
 from client.errors import AgentError, ClientError, EscrowRefused, OpenError, UntrustedMessage
 
+#: Seconds between the notices of a consignment still arriving.
+_TELL_EVERY: Final = 2.0
+
 
 class ReceiverAgent(Agent):
     """Reads its inbox (notifications, chunks, replies, events), keeps every
     message durably before acking it, and opens consignments with the key part
     the escrow releases. Constructed like `SenderAgent`."""
 
-    async def fetch(self, *, idle: float = 0.5, timeout: float = 30.0) -> InboxContents:  # noqa: ASYNC109
-        """Wait until the inbox is quiet, then return everything that arrived."""
+    async def fetch(
+        self,
+        *,
+        idle: float = 0.5,
+        timeout: float = 30.0,  # noqa: ASYNC109
+        everything: bool = True,
+    ) -> InboxContents:
+        """Wait until the inbox is quiet, then return what arrived (see `inbox`)."""
         await self.sync(idle=idle, timeout=timeout)
-        return await self.inbox()
+        return await self.inbox(everything=everything)
 
     async def locate(self, consignment: Path | str) -> Path:
         """The file of a consignment: `consignment` itself, or the file of the
-        consignment with that id that arrived in the inbox (read first if it
-        has not been stored yet)."""
+        consignment with that id that arrived in the inbox. One still arriving
+        is waited for, as long as its chunks keep coming (`notice` is told how
+        far it is); one not announced at all is read from the inbox first."""
         text = str(consignment)
-        if isinstance(consignment, str) and is_consignment_id(text):
+        if not (isinstance(consignment, str) and is_consignment_id(text)):
+            return Path(consignment)
+        arrived = await self.store.received_file(text)
+        if arrived is None or arrived[0] != "complete":
+            await self._await_arrival(text)
             arrived = await self.store.received_file(text)
-            if arrived is None or arrived[0] != "complete":
-                # Not here yet: read what the inbox holds (as `consign inbox` would).
-                await self.sync(idle=0.5, timeout=10.0)
-                arrived = await self.store.received_file(text)
-            if arrived is None or arrived[0] != "complete" or arrived[1] is None:
-                state = "has not arrived" if arrived is None else f"is {arrived[0]}"
-                raise AgentError(
-                    f"consignment {text} {state} in the inbox of {self.name!r}",
-                    "run `consign inbox` to fetch it, or give the consignment file",
-                )
-            return arrived[1]
-        return Path(consignment)
+        if arrived is None or arrived[0] != "complete" or arrived[1] is None:
+            state = "has not arrived" if arrived is None else f"is {arrived[0]}"
+            raise AgentError(
+                f"consignment {text} {state} in the inbox of {self.name!r}",
+                "has the sender sent it (`consign send`)? run `consign inbox` to see what "
+                "arrived, or give the consignment file",
+                code="not_arrived",
+            )
+        return arrived[1]
+
+    async def _await_arrival(self, consignment_id: str) -> None:
+        """Read the inbox until the consignment is complete, or nothing more of
+        it has come for `reply_timeout` seconds (10 at most if none of it came)."""
+        loop = asyncio.get_running_loop()
+        started = since = told = loop.time()
+        last: tuple[str, int, int] | None = None
+        await self.sync(idle=0.5, timeout=min(10.0, self.reply_timeout))
+        while True:
+            now = await self.store.arrival(consignment_id)
+            if now is None:
+                if loop.time() - started >= min(10.0, self.reply_timeout):
+                    return
+            elif now[0] != "partial":
+                return
+            elif now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= self.reply_timeout:
+                return
+            if now is not None and self.notice is not None and loop.time() - told >= _TELL_EVERY:
+                told = loop.time()
+                self.notice(f"waiting for consignment {consignment_id}: {now[1]}/{now[2]} chunks")
+            await self.sync(idle=0.2, timeout=_TELL_EVERY)
 
     async def open(
         self,
@@ -78,6 +113,7 @@ class ReceiverAgent(Agent):
         overwrite: bool = False,
         progress: Progress | None = None,
         receipt: bool = True,
+        keep: bool = False,
     ) -> OpenedConsignment:
         """Open a consignment (a file, or the id of one that arrived in the inbox)
         into the directory `destination`: check its digest, ask the escrow for
@@ -93,7 +129,11 @@ class ReceiverAgent(Agent):
         If the sender asked this receiver for a receipt, the escrow refuses the
         first request (`receipt_required`): with `receipt` (the default) the
         agent then signs and sends the receipt (`send_receipt`) and asks again;
-        without, the refusal is raised."""
+        without, the refusal is raised.
+
+        Once opened, the consignment's file is removed from the agent's state
+        if it arrived in the inbox (unless `keep`): the opened files are what
+        the receiver keeps."""
         path = await self.locate(consignment)
         await require_file(path)
         # Nothing in the header is authenticated yet: it names what to ask for,
@@ -123,7 +163,7 @@ class ReceiverAgent(Agent):
             signed = await self._receipt(cid, digest, info.policy_digest)
         assert isinstance(body, KeyReleaseBody)
         opened = await self.open_released(
-            path, info, digest, body, destination, overwrite=overwrite, progress=progress
+            path, info, digest, body, destination, overwrite=overwrite, progress=progress, keep=keep
         )
         if signed is None:
             return opened
@@ -140,12 +180,14 @@ class ReceiverAgent(Agent):
         overwrite: bool = False,
         progress: Progress | None = None,
         senders: dict[str, Party] | None = None,
+        keep: bool = False,
     ) -> OpenedConsignment:
         """Open the consignment at `path` (its header `info`, its `digest`) with
         the escrow's verified `key-release`: check that the release is for it,
         look up and check the sender, then decrypt (`open`'s last steps; the batch
         operations come here with a release from a `batch-reply`, and pass
-        `senders`, the parties looked up in this pass, to look each up once)."""
+        `senders`, the parties looked up in this pass, to look each up once). The
+        file is removed once opened if it arrived in the inbox, unless `keep`."""
         cid = info.consignment_id
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
@@ -183,6 +225,10 @@ class ReceiverAgent(Agent):
             overwrite=overwrite,
             progress=progress,
         )
+        if not keep:
+            arrived = await self.store.opened(cid, self._ts())
+            if arrived is not None and arrived == path:
+                await asyncio.to_thread(arrived.unlink, missing_ok=True)
         return OpenedConsignment(
             consignment_id=cid,
             sender=body.sender,

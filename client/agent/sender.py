@@ -65,7 +65,7 @@ from client.consignment import (
 from client.errors import AgentError, ClientError, EscrowRefused, NoReply, UntrustedMessage
 
 #: Chunk publishes awaiting their broker confirm at once.
-_IN_FLIGHT = 16
+_IN_FLIGHT = 8
 #: The event that carries each kind of signed statement to the sender.
 _EVENT_OF = {
     StatementKind.RECEIPT.value: EventKind.RECEIPT.value,

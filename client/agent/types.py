@@ -20,6 +20,7 @@ from client.format.manifest import FileEntry
 __all__ = [
     "Agreement",
     "Attested",
+    "Collected",
     "ConsignmentStatus",
     "Cosigner",
     "Event",
@@ -217,7 +218,8 @@ class Notification:
 @dataclass(frozen=True)
 class Received:
     """A consignment arriving in chunks: `state` is "partial", "complete" (then
-    `path` is the checked file) or "failed" (then `reason` says why)."""
+    `path` is the checked file), "failed" (then `reason` says why), "opened"
+    (its file was removed once opened) or "removed" (by `gc`, unopened)."""
 
     consignment_id: str
     sender: str
@@ -261,3 +263,14 @@ class OpenedConsignment:
     #: Set when the sender asked for a receipt and this agent signed and sent it
     #: before the key was released (the time it signed).
     receipt_signed_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What `gc` reclaimed: files removed and their bytes, and the agent
+    database's size before and after compacting."""
+
+    files: int
+    file_bytes: int
+    database_before: int
+    database_after: int

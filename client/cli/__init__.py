@@ -1,11 +1,22 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `receipts`, `cosign`, `demo`, `log`, `history`, `batch`,
-`receive`) and mounts `consign escrow` lazily, so a user's command never
+`status`, `events`, `gc`, `receipts`, `cosign`, `demo`, `log`, `history`,
+`batch`, `receive`) and mounts `consign escrow` lazily, so a user's command never
 imports the escrow's package. It must never define commands itself.
 """
 
 from __future__ import annotations
+
+# First, before the commands load: an interrupt while they do ends the program
+# at once, with its one line (nothing is written yet). Only when this is the
+# `consign` program, not a module a test or an application imports.
+import os.path as _path
+import sys as _sys
+
+from broker import interrupts as _interrupts
+
+if _path.basename(_sys.argv[0]) == "consign":
+    _interrupts.on_startup()
 
 import importlib
 
@@ -18,6 +29,7 @@ from client.cli.control import receipts as _receipts
 from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
+from client.cli.inbox import gc as _gc
 from client.cli.inbox import inbox as _inbox
 from client.cli.manage import history as _history
 from client.cli.manage import revoke as _revoke
@@ -71,7 +83,7 @@ def main() -> None:
 
 for _command in (
     _demo, _seal, _send, _inbox, _open, _revoke, _status, _events, _receipts, _cosign,
-    _batch, _receive,
+    _batch, _receive, _gc,
 ):  # fmt: skip
     main.add_command(_command)
 main.add_command(_identity_group)

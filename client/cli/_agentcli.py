@@ -11,6 +11,7 @@ print a secret and never catch errors (the root group reports them).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,7 @@ import click
 from cryptography.x509.oid import NameOID
 
 from broker import BrokerSettings, connect_transport
-from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase
+from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase, say
 from broker.pki.identity import Identity
 from client.agent.core import Agent
 from client.errors import AgentError
@@ -149,10 +150,14 @@ async def running(opts: AgentOptions, kind: type[A]) -> AsyncIterator[A]:
     # The environment first: a bad setting needs no passphrase to be reported.
     settings = BrokerSettings.from_env()
     url = broker_url(opts.amqp_url)
-    identity, escrow, directory = load(opts)
+    # In a thread: the passphrase's key derivation takes a while, and the
+    # event loop must stay free to act on Ctrl-C meanwhile.
+    identity, escrow, directory = await asyncio.to_thread(load, opts)
     async with (
         connect_transport(url, settings.transport_config()) as transport,
-        kind(identity, transport, escrow, directory, reply_timeout=opts.timeout) as agent,
+        kind(
+            identity, transport, escrow, directory, reply_timeout=opts.timeout, notice=say
+        ) as agent,
     ):
         yield agent
 

@@ -11,7 +11,6 @@ resumed by running the same command again.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 
 import click
 
-from broker.console import emit, json_option, say
+from broker.console import emit, json_option, run, say
 from broker.deposit import Mode
 from broker.messages import BATCH_LIMIT
 from client.agent import ReceiverAgent, SenderAgent
@@ -156,7 +155,7 @@ def seal_many(
                     results += done
             return results
 
-    results = asyncio.run(go()) if jobs else []
+    results = run(go()) if jobs else []
     _report(bad + results, as_json, "consignment(s) sealed and deposited")
 
 
@@ -183,7 +182,7 @@ def open_many(opts: AgentOptions, into: Path, wait: float, as_json: bool) -> Non
             with _bars() as step:
                 return await agent.open_many(into, progress=step)
 
-    _report(asyncio.run(go()), as_json, "consignment(s) opened")
+    _report(run(go()), as_json, "consignment(s) opened")
 
 
 @batch.command("revoke")
@@ -206,4 +205,4 @@ def revoke_many(
             with _bars() as step:
                 return await agent.revoke_many(ids, receivers, progress=step)
 
-    _report(asyncio.run(go()), as_json, "consignment(s) revoked")
+    _report(run(go()), as_json, "consignment(s) revoked")

@@ -16,7 +16,7 @@ import click
 
 from broker.attest import StatementKind
 from broker.canonical import duration
-from broker.console import emit, iso, json_option, say
+from broker.console import emit, iso, json_option, run, say
 from client.agent import Agreement, Attested, CosignerAgent, SenderAgent, Signed
 from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
@@ -70,7 +70,7 @@ def receipts(
             await agent.sync(idle=wait, timeout=max(opts.timeout, wait))
             return await agent.attestations(consignment_id, kind)
 
-    found = [_attested(a) for a in asyncio.run(go())]
+    found = [_attested(a) for a in run(go())]
     lines = [
         f"{a['kind']:<9} {a['signer']}  signed {a['signed_at']}  recorded {a['recorded_at']}  "
         + ("verified" if a["verified"] else f"NOT VERIFIED: {a['problem']}")
@@ -191,7 +191,7 @@ def cosign(opts: AgentOptions, consignment_id: str, yes: bool, show: bool, as_js
                     return data, None, "not signed"
             return data, await agent.cosign(agreement), "signed"
 
-    data, signed, outcome = asyncio.run(go())
+    data, signed, outcome = run(go())
     if as_json:
         result = None
         if signed is not None:

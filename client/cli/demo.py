@@ -4,14 +4,13 @@ never leave anything behind: the story runs in a temporary directory.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 from pathlib import Path
 
 import click
 
-from broker.console import say
+from broker.console import run, say
 from client.demo import run_demo
 
 
@@ -44,7 +43,7 @@ def demo(amqp_url: str | None, as_json: bool) -> None:
             click.echo(f"{step:<9} {text}")
 
     with tempfile.TemporaryDirectory(prefix="consign-demo-") as tmp:
-        result = asyncio.run(run_demo(Path(tmp), show, amqp_url=amqp_url or None))
+        result = run(run_demo(Path(tmp), show, amqp_url=amqp_url or None))
     if as_json:
         click.echo(
             json.dumps(

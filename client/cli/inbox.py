@@ -1,5 +1,6 @@
-"""`consign inbox` and `consign events`: fetch what arrived in your inbox (each
-message verified and stored before it is acked) and list it.
+"""`consign inbox`, `consign events` and `consign gc`: fetch what arrived in
+your inbox (each message verified and stored before it is acked) and list it;
+reclaim the space of what is no longer needed.
 
 Thin wrappers around `ReceiverAgent.fetch` and `events`. They must never show a
 refused message as received: refusals are listed apart, with the reason.
@@ -14,10 +15,10 @@ from dataclasses import asdict
 
 import click
 
-from broker.console import emit, iso, json_option, say
-from client.agent import InboxContents, ReceiverAgent
+from broker.console import emit, iso, json_option, run, say
+from client.agent import Collected, InboxContents, ReceiverAgent
 from client.agent.inputs import require_consignment_id
-from client.cli._agentcli import AgentOptions, agent_options, running
+from client.cli._agentcli import AgentOptions, Duration, agent_options, running
 
 _wait_option = click.option(
     "--wait",
@@ -28,9 +29,9 @@ _wait_option = click.option(
 )
 
 
-async def _fetch(opts: AgentOptions, wait: float) -> InboxContents:
+async def _fetch(opts: AgentOptions, wait: float, everything: bool = True) -> InboxContents:
     async with running(opts, ReceiverAgent) as agent:
-        return await agent.fetch(idle=wait, timeout=max(opts.timeout, wait))
+        return await agent.fetch(idle=wait, timeout=max(opts.timeout, wait), everything=everything)
 
 
 def _data(contents: InboxContents) -> dict[str, list[dict[str, object]]]:
@@ -67,14 +68,21 @@ def _event_line(event: dict[str, object]) -> str:
 
 @click.command()
 @_wait_option
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="List the whole history: opened consignments, and events listed before.",
+)
 @agent_options
 @json_option
-def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
-    """Fetch your inbox and list what arrived: notifications of consignments
-    waiting for you at the escrow, consignments received over the broker (checked
-    against their digest), the escrow's events, and messages refused as
-    untrustworthy."""
-    data = _data(asyncio.run(_fetch(opts, wait)))
+def inbox(opts: AgentOptions, wait: float, everything: bool, as_json: bool) -> None:
+    """Fetch your inbox and list what waits for you: notifications of
+    consignments waiting at the escrow, consignments received over the broker
+    (checked against their digest) and not opened yet, and the escrow's events
+    and messages refused as untrustworthy that were not listed before. With
+    --all, everything kept."""
+    data = _data(run(_fetch(opts, wait, everything)))
     lines: list[str] = []
     for n in data["notifications"]:
         lines.append(
@@ -121,7 +129,7 @@ def events(
     if follow:
         asyncio.run(_follow(opts, consignment_id, as_json))
         return
-    data = _data(asyncio.run(_fetch(opts, wait)))["events"]
+    data = _data(run(_fetch(opts, wait)))["events"]
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]
     emit(data, as_json, "\n".join(_event_line(e) for e in data))
@@ -141,3 +149,35 @@ async def _follow(opts: AgentOptions, consignment_id: str | None, as_json: bool)
             line = json.dumps(data, sort_keys=True) if as_json else _event_line(data)
             click.echo(line)
     say("OK stopped")
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    type=Duration(),
+    metavar="DURATION",
+    help="Also remove consignments received but not opened for longer than this "
+    "(e.g. 30d); they must then be sent again.",
+)
+@agent_options
+@json_option
+def gc(opts: AgentOptions, older_than: int | None, as_json: bool) -> None:
+    """Reclaim disk space in your agent's state: remove the files of failed
+    consignments and what interrupted transfers left (opened consignments are
+    removed when opened), optionally unopened ones past a retention, then
+    compact the agent's database."""
+
+    async def go() -> Collected:
+        async with running(opts, ReceiverAgent) as agent:
+            return await agent.gc(older_than=older_than)
+
+    collected = run(go())
+    data = {
+        "files_removed": collected.files,
+        "bytes_removed": collected.file_bytes,
+        "database_bytes_before": collected.database_before,
+        "database_bytes_after": collected.database_after,
+    }
+    emit(data, as_json)
+    freed = collected.file_bytes + max(collected.database_before - collected.database_after, 0)
+    say(f"OK reclaimed {freed} bytes ({collected.files} file(s); database compacted)")

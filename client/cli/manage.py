@@ -7,13 +7,12 @@ escrow) about something that is not a consignment id.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import click
 
-from broker.console import emit, iso, json_option, say
+from broker.console import emit, iso, json_option, run, say
 from broker.files import write_bytes
 from broker.txlog import Entry
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
@@ -44,7 +43,7 @@ def revoke(
         async with running(opts, SenderAgent) as agent:
             return await agent.revoke(consignment_id, receivers)
 
-    revoked = asyncio.run(go())
+    revoked = run(go())
     already = set(revoked.already_revoked)
     newly = [name for name in revoked.revoked if name not in already]
     released = {name: n for name, n in (revoked.releases or {}).items() if n > 0}
@@ -95,7 +94,7 @@ def status(opts: AgentOptions, consignment_id: str, as_json: bool) -> None:
         async with running(opts, SenderAgent) as agent:
             return await agent.status(consignment_id)
 
-    state = asyncio.run(go())
+    state = run(go())
     data = status_data(state)
     emit(data, as_json, "\n".join(status_lines(state)))
 
@@ -181,7 +180,7 @@ def history(opts: AgentOptions, consignment_id: str, out: Path | None, as_json: 
         async with running(opts, SenderAgent) as agent:
             return await agent.history(consignment_id)
 
-    found = asyncio.run(go())
+    found = run(go())
     if out is not None:
         proof = {
             "consignment_id": consignment_id,

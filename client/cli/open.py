@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from broker.console import emit, iso, json_option, progress, say
+from broker.console import emit, iso, json_option, progress, run, say
 from client.agent import OpenedConsignment, ReceiverAgent
 from client.cli._agentcli import AgentOptions, agent_options, running
 
@@ -36,10 +36,16 @@ def _size(path: Path) -> int:
 @click.option(
     "--overwrite", "--force", is_flag=True, help="Replace files that already exist there."
 )
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the consignment file in your agent's state after opening it "
+    "(by default it is removed once opened).",
+)
 @agent_options
 @json_option
 def open_(
-    opts: AgentOptions, consignment: str, output: Path, overwrite: bool, as_json: bool
+    opts: AgentOptions, consignment: str, output: Path, overwrite: bool, keep: bool, as_json: bool
 ) -> None:
     """Open a consignment: a FILE, or the ID of one that arrived in your inbox.
 
@@ -56,9 +62,11 @@ def open_(
             path = await agent.locate(consignment)
             size = await asyncio.to_thread(_size, path)
             with progress("opening", size) as step:
-                return await agent.open(consignment, output, overwrite=overwrite, progress=step)
+                return await agent.open(
+                    consignment, output, overwrite=overwrite, progress=step, keep=keep
+                )
 
-    opened = asyncio.run(go())
+    opened = run(go())
     data = {
         "consignment_id": opened.consignment_id,
         "sender": opened.sender,

@@ -6,14 +6,13 @@ asked, and never print key material.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import click
 
 from broker import Mode
-from broker.console import emit, iso, json_option, progress, say
+from broker.console import emit, iso, json_option, progress, run, say
 from client.agent import Sealed, SenderAgent
 from client.agent.inputs import check_attributes
 from client.cli._agentcli import AgentOptions, agent_options, running
@@ -158,7 +157,7 @@ def seal(
                     receiver_attributes=per_receiver,
                 )
 
-    sealed = asyncio.run(go())
+    sealed = run(go())
     info = describe(sealed)
     emit(info, as_json, _text(info))
     say(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from broker.console import emit, json_option, progress, say
+from broker.console import emit, json_option, progress, run, say
 from client.agent import SenderAgent, Sent
 from client.agent.store import Store
 from client.cli._agentcli import AgentOptions, agent_options, running, state_dir
@@ -65,7 +65,7 @@ def send(
             with progress("sending", size) as step:
                 return await agent.send(consignment, to=receivers or None, progress=step)
 
-    sent = asyncio.run(go())
+    sent = run(go())
     emit(
         {
             "consignment_id": sent.consignment_id,
@@ -87,7 +87,7 @@ def _write_out(opts: AgentOptions, consignment: str, output: Path, as_json: bool
         raise AgentError(f"{output} already exists", "choose another file name")
     path = Path(consignment)
     if not path.is_file():
-        path = asyncio.run(_sealed_file(opts, consignment))
+        path = run(_sealed_file(opts, consignment))
     cid = inspect(path).consignment_id
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

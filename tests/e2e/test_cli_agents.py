@@ -20,13 +20,20 @@ import pytest
 from yarl import URL
 
 from broker.console import PROGRESS_THRESHOLD, progress
-from tests.cli_helpers import CONSIGN, Env, Result, assert_error, delete_topology
+from tests.cli_helpers import (
+    CONSIGN,
+    Env,
+    Result,
+    assert_error,
+    delete_topology,
+    wait_until_serving,
+)
 
 ESCROW_PW = "operator passphrase"
 PASSWORDS = {"alice": "alice pw", "bob": "bob pw", "carol": "carol pw"}
 AGENT_COMMANDS = [
     "seal", "send", "inbox", "open", "revoke", "status", "events", "demo", "receipts", "cosign",
-    "history",
+    "history", "gc",
 ]  # fmt: skip
 
 
@@ -77,6 +84,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Age
             [CONSIGN, "escrow", "worker"], cwd=root, env=worker_env, stderr=log
         )
     try:
+        wait_until_serving(root / "worker.log", worker)  # else stderr may say "waiting for escrow"
         yield agents
     finally:
         worker.terminate()

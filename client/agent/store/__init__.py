@@ -2,8 +2,10 @@
 the SQL the agents run, as methods of `Store`.
 
 - `spool`: every inbox message, stored (and committed) before it is acked, then
-  verified and moved to the table it belongs in (a chunk's data to a file of
-  its own, listed in `chunks`, until its consignment is whole).
+  verified and moved to the table it belongs in. Chunks of a consignment
+  mostly skip it: verified as they arrive, their data is written in place
+  into the consignment's file and only listed in `chunks` (the database holds
+  metadata only) until the consignment is whole.
 - `requests`: every signed request, stored before it is published, with the
   verified reply once it came (so a retry re-sends the same bytes, and a reply
   is never decided twice).
@@ -22,12 +24,13 @@ from __future__ import annotations
 
 from client.agent.store.batches import BatchItemRow, BatchTables, NewItem
 from client.agent.store.database import DB_NAME, StoreError
-from client.agent.store.inbox import ChunkState, InboxTables
+from client.agent.store.inbox import ChunkRow, ChunkState, InboxTables
 from client.agent.store.requests import DirectoryEntry, RequestTables
 
 __all__ = [
     "DB_NAME",
     "BatchItemRow",
+    "ChunkRow",
     "ChunkState",
     "DirectoryEntry",
     "NewItem",

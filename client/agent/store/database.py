@@ -80,7 +80,8 @@ _SCHEMA = (
         reason TEXT,
         at INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
-        wire BLOB NOT NULL)""",
+        wire BLOB NOT NULL,
+        listed INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS notifications (
         consignment_id TEXT PRIMARY KEY,
         sender TEXT NOT NULL,
@@ -89,7 +90,8 @@ _SCHEMA = (
         consignment_digest TEXT NOT NULL,
         consignment_size INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
-        wire BLOB NOT NULL)""",
+        wire BLOB NOT NULL,
+        opened_at INTEGER)""",
     """CREATE TABLE IF NOT EXISTS received (
         consignment_id TEXT PRIMARY KEY,
         sender TEXT NOT NULL,
@@ -100,7 +102,9 @@ _SCHEMA = (
         path TEXT,
         first_at INTEGER NOT NULL,
         completed_at INTEGER,
-        reason TEXT)""",
+        reason TEXT,
+        chunk_len INTEGER,
+        opened_at INTEGER)""",
     """CREATE TABLE IF NOT EXISTS sent (
         consignment_id TEXT PRIMARY KEY,
         path TEXT NOT NULL,
@@ -142,8 +146,19 @@ _SCHEMA = (
         type TEXT NOT NULL,
         reason TEXT NOT NULL,
         message TEXT NOT NULL,
-        received_at INTEGER NOT NULL)""",
+        received_at INTEGER NOT NULL,
+        listed INTEGER NOT NULL DEFAULT 0)""",
 )
+#: Columns added since the first release: (table, column, declaration).
+_ADDED = (
+    ("received", "chunk_len", "INTEGER"),
+    ("received", "opened_at", "INTEGER"),
+    ("events", "listed", "INTEGER NOT NULL DEFAULT 0"),
+    ("refused", "listed", "INTEGER NOT NULL DEFAULT 0"),
+    ("notifications", "opened_at", "INTEGER"),
+)
+#: Free pages (bytes) above which closing the database compacts it.
+_COMPACT_ABOVE: Final = 4 << 20
 
 
 class Database:
@@ -159,6 +174,7 @@ class Database:
         try:
             await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)
             conn = await open_sqlite(root / DB_NAME, _SCHEMA, busy_timeout_ms=10_000)
+            await _add_columns(conn)
         except OSError as exc:
             raise AgentError(
                 f"cannot open the agent state in {root}: {exc}",
@@ -172,8 +188,32 @@ class Database:
         return cls(conn, root)
 
     async def close(self) -> None:
+        """Close the database, compacting it first if it holds many free pages
+        (so space freed by what was removed goes back to the file system)."""
         async with self._lock:
-            await self._conn.close()
+            try:
+                if await self._free_bytes() > _COMPACT_ABOVE:
+                    await self._conn.execute_fetchall("VACUUM")
+            except sqlite3.Error:
+                pass  # compacting is an optimisation; the next close tries again
+            finally:
+                await self._conn.close()
+
+    async def _free_bytes(self) -> int:
+        (free,) = next(iter(await self._conn.execute_fetchall("PRAGMA freelist_count")))
+        (page,) = next(iter(await self._conn.execute_fetchall("PRAGMA page_size")))
+        return int(free) * int(page)
+
+    async def compact(self) -> tuple[int, int]:
+        """VACUUM the database; returns its size in bytes before and after."""
+        path = self.root / DB_NAME
+        before = (await asyncio.to_thread(path.stat)).st_size
+        async with self._lock:
+            # execute_fetchall: a statement left open would make VACUUM fail
+            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._conn.execute_fetchall("VACUUM")
+            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, (await asyncio.to_thread(path.stat)).st_size
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -195,6 +235,14 @@ class Database:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+async def _add_columns(conn: aiosqlite.Connection) -> None:
+    """Add the columns a database made by an earlier release lacks."""
+    for table, column, declaration in _ADDED:
+        have = {row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+        if column not in have:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def record(cls: type[_R], row: sqlite3.Row) -> _R:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,19 @@ from client.agent.types import Event, InboxContents, Notification, Received, Ref
 
 #: How a chunk's consignment stands before the chunk is kept.
 ChunkState = Literal["new", "held", "inconsistent"]
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A verified chunk, as the store sees it (its data is written elsewhere);
+    `seq` is its spool row, if it went through the spool."""
+
+    seq: int | None
+    consignment_id: str
+    index: int
+    size: int
+    #: (sender, consignment digest, total size, chunk count, chunk length)
+    meta: tuple[str, str, int, int, int]
 
 
 class InboxTables(Database):
@@ -110,51 +124,34 @@ class InboxTables(Database):
 
     # -- consignments arriving in chunks -------------------------------------
 
-    async def begin_chunk(
-        self, seq: int, consignment_id: str, index: int, meta: tuple[str, str, int, int], now: int
-    ) -> ChunkState:
-        """Where a verified chunk with (sender, digest, size, count) `meta` stands:
-        "new" (keep it; a first or failed consignment starts afresh), "held" (sent
-        again: kept already; its message is dropped here) or "inconsistent" (it
+    async def begin_chunks(self, chunks: Sequence[ChunkRow], now: int) -> list[ChunkState]:
+        """Where each verified chunk stands, in one transaction: "new" (write
+        it; a first or failed consignment starts afresh), "held" (sent again:
+        kept already; its message is dropped here) or "inconsistent" (it
         disagrees with the chunks before it)."""
+        states: list[ChunkState] = []
         async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT sender, consignment_digest, total_size, chunk_count, state"
-                " FROM received WHERE consignment_id = ?",
-                (consignment_id,),
-            )
-            row = next(iter(rows), None)
-            if row is None or row[4] == "failed":
-                await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (consignment_id,))
-                await conn.execute(
-                    "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
-                    " total_size, chunk_count, state, first_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (consignment_id, *meta, "partial", now),
-                )
-            elif tuple(row[:4]) != meta and row[4] != "complete":
-                return "inconsistent"
-            held = await conn.execute_fetchall(
-                "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?",
-                (consignment_id, index),
-            )
-            if (row is not None and row[4] == "complete") or held:
-                await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                return "held"
-        return "new"
+            for chunk in chunks:
+                states.append(await _begin(conn, chunk, now))
+        return states
 
-    async def keep_chunk(self, seq: int, consignment_id: str, index: int, size: int) -> int:
-        """List a chunk whose data is in its file and drop its message; returns how
-        many chunks of the consignment are held."""
+    async def keep_chunks(self, chunks: Sequence[ChunkRow]) -> dict[str, int]:
+        """List chunks whose data is written and synced, and drop their
+        messages; returns how many chunks of each consignment are held."""
         async with self._tx() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "INSERT OR IGNORE INTO chunks (consignment_id, idx, size) VALUES (?, ?, ?)",
-                (consignment_id, index, size),
+                [(c.consignment_id, c.index, c.size) for c in chunks],
             )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-            have = await conn.execute_fetchall(
-                "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (consignment_id,)
-            )
-        return int(next(iter(have))[0])
+            seqs = [(c.seq,) for c in chunks if c.seq is not None]
+            await conn.executemany("DELETE FROM spool WHERE seq = ?", seqs)
+            held: dict[str, int] = {}
+            for cid in {c.consignment_id for c in chunks}:
+                have = await conn.execute_fetchall(
+                    "SELECT COUNT(*) FROM chunks WHERE consignment_id = ?", (cid,)
+                )
+                held[cid] = int(next(iter(have))[0])
+        return held
 
     async def assembled(self, consignment_id: str, path: Path | None, now: int) -> None:
         """The chunks were assembled into `path`, or (None) did not add up to the
@@ -186,6 +183,19 @@ class InboxTables(Database):
             return None
         return row["state"], Path(row["path"]) if row["path"] else None
 
+    async def arrival(self, consignment_id: str) -> tuple[str, int, int] | None:
+        """(state, chunks held, chunks in all) of a consignment arriving in chunks."""
+        row = await self.fetchone(
+            "SELECT state, chunk_count, (SELECT COUNT(*) FROM chunks c"
+            " WHERE c.consignment_id = r.consignment_id) AS held"
+            " FROM received r WHERE consignment_id = ?",
+            (consignment_id,),
+        )
+        if row is None:
+            return None
+        held = row["chunk_count"] if row["state"] == "complete" else row["held"]
+        return row["state"], held, row["chunk_count"]
+
     # -- reading -------------------------------------------------------------
 
     async def events(self, consignment_id: str | None = None) -> list[Event]:
@@ -208,23 +218,115 @@ class InboxTables(Database):
         )
         return [bytes(r["wire"]) for r in rows]
 
-    async def inbox(self) -> InboxContents:
-        """What arrived so far: notifications, consignments, events, refusals."""
-        notes = await self.fetchall("SELECT * FROM notifications ORDER BY received_at")
-        received = await self.fetchall("SELECT * FROM received ORDER BY first_at")
+    async def opened(self, consignment_id: str, now: int) -> Path | None:
+        """Note that the consignment was opened; returns the file it arrived in
+        (now the caller's to remove), if it arrived in the inbox."""
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
+                (consignment_id,),
+            )
+            row = next(iter(rows), None)
+            await conn.execute(
+                "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
+                " WHERE consignment_id = ? AND state = 'complete'",
+                (now, consignment_id),
+            )
+            await conn.execute(
+                "UPDATE notifications SET opened_at = ? WHERE consignment_id = ?"
+                " AND opened_at IS NULL",
+                (now, consignment_id),
+            )
+        return Path(row[0]) if row is not None and row[0] else None
+
+    async def collect(self, before: int | None, now: int) -> list[Path]:
+        """Drop the files of failed consignments and, with `before`, of those
+        complete but unopened since before then (their state becomes
+        "removed"); returns the files, now the caller's to remove."""
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT consignment_id, path FROM received WHERE state = 'failed'"
+                " OR (state = 'complete' AND ? IS NOT NULL AND completed_at < ?)",
+                (before, before),
+            )
+            await conn.executemany(
+                "UPDATE received SET state = CASE state WHEN 'complete' THEN 'removed'"
+                " ELSE state END, path = NULL, opened_at = COALESCE(opened_at, ?)"
+                " WHERE consignment_id = ?",
+                [(now, r[0]) for r in rows],
+            )
+        return [Path(r[1]) for r in rows if r[1]]
+
+    async def receiving(self) -> set[str]:
+        """The consignments still arriving (their hidden files are in use)."""
+        rows = await self.fetchall("SELECT consignment_id FROM received WHERE state = 'partial'")
+        return {r["consignment_id"] for r in rows}
+
+    async def inbox(self, *, everything: bool = True) -> InboxContents:
+        """What arrived: everything, or (not `everything`) only what waits for
+        you: consignments not opened yet, and the events and refusals not
+        listed before (which are then marked listed)."""
+        waiting = "" if everything else " WHERE opened_at IS NULL"
+        notes = await self.fetchall(
+            f"SELECT * FROM notifications{waiting} ORDER BY received_at"  # noqa: S608
+        )
+        unopened = "" if everything else " WHERE state IN ('partial', 'complete', 'failed')"
+        received = await self.fetchall(
+            f"SELECT * FROM received{unopened} ORDER BY first_at"  # noqa: S608
+        )
         counts = {
             r["consignment_id"]: r["n"]
             for r in await self.fetchall(
                 "SELECT consignment_id, COUNT(*) AS n FROM chunks GROUP BY consignment_id"
             )
         }
-        refused = await self.fetchall("SELECT * FROM refused ORDER BY seq")
+        unlisted = "" if everything else " WHERE listed = 0"
+        refused = await self.fetchall(
+            f"SELECT * FROM refused{unlisted} ORDER BY seq"  # noqa: S608
+        )
+        events = await self.fetchall(
+            f"SELECT * FROM events{unlisted} ORDER BY at, seq"  # noqa: S608
+        )
+        if not everything:
+            async with self._tx() as conn:
+                await conn.execute("UPDATE events SET listed = 1 WHERE listed = 0")
+                await conn.execute("UPDATE refused SET listed = 1 WHERE listed = 0")
         return InboxContents(
             notifications=tuple(record(Notification, r) for r in notes),
             received=tuple(_received(r, counts) for r in received),
-            events=tuple(await self.events()),
+            events=tuple(record(Event, r) for r in events),
             refused=tuple(record(Refusal, r) for r in refused),
         )
+
+
+async def _begin(conn: aiosqlite.Connection, chunk: ChunkRow, now: int) -> ChunkState:
+    meta = chunk.meta
+    rows = await conn.execute_fetchall(
+        "SELECT sender, consignment_digest, total_size, chunk_count, chunk_len, state"
+        " FROM received WHERE consignment_id = ?",
+        (chunk.consignment_id,),
+    )
+    row = next(iter(rows), None)
+    # A consignment of an earlier release (no chunk length) starts afresh too.
+    if row is None or row[5] == "failed" or (row[5] == "partial" and row[4] is None):
+        await conn.execute("DELETE FROM chunks WHERE consignment_id = ?", (chunk.consignment_id,))
+        await conn.execute(
+            "INSERT OR REPLACE INTO received (consignment_id, sender, consignment_digest,"
+            " total_size, chunk_count, chunk_len, state, first_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chunk.consignment_id, *meta, "partial", now),
+        )
+    elif row[5] == "partial" and tuple(row[:5]) != meta:
+        return "inconsistent"
+    held = await conn.execute_fetchall(
+        "SELECT 1 FROM chunks WHERE consignment_id = ? AND idx = ?",
+        (chunk.consignment_id, chunk.index),
+    )
+    if (row is not None and row[5] not in ("partial", "failed")) or held:
+        if chunk.seq is not None:
+            await conn.execute("DELETE FROM spool WHERE seq = ?", (chunk.seq,))
+        return "held"
+    return "new"
 
 
 async def _refused(
