@@ -251,6 +251,15 @@ async def verdict(
     lost = len(ids - set(found))
     duplicated = max(counts["releases"] - want, 0) + max(counts["released"] - want, 0)
     duplicated += sum(len(v) > 1 for v in found.values())
+    # Every answer must be the release itself (not, say, a refusal as stale).
+    wrong = 0
+    for rid, raws in found.items():
+        said = {(r.type, r.code) for r in (verify(w.setup, raw) for raw in raws)}
+        if said != {("key-release", None)}:
+            wrong += 1
+            print(f"  {fault}: request {rid} answered {sorted(said, key=str)}", file=sys.stderr)
+    if counts["releases"] != want or counts["released"] != want:
+        print(f"  {fault}: {counts} for {want} requests", file=sys.stderr)
     dead = await queue_depth(w.amqp_url, f"{w.factory.prefix}.dead-letters")
     return Row(
         fault,
@@ -263,6 +272,7 @@ async def verdict(
         dead,
         time.monotonic() - started,
         command,
+        wrong=wrong,
     )
 
 
@@ -278,14 +288,18 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
     async with world(args, store) as w:
         deposit = await deposited(w)
         per_round = len(POINTS) * 4
-        datas = key_requests(w, deposit, args.kills * per_round)
         inbox = await w.transport()
-        await publish(inbox, datas)
         env = w.env()
         killed = 0
         proc = None
+        datas: list[bytes] = []
         try:
             for _ in range(args.kills):
+                # Signed just before their round: a request lives 5 minutes, and
+                # a long run must not turn the last ones stale before they are served.
+                batch = key_requests(w, deposit, per_round)
+                datas += batch
+                await publish(inbox, batch)
                 for point in POINTS:
                     proc = await start_worker(
                         env, kill_at=f"{point}:{rnd.randint(1, 4)}", prefetch=4
