@@ -36,6 +36,8 @@ REPLIES: Final = {
     MessageType.RECEIPT: MessageType.RECEIPT_REPLY,
     MessageType.COSIGN: MessageType.COSIGN_REPLY,
     MessageType.AGREEMENT: MessageType.AGREEMENT_REPLY,
+    MessageType.BATCH: MessageType.BATCH_REPLY,
+    MessageType.HISTORY: MessageType.HISTORY_REPLY,
 }
 _REQUESTS: Final = tuple(REPLIES)
 _FROM_ESCROW: Final = (*REPLIES.values(), MessageType.ERROR, MessageType.EVENT, MessageType.NOTIFY)

@@ -15,13 +15,28 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker.attest import Attestation, Statement, StatementKind
+from broker.batches import (
+    BATCH_LIMIT,
+    BatchBody,
+    BatchItem,
+    BatchKind,
+    BatchReplyBody,
+    BatchResult,
+)
 from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
 from broker.deposit import Mode, Policy
 
 __all__ = [
+    "BATCH_LIMIT",
+    "HISTORY_PAGE",
     "MESSAGE_TYPES",
     "AgreementBody",
     "AgreementReplyBody",
+    "BatchBody",
+    "BatchItem",
+    "BatchKind",
+    "BatchReplyBody",
+    "BatchResult",
     "ChunkBody",
     "CosignBody",
     "CosignReplyBody",
@@ -32,6 +47,9 @@ __all__ = [
     "ErrorCode",
     "EventBody",
     "EventKind",
+    "HistoryBody",
+    "HistoryEntry",
+    "HistoryReplyBody",
     "KeyReleaseBody",
     "KeyRequestBody",
     "LookupBody",
@@ -61,6 +79,8 @@ class MessageType(StrEnum):
     RECEIPT = "receipt"
     COSIGN = "cosign"
     AGREEMENT = "agreement"
+    BATCH = "batch"
+    HISTORY = "history"
     # escrow -> agent
     DEPOSIT_RECEIPT = "deposit-receipt"
     KEY_RELEASE = "key-release"
@@ -70,6 +90,8 @@ class MessageType(StrEnum):
     RECEIPT_REPLY = "receipt-reply"
     COSIGN_REPLY = "cosign-reply"
     AGREEMENT_REPLY = "agreement-reply"
+    BATCH_REPLY = "batch-reply"
+    HISTORY_REPLY = "history-reply"
     ERROR = "error"
     EVENT = "event"
     NOTIFY = "notify"
@@ -244,6 +266,37 @@ class AgreementReplyBody(_Reply):
     cosigners: tuple[CosignerStatus, ...]
 
 
+#: Entries in one `history-reply` at most; ask again with `after` for the rest.
+HISTORY_PAGE = 100
+
+
+class HistoryBody(_Body):
+    """A party of a consignment asks for the transaction log's entries about it
+    (docs/log.md), oldest first, after entry number `after`."""
+
+    consignment_id: str = ConsignmentId
+    after: int = Field(default=0, ge=0)
+
+
+class HistoryEntry(_Body):
+    """One log entry as the log holds it (`entry` re-encodes canonically to the
+    bytes its `hash` covers)."""
+
+    entry: dict[str, Any]
+    hash: str = Field(pattern=HEX_DIGEST.pattern)
+
+
+class HistoryReplyBody(_Reply):
+    consignment_id: str = ConsignmentId
+    entries: tuple[HistoryEntry, ...] = Field(max_length=HISTORY_PAGE)
+    #: False: more entries follow; ask again with `after` = the last `seq` here.
+    complete: bool
+    #: The log's size and the hash of its last entry when the escrow answered
+    #: (before this request's own entry): a head signed by this reply.
+    log_size: int = Field(ge=0)
+    log_head: str = Field(pattern=HEX_DIGEST.pattern)
+
+
 class LookupBody(_Body):
     name: str = Name
 
@@ -391,7 +444,7 @@ class ChunkBody(_Body):
     data: B64 = Field(repr=False, max_length=768 * 1024)
 
 
-MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
+MESSAGE_TYPES: dict[tuple[str, int], type[BaseModel]] = {
     (MessageType.DEPOSIT, 1): DepositBody,
     (MessageType.KEY_REQUEST, 1): KeyRequestBody,
     (MessageType.REVOKE, 1): RevokeBody,
@@ -400,6 +453,8 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT, 1): ReceiptBody,
     (MessageType.COSIGN, 1): CosignBody,
     (MessageType.AGREEMENT, 1): AgreementBody,
+    (MessageType.BATCH, 1): BatchBody,
+    (MessageType.HISTORY, 1): HistoryBody,
     (MessageType.DEPOSIT_RECEIPT, 1): DepositReceiptBody,
     (MessageType.KEY_RELEASE, 1): KeyReleaseBody,
     (MessageType.REVOKE_REPLY, 1): RevokeReplyBody,
@@ -408,6 +463,8 @@ MESSAGE_TYPES: dict[tuple[str, int], type[_Body]] = {
     (MessageType.RECEIPT_REPLY, 1): ReceiptReplyBody,
     (MessageType.COSIGN_REPLY, 1): CosignReplyBody,
     (MessageType.AGREEMENT_REPLY, 1): AgreementReplyBody,
+    (MessageType.BATCH_REPLY, 1): BatchReplyBody,
+    (MessageType.HISTORY_REPLY, 1): HistoryReplyBody,
     (MessageType.ERROR, 1): ErrorBody,
     (MessageType.EVENT, 1): EventBody,
     (MessageType.NOTIFY, 1): NotifyBody,
@@ -423,7 +480,7 @@ class UnknownMessage(ValueError):
         self.code = code
 
 
-def parse_body(type_: str, version: int, body: dict[str, Any]) -> _Body:
+def parse_body(type_: str, version: int, body: dict[str, Any]) -> BaseModel:
     model = MESSAGE_TYPES.get((type_, version))
     if model is None:
         raise UnknownMessage("unknown_type", f"unknown message type {type_!r} version {version}")

@@ -40,11 +40,13 @@ from broker.errors import CertificateRejected
 from broker.messages import ErrorCode, UnknownMessage, parse_body
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
+from broker.txlog import SignedHead
 from escrow_worker import faults
 from escrow_worker.ca.authority import ServiceKeys, load_service_keys
 from escrow_worker.ca.directory import certificate_by_fingerprint, escrow_name
+from escrow_worker.ca.notary import HeadSigner, sign_current_head
 from escrow_worker.errors import EscrowError, RequestReason, RequestRejected
-from escrow_worker.handlers import HANDLERS, expiry
+from escrow_worker.handlers import HANDLERS, expiry, journal
 from escrow_worker.handlers.auth import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_SKEW,
@@ -319,7 +321,7 @@ class EscrowService:
             now=now,
         )
         result = await handler(context)
-        reply, events = await self._store_result(tx, request, digest, result, now)
+        reply, events = await self._store_result(tx, signed, request, digest, result, now)
         decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
         return Outcome(False, reply, events, decision=decision, stored=True, **base)
 
@@ -388,6 +390,7 @@ class EscrowService:
     async def _store_result(
         self,
         tx: Tx,
+        signed: SignedEnvelope,
         request: VerifiedRequest,
         digest: str,
         result: Result,
@@ -418,6 +421,11 @@ class EscrowService:
             consignment_id=result.consignment_id,
             now=t,
         )
+        tx.log(
+            journal.request_item(
+                signed, request, result, reply_id=reply.message_id, reply_body=reply.body, at=t
+            )
+        )
         events = []
         for notice in result.notices:
             events.append(await self._enqueue(tx, envelope.request_id, notice, now))
@@ -440,6 +448,7 @@ class EscrowService:
             message.body,
             now=int(now.timestamp()),
         )
+        tx.log(journal.message_item(notice, message.message_id, request_id, int(now.timestamp())))
         return Outgoing(notice.destination, message, outbox_id=outbox_id)
 
     # -- the outbox -----------------------------------------------------------------
@@ -489,6 +498,13 @@ class EscrowService:
             return [await self._enqueue(tx, rid, notice, now) for rid, notice in due]
 
         return await self._store.run(job)
+
+    async def sign_log_head(self, *, only_if_grown: bool = False) -> SignedHead | None:
+        """Sign the transaction log's current head and keep it (`ca.notary`)."""
+        signer = HeadSigner(self._name, self._keys.signing_key, self._keys.signing_certificate)
+        return await sign_current_head(
+            self._store, signer, now=self.now(), only_if_grown=only_if_grown
+        )
 
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500

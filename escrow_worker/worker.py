@@ -191,8 +191,8 @@ class EscrowWorker:
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         """Publish outbox messages that stayed unsent (a worker died after its commit),
-        forget the request ids of expired envelopes, and report windows that
-        closed unused."""
+        forget the request ids of expired envelopes, report windows that
+        closed unused, and sign the transaction log's head if it grew."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_interval):
@@ -211,6 +211,7 @@ class EscrowWorker:
                         "%d receivers' windows closed unused: telling the senders", len(expired)
                     )
                     await self._publish((), expired)
+                await self._service.sign_log_head(only_if_grown=True)
             except (BrokerError, OSError) as exc:
                 _log.warning("outbox sweep failed: %s", exc)
             except Exception:

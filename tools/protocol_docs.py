@@ -53,6 +53,11 @@ from broker.hpke import DEPOSIT_INFO, RELEASE_INFO
 from broker.messages import (
     AgreementBody,
     AgreementReplyBody,
+    BatchBody,
+    BatchItem,
+    BatchKind,
+    BatchReplyBody,
+    BatchResult,
     ChunkBody,
     CosignBody,
     CosignerStatus,
@@ -62,6 +67,9 @@ from broker.messages import (
     ErrorCode,
     EventBody,
     EventKind,
+    HistoryBody,
+    HistoryEntry,
+    HistoryReplyBody,
     KeyReleaseBody,
     KeyRequestBody,
     LookupBody,
@@ -79,6 +87,7 @@ from broker.messages import (
 )
 from broker.pki.profile import Role, build_ca_certificate, fingerprint, to_pem
 from broker.schema import dumps, json_schemas
+from broker.txlog import Entry
 from escrow_worker.ca.authority import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,6 +314,8 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
             MessageType.RECEIPT,
             MessageType.COSIGN,
             MessageType.AGREEMENT,
+            MessageType.BATCH,
+            MessageType.HISTORY,
         )
         index.append(
             {
@@ -552,6 +563,84 @@ def examples(world: World) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
         answers=cosign,
         lifetime=timedelta(days=30),
     )
+    # Bob asks for two key parts in one batch: the first item is released, the
+    # second refused until carol has co-signed.
+    items = (
+        BatchItem(id="exampleitem1" + "0" * 8, body={"consignment_digest": DIGEST,
+                                                     "consignment_id": CID}),
+        BatchItem(id="exampleitem2" + "0" * 8, body={"consignment_digest": DIGEST,
+                                                     "consignment_id": CID2}),
+    )  # fmt: skip
+    batch = add(
+        MessageType.BATCH,
+        BatchBody(kind=BatchKind.KEY_REQUEST, items=items),
+        by="bob",
+        to=ESCROW,
+        reply_to="bob",
+    )
+    released = KeyReleaseBody(
+        in_reply_to=items[0].id,
+        consignment_id=CID,
+        mode=Mode.SPLIT,
+        policy_digest=deposit.policy_digest,
+        sealed_key_part=_checked_seal(K2, world.encryption["bob"], release_info, "k2 enc batch"),
+        sender="alice",
+        consignment_digest=DIGEST,
+        released_at=t + 27,
+    )
+    pending = error_reply(
+        in_reply_to=items[1].id,
+        code=ErrorCode.COSIGNATURES_PENDING,
+        message="not every co-signer has signed yet: carol",
+        request_type="key-request",
+        consignment_id=CID2,
+    )
+    add(
+        MessageType.BATCH_REPLY,
+        BatchReplyBody(
+            in_reply_to=batch,
+            kind=BatchKind.KEY_REQUEST,
+            results=(
+                BatchResult(
+                    id=items[0].id, type="key-release", body=released.model_dump(mode="json")
+                ),
+                BatchResult(id=items[1].id, type="error", body=pending.model_dump(mode="json")),
+            ),
+        ),
+        by=ESCROW,
+        to="bob",
+        answers=batch,
+        lifetime=timedelta(days=30),
+    )
+    history = add(
+        MessageType.HISTORY, HistoryBody(consignment_id=CID), by="bob", to=ESCROW, reply_to="bob"
+    )
+    # The first entry about CID in an example log (docs/log.md): its deposit.
+    logged = Entry(
+        seq=41,
+        at=t + 3,
+        kind="request",
+        prev=hashlib.sha256(b"example entry 40").hexdigest(),
+        data={"request_id": "example03" + "0" * 9, "type": "deposit", "signer": "alice",
+              "decision": "ok"},
+        consignment=CID,
+        parties=("alice", "bob"),
+    )  # fmt: skip
+    add(
+        MessageType.HISTORY_REPLY,
+        HistoryReplyBody(
+            in_reply_to=history,
+            consignment_id=CID,
+            entries=(HistoryEntry(entry=logged.to_json(), hash=logged.hash),),
+            complete=True,
+            log_size=57,
+            log_head=hashlib.sha256(b"example entry 57").hexdigest(),
+        ),
+        by=ESCROW,
+        to="bob",
+        answers=history,
+        lifetime=timedelta(days=30),
+    )
     return files, index
 
 
@@ -576,6 +665,8 @@ def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     kind = node.get("type", "any")
     if kind == "array":
         return f"array of {_type(node.get('items', {}), defs)}"
+    if kind == "object" and node.get("additionalProperties") is True:
+        return "object"  # any JSON object (e.g. a log entry, docs/log.md)
     if kind == "object" and "additionalProperties" in node:
         return f"object of {_type(node['additionalProperties'], defs)}"
     if kind == "string" and node.get("contentEncoding") == "base64":

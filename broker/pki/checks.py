@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import NotRequired, TypedDict, Unpack
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -30,6 +31,7 @@ from broker.pki.profile import (
 )
 
 __all__ = [
+    "CheckOptions",
     "check_ca",
     "check_certificate",
     "check_crl",
@@ -227,49 +229,30 @@ def _check_times(
     check_crl(crl, ca, now, require_current=require_current_crl)
 
 
+class CheckOptions(TypedDict):
+    """What `check_certificate` takes besides the certificate and its role."""
+
+    ca: x509.Certificate
+    crl: x509.CertificateRevocationList
+    now: datetime
+    expected_name: NotRequired[str | None]
+    escrow: NotRequired[bool]
+    require_current_crl: NotRequired[bool]
+
+
 def check_signing_certificate(
-    cert: x509.Certificate,
-    *,
-    ca: x509.Certificate,
-    crl: x509.CertificateRevocationList,
-    now: datetime,
-    expected_name: str | None = None,
-    escrow: bool = False,
-    require_current_crl: bool = True,
+    cert: x509.Certificate, **options: Unpack[CheckOptions]
 ) -> Ed25519PublicKey:
-    key = check_certificate(
-        cert,
-        role=Role.SIGNING,
-        ca=ca,
-        crl=crl,
-        now=now,
-        expected_name=expected_name,
-        escrow=escrow,
-        require_current_crl=require_current_crl,
-    )
+    """`check_certificate` for a signing certificate: its Ed25519 key."""
+    key = check_certificate(cert, role=Role.SIGNING, **options)
     assert isinstance(key, Ed25519PublicKey)
     return key
 
 
 def check_encryption_certificate(
-    cert: x509.Certificate,
-    *,
-    ca: x509.Certificate,
-    crl: x509.CertificateRevocationList,
-    now: datetime,
-    expected_name: str | None = None,
-    escrow: bool = False,
-    require_current_crl: bool = True,
+    cert: x509.Certificate, **options: Unpack[CheckOptions]
 ) -> X25519PublicKey:
-    key = check_certificate(
-        cert,
-        role=Role.ENCRYPTION,
-        ca=ca,
-        crl=crl,
-        now=now,
-        expected_name=expected_name,
-        escrow=escrow,
-        require_current_crl=require_current_crl,
-    )
+    """`check_certificate` for an encryption certificate: its X25519 key."""
+    key = check_certificate(cert, role=Role.ENCRYPTION, **options)
     assert isinstance(key, X25519PublicKey)
     return key

@@ -61,9 +61,9 @@ from broker.transport.base import (
     Message,
     Transport,
     TransportConfig,
-    _Consumer,
     dead_letter_of,
 )
+from broker.transport.delivery import _Consumer
 from broker.transport.topology import dead_letter_queue_arguments, work_queue_arguments
 
 __all__ = ["AmqpTransport"]

@@ -39,9 +39,9 @@ from broker.transport.base import (
     Message,
     Transport,
     TransportConfig,
-    _Consumer,
     dead_letter_of,
 )
+from broker.transport.delivery import _Consumer
 
 __all__ = ["InProcessBroker", "InProcessTransport"]
 

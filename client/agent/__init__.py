@@ -28,11 +28,15 @@ agreements, verifying those forwarded), `inbox` (the pump; verifying and filing 
 arrives), `verify` (checks of wire messages), `directory` (the certificates
 looked up, cached and checked), `store/` (the database: all the agents' SQL),
 `chunks` (a file as signed chunks and back), `hints` (what to do about each
-refusal), `inputs` (checks of what a caller gives) and `types` (the records).
+refusal), `inputs` (checks of what a caller gives), `types` (the records),
+`batch` (batch requests and the check of each result), `bulk` (the sender's
+batch operations), `joblist` (the lists and manifests they work from) and
+`unattended` (opening many, and `serve`).
 """
 
 from __future__ import annotations
 
+from client.agent.bulk import ItemResult, SealJob
 from client.agent.cosigner import CosignerAgent
 from client.agent.receiver import ReceiverAgent
 from client.agent.sender import SenderAgent
@@ -55,6 +59,7 @@ from client.agent.types import (
     Sent,
     Signed,
 )
+from client.agent.unattended import ServeOptions
 
 __all__ = [
     "Agreement",
@@ -64,6 +69,7 @@ __all__ = [
     "CosignerAgent",
     "Event",
     "InboxContents",
+    "ItemResult",
     "Notification",
     "OpenedConsignment",
     "Party",
@@ -73,8 +79,10 @@ __all__ = [
     "ReceiverState",
     "Refusal",
     "Revoked",
+    "SealJob",
     "Sealed",
     "SenderAgent",
     "Sent",
+    "ServeOptions",
     "Signed",
 ]

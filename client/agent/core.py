@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -37,9 +37,11 @@ from broker.transport.base import ESCROW, Message, Transport
 from client.agent import verify
 from client.agent.directory import Directory
 from client.agent.hints import refusal_error, undecided_error
+from client.agent.history import History, fetch_history
 from client.agent.inbox import Inbox
 from client.agent.inputs import require_name
 from client.agent.store import Store
+from client.agent.store.database import record
 from client.agent.types import Event, InboxContents, Party
 from client.errors import AgentError, EscrowRefused, NoReply
 
@@ -150,6 +152,32 @@ class Agent:
         """Every verified escrow event kept so far (oldest first)."""
         return await self.store.events(consignment_id)
 
+    async def follow(
+        self, consignment_id: str | None = None, *, stop: asyncio.Event | None = None,
+        poll: float = 0.2, replay: bool = False,
+    ) -> AsyncIterator[Event]:  # fmt: skip
+        """Every verified escrow event as it arrives (no polling of the escrow:
+        the inbox is read all along), until `stop` is set; with `replay`, those
+        kept before first."""
+        last = 0
+        if not replay:
+            kept = await self.store.events_after(0)
+            last = kept[-1][0] if kept else 0
+        while stop is None or not stop.is_set():
+            self._inbox.check()
+            # What another process of this agent (a `consign seal` beside a
+            # `consign events --follow`) stored in the spool and left unfiled.
+            await self._inbox.process()
+            for seq, row in await self.store.events_after(last):
+                last = seq
+                if consignment_id is None or row["consignment_id"] == consignment_id:
+                    yield record(Event, row)
+            try:
+                async with asyncio.timeout(poll):
+                    await (stop.wait() if stop is not None else asyncio.sleep(poll))
+            except TimeoutError:
+                pass
+
     async def inbox(self) -> InboxContents:
         """What arrived so far: notifications, consignments, events, refusals."""
         return await self.store.inbox()
@@ -163,6 +191,11 @@ class Agent:
         _, body, _, _ = await self.request(MessageType.LOOKUP, LookupBody(name=name), subject=name)
         assert isinstance(body, LookupReplyBody)
         return self._directory.party(name, body)
+
+    async def history(self, consignment_id: str) -> History:
+        """The escrow's signed log entries about a consignment this agent is a
+        party of (`client.agent.history`)."""
+        return await fetch_history(self, consignment_id)
 
     async def escrow_party(self) -> Party:
         """The escrow's checked certificates (looked up when not known or stale)."""

@@ -11,6 +11,7 @@ and commits).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from broker import SealedMessageError, open_key_part
@@ -24,11 +25,18 @@ from broker.messages import (
     ReceiptBody,
     ReceiptReplyBody,
 )
-from client.agent import attest
+from client.agent import attest, unattended
+from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.core import Agent
 from client.agent.inputs import is_consignment_id, require_file
-from client.agent.types import InboxContents, OpenedConsignment, Signed
-from client.consignment import Progress, consignment_digest, inspect, unseal_async
+from client.agent.types import InboxContents, OpenedConsignment, Party, Signed
+from client.consignment import (
+    ConsignmentInfo,
+    Progress,
+    consignment_digest,
+    inspect,
+    unseal_async,
+)
 from client.errors import AgentError, ClientError, EscrowRefused, OpenError, UntrustedMessage
 
 
@@ -114,13 +122,42 @@ class ReceiverAgent(Agent):
             # The sender asks for a signed receipt first: sign it, then ask again.
             signed = await self._receipt(cid, digest, info.policy_digest)
         assert isinstance(body, KeyReleaseBody)
+        opened = await self.open_released(
+            path, info, digest, body, destination, overwrite=overwrite, progress=progress
+        )
+        if signed is None:
+            return opened
+        return dataclasses.replace(opened, receipt_signed_at=signed.signed_at)
+
+    async def open_released(
+        self,
+        path: Path,
+        info: ConsignmentInfo,
+        digest: str,
+        body: KeyReleaseBody,
+        destination: Path | str,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        senders: dict[str, Party] | None = None,
+    ) -> OpenedConsignment:
+        """Open the consignment at `path` (its header `info`, its `digest`) with
+        the escrow's verified `key-release`: check that the release is for it,
+        look up and check the sender, then decrypt (`open`'s last steps; the batch
+        operations come here with a release from a `batch-reply`, and pass
+        `senders`, the parties looked up in this pass, to look each up once)."""
+        cid = info.consignment_id
         if (body.consignment_id, body.consignment_digest, body.mode) != (cid, digest, info.mode):
             raise UntrustedMessage(
                 "wrong_consignment",
                 f"the escrow's key release is not for consignment {cid} as you hold it",
                 "do not trust this release; tell the escrow operator",
             )
-        sender = await self.lookup(body.sender)
+        sender = None if senders is None else senders.get(body.sender)
+        if sender is None:
+            sender = await self.lookup(body.sender)
+            if senders is not None:
+                senders[body.sender] = sender
         if body.mode is Mode.SPLIT:
             try:
                 key_part = open_key_part(
@@ -153,8 +190,39 @@ class ReceiverAgent(Agent):
             destination=Path(destination),
             files=tuple(opened.files),
             released_at=body.released_at,
-            receipt_signed_at=None if signed is None else signed.signed_at,
         )
+
+    async def open_many(
+        self, into: Path | str, *, progress: BatchProgress | None = None
+    ) -> list[ItemResult]:
+        """Open every consignment that arrived whole and was not opened yet, each
+        into `into/<consignment id>`, asking for the key parts in `batch`
+        requests; a result per consignment. Run again after a crash, it asks
+        with the same items: no key part is released twice."""
+        results, _ = await unattended.open_many(self, Path(into), progress=progress)
+        return results
+
+    async def serve(
+        self,
+        handler: unattended.Handler,
+        into: Path | str,
+        *,
+        stop: asyncio.Event,
+        options: unattended.ServeOptions | None = None,
+    ) -> None:
+        """Run unattended until `stop` is set: open each consignment as it
+        arrives into `into/<consignment id>` and await `handler(opened)`. A
+        consignment counts as handled only once the handler returned; one whose
+        handler raised or overran `options.handler_timeout` is handed over again
+        later, and parked with its reason after `options.max_tries`. Across
+        restarts each consignment is opened once and handled once."""
+        await unattended.serve(
+            self, handler, Path(into), stop=stop, options=options or unattended.ServeOptions()
+        )
+
+    async def parked(self) -> list[tuple[str, str]]:
+        """(consignment id, reason) of every consignment `serve` parked."""
+        return [(r["consignment_id"], r["reason"]) for r in await self.store.parked()]
 
     async def _explain(self, refused: EscrowRefused, cid: str) -> ClientError:
         """What to raise for a refused key request. The escrow's `digest_mismatch`

@@ -32,7 +32,7 @@ from broker.messages import (
     StatusReplyBody,
 )
 from broker.transport.base import Inbox, Message
-from client.agent import attest, verify
+from client.agent import attest, bulk, verify
 from client.agent.chunks import Chunk, chunk_count, chunk_size, chunk_wire, read_chunks
 from client.agent.core import Agent
 from client.agent.inputs import (
@@ -136,6 +136,39 @@ class SenderAgent(Agent):
         )
         await self.store.record_sealed(sealed, deposit.sealed_at)
         return sealed
+
+    async def seal_many(
+        self,
+        jobs: Sequence[bulk.SealJob],
+        *,
+        mode: Mode = Mode.SPLIT,
+        attributes: ControlAttributes | None = None,
+        progress: bulk.BatchProgress | None = None,
+    ) -> list[bulk.ItemResult]:
+        """Seal and deposit many consignments, one per `SealJob`, in `batch`
+        requests; a result per job, in order. A missing input file refuses the
+        whole run before anything is sealed; a receiver that cannot be looked up,
+        or a deposit the escrow refuses, fails that item only. The same jobs again
+        (after a crash) resume: nothing is sealed or deposited twice."""
+        return await bulk.seal_many(self, jobs, mode=mode, attributes=attributes, progress=progress)
+
+    async def send_many(
+        self, results: Sequence[bulk.ItemResult], *, progress: bulk.BatchProgress | None = None
+    ) -> list[bulk.ItemResult]:
+        """Send every consignment `seal_many` deposited to its receivers; a
+        result per item (one that cannot be sent fails: `not_sent`)."""
+        return await bulk.send_many(self, results, progress=progress)
+
+    async def revoke_many(
+        self,
+        consignment_ids: Sequence[str],
+        receivers: Sequence[str] = (),
+        *,
+        progress: bulk.BatchProgress | None = None,
+    ) -> list[bulk.ItemResult]:
+        """Revoke many consignments (for `receivers`; empty: all) in `batch`
+        requests; a result per consignment."""
+        return await bulk.revoke_many(self, consignment_ids, receivers, progress=progress)
 
     async def _deposit(self, deposit: Deposit, escrow: Party) -> Receipt:
         sealed = seal_deposit(deposit, escrow.encryption_key)

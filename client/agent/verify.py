@@ -47,6 +47,8 @@ FROM_ESCROW: Final = frozenset(
         MessageType.RECEIPT_REPLY,
         MessageType.COSIGN_REPLY,
         MessageType.AGREEMENT_REPLY,
+        MessageType.BATCH_REPLY,
+        MessageType.HISTORY_REPLY,
     }
 )
 #: The reply types that may answer each request type.
@@ -59,6 +61,8 @@ REPLIES: Final = {
     MessageType.RECEIPT: frozenset({MessageType.RECEIPT_REPLY, MessageType.ERROR}),
     MessageType.COSIGN: frozenset({MessageType.COSIGN_REPLY, MessageType.ERROR}),
     MessageType.AGREEMENT: frozenset({MessageType.AGREEMENT_REPLY, MessageType.ERROR}),
+    MessageType.BATCH: frozenset({MessageType.BATCH_REPLY, MessageType.ERROR}),
+    MessageType.HISTORY: frozenset({MessageType.HISTORY_REPLY, MessageType.ERROR}),
 }
 
 

@@ -1,8 +1,8 @@
 """The `consign` command line. Kept tiny: it only gathers the commands defined
 in other modules (`consign id`, `seal`, `send`, `inbox`, `open`, `revoke`,
-`status`, `events`, `receipts`, `cosign`, `demo`) and mounts `consign escrow` lazily, so a user's
-command never imports the escrow's package. It must never define commands
-itself.
+`status`, `events`, `receipts`, `cosign`, `demo`, `log`, `history`, `batch`,
+`receive`) and mounts `consign escrow` lazily, so a user's command never
+imports the escrow's package. It must never define commands itself.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ import importlib
 import click
 
 from broker.console import ReportingGroup as _ReportingGroup
+from client.cli.batch import batch as _batch
 from client.cli.control import cosign as _cosign
 from client.cli.control import receipts as _receipts
 from client.cli.demo import demo as _demo
 from client.cli.identity import identity as _identity_group
 from client.cli.inbox import events as _events
 from client.cli.inbox import inbox as _inbox
+from client.cli.manage import history as _history
 from client.cli.manage import revoke as _revoke
 from client.cli.manage import status as _status
+from client.cli.notary import log as _log
 from client.cli.open import open_ as _open
+from client.cli.receive import receive as _receive
 from client.cli.seal import seal as _seal
 from client.cli.send import send as _send
 
@@ -67,6 +71,9 @@ def main() -> None:
 
 for _command in (
     _demo, _seal, _send, _inbox, _open, _revoke, _status, _events, _receipts, _cosign,
+    _batch, _receive,
 ):  # fmt: skip
     main.add_command(_command)
 main.add_command(_identity_group)
+main.add_command(_log)
+main.add_command(_history)

@@ -8,6 +8,8 @@ refused message as received: refusals are listed apart, with the reason.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from dataclasses import asdict
 
 import click
@@ -102,14 +104,40 @@ def inbox(opts: AgentOptions, wait: float, as_json: bool) -> None:
 @_wait_option
 @agent_options
 @json_option
-def events(opts: AgentOptions, consignment_id: str | None, wait: float, as_json: bool) -> None:
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Then print each new event as it arrives, until SIGTERM or Ctrl-C "
+    "(with --json: one JSON object per line).",
+)
+def events(
+    opts: AgentOptions, consignment_id: str | None, wait: float, as_json: bool, follow: bool
+) -> None:
     """Fetch your inbox and list the escrow's events about your consignments
     (deposited, notified, released, denied and why, revoked), oldest first;
     only those of consignment ID if given."""
     if consignment_id is not None:
         require_consignment_id(consignment_id)
+    if follow:
+        asyncio.run(_follow(opts, consignment_id, as_json))
+        return
     data = _data(asyncio.run(_fetch(opts, wait)))["events"]
     if consignment_id is not None:
         data = [e for e in data if e["consignment_id"] == consignment_id]
     emit(data, as_json, "\n".join(_event_line(e) for e in data))
     say(f"OK {len(data)} event(s)")
+
+
+async def _follow(opts: AgentOptions, consignment_id: str | None, as_json: bool) -> None:
+    """Every event kept, then each new one as the inbox files it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(opts, ReceiverAgent) as agent:
+        say("OK following events (SIGTERM stops)")
+        async for event in agent.follow(consignment_id, stop=stop, replay=True):
+            data = {k: _value(k, v) for k, v in asdict(event).items()}
+            line = json.dumps(data, sort_keys=True) if as_json else _event_line(data)
+            click.echo(line)
+    say("OK stopped")

@@ -1,4 +1,4 @@
-"""`consign revoke` and `consign status`: the sender's control over a deposited
+"""`consign revoke`, `status` and `history`: control over a deposited
 consignment (status per receiver: notified, requested, released, receipt,
 co-signatures, denied and why, expired). Thin wrappers around
 `SenderAgent.revoke` and `status`; they must never ask for a passphrase (or the
@@ -8,11 +8,16 @@ escrow) about something that is not a consignment id.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import click
 
 from broker.console import emit, iso, json_option, say
+from broker.files import write_bytes
+from broker.txlog import Entry
 from client.agent import ConsignmentStatus, Revoked, SenderAgent
+from client.agent.history import History
 from client.agent.inputs import require_consignment_id
 from client.cli._agentcli import AgentOptions, agent_options, running
 
@@ -155,3 +160,51 @@ def status_lines(state: ConsignmentStatus) -> list[str]:
             f"revoked {iso(r.revoked_at) or '-'}"
         )
     return lines
+
+
+@click.command()
+@click.argument("consignment_id", metavar="ID")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also keep the escrow's signed replies here (JSON): proof of the history.",
+)
+@agent_options
+@json_option
+def history(opts: AgentOptions, consignment_id: str, out: Path | None, as_json: bool) -> None:
+    """The escrow's transaction log about consignment ID, signed by the escrow:
+    what was deposited, notified, asked, released or refused, to whom and when.
+    Its sender and co-signers see every entry; a receiver those about itself."""
+    require_consignment_id(consignment_id)
+
+    async def go() -> History:
+        async with running(opts, SenderAgent) as agent:
+            return await agent.history(consignment_id)
+
+    found = asyncio.run(go())
+    if out is not None:
+        proof = {
+            "consignment_id": consignment_id,
+            "signed_replies": [r.decode("ascii") for r in found.signed_replies],
+        }
+        write_bytes(out, json.dumps(proof, indent=1).encode(), private=False)
+    data = {
+        "consignment_id": consignment_id,
+        "log_size": found.log_size,
+        "log_head": found.log_head,
+        "entries": [{**e.to_json(), "hash": e.hash} for e in found.entries],
+    }
+    lines = [f"{e.seq}\t{iso(e.at)}\t{e.kind}\t{_what(e)}" for e in found.entries]
+    emit(data, as_json, "\n".join(["SEQ\tAT\tKIND\tWHAT", *lines]))
+    if out is not None:
+        say(f"OK kept {len(found.signed_replies)} signed replies in {out}")
+
+
+def _what(entry: Entry) -> str:
+    d = entry.data
+    if entry.kind == "request":
+        return f"{d.get('signer')} {d.get('type')}: {d.get('decision')}"
+    body = d.get("body")
+    kind = body.get("kind", entry.kind) if isinstance(body, dict) else entry.kind
+    about = body.get("receiver") if isinstance(body, dict) else None
+    return f"to {d.get('to')}: {kind}" + (f" about {about}" if about else "")

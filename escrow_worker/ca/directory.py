@@ -9,16 +9,18 @@ never hold a private key.
 from __future__ import annotations
 
 import functools
+import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from broker.canonical import check_name
+from broker.canonical import b64, check_name
 from broker.pki.profile import Role, fingerprint, load_crl, to_der
 from escrow_worker.errors import DirectoryError, EscrowError
-from escrow_worker.state.base import Row, Tx
+from escrow_worker.state.base import LogItem, Row, Tx
 from escrow_worker.state.meta import get_meta
 
 
@@ -98,9 +100,22 @@ async def add_party(
     await tx.executemany(
         "INSERT INTO user_groups (name, grp) VALUES (?, ?)", [(name, g) for g in set(groups)]
     )
+    data = {"name": name, "kind": kind, "groups": sorted(set(groups))}
+    tx.log(LogItem("register", data, _ts(now), parties=(name,)))
 
 
 async def store_certificate(tx: Tx, name: str, role: Role, cert: x509.Certificate) -> None:
+    """Keep a certificate the CA issued (logged as `certificate`, with its DER)."""
+    data = {
+        "name": name,
+        "role": role.value,
+        "fingerprint": fingerprint(cert),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": _ts(cert.not_valid_before_utc),
+        "not_after": _ts(cert.not_valid_after_utc),
+        "der": b64(to_der(cert)),
+    }
+    tx.log(LogItem("certificate", data, _ts(cert.not_valid_before_utc), parties=(name,)))
     await tx.execute(
         "INSERT INTO certificates (fingerprint, serial, name, role, not_before, not_after, der)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,7 +219,10 @@ async def mark_revoked(tx: Tx, name: str, *, now: datetime, reason: str) -> list
         " WHERE name = ? AND revoked_at IS NULL",
         (_ts(now), reason, name),
     )
-    return [c for c in user.certificates if c.revoked_at is None]
+    revoked = [c for c in user.certificates if c.revoked_at is None]
+    data = {"name": name, "reason": reason, "certificates": [c.fingerprint for c in revoked]}
+    tx.log(LogItem("revoke-party", data, _ts(now), parties=(name,)))
+    return revoked
 
 
 async def revoked_serials(tx: Tx) -> list[tuple[int, datetime]]:
@@ -216,11 +234,21 @@ async def revoked_serials(tx: Tx) -> list[tuple[int, datetime]]:
 
 
 async def store_crl(tx: Tx, crl: x509.CertificateRevocationList, number: int) -> None:
+    """Make `crl` the current one (logged as `crl`, with its DER)."""
+    der = crl.public_bytes(serialization.Encoding.DER)
     await tx.execute(
         "INSERT INTO crl (id, number, der) VALUES (1, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET number = excluded.number, der = excluded.der",
-        (number, crl.public_bytes(serialization.Encoding.DER)),
+        (number, der),
     )
+    at = _ts(crl.last_update_utc) if crl.last_update_utc else int(time.time())
+    data = {
+        "number": number,
+        "revoked": len(list(crl)),
+        "sha256": hashlib.sha256(der).hexdigest(),
+        "der": b64(der),
+    }
+    tx.log(LogItem("crl", data, at))
 
 
 async def current_crl_number(tx: Tx) -> int:

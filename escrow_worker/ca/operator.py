@@ -14,12 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from broker.canonical import check_name
+from broker.canonical import b64, check_name
 from broker.pki.bundle import CertificateBundle
 from broker.pki.csr import CertificateRequest
 from broker.pki.identity import Identity, generate_keys
-from broker.pki.profile import Role
+from broker.pki.profile import Role, fingerprint, to_der
 from broker.pki.sealed import DEFAULT_LOG_N
 from escrow_worker.ca import directory
 from escrow_worker.ca.authority import (
@@ -28,7 +30,7 @@ from escrow_worker.ca.authority import (
     load_ca_certificate,
 )
 from escrow_worker.errors import DirectoryError, EscrowError
-from escrow_worker.state.base import Store, Tx
+from escrow_worker.state.base import LogItem, Store, Tx
 from escrow_worker.state.location import Keystore, Location
 from escrow_worker.state.meta import get_meta, set_meta
 
@@ -127,6 +129,10 @@ async def init_escrow(
         )  # fmt: skip
 
         async def first(tx: Tx) -> None:
+            ca_cert = keys.ca.certificate
+            data = {"name": name, "ca_fingerprint": fingerprint(ca_cert)}
+            data["ca"] = b64(to_der(ca_cert))
+            tx.log(LogItem("init", data, int(now.timestamp())))
             await set_meta(tx, "name", name)
             await set_meta(tx, "days", str(days))
             await set_meta(tx, "crl_days", str(crl_days))
@@ -154,6 +160,29 @@ async def _days(tx: Tx, days: int | None) -> int:
     return int(await get_meta(tx, "days") or DEFAULT_DAYS)
 
 
+async def _certify(
+    tx: Tx,
+    ca: CertificateAuthority,
+    name: str,
+    signing_key: Ed25519PublicKey,
+    encryption_key: X25519PublicKey,
+    *,
+    groups: tuple[str, ...],
+    now: datetime,
+    days: int | None,
+) -> tuple[x509.Certificate, x509.Certificate, x509.CertificateRevocationList]:
+    """Add the user NAME and certify its two public keys, in the caller's
+    transaction: the signing and encryption certificates and the fresh CRL."""
+    await directory.add_party(tx, name, kind="user", groups=groups, now=now)
+    n = await _days(tx, days)
+    signing = ca.issue(name, Role.SIGNING, signing_key, now=now, days=n)
+    encryption = ca.issue(name, Role.ENCRYPTION, encryption_key, now=now, days=n)
+    await directory.store_certificate(tx, name, Role.SIGNING, signing)
+    await directory.store_certificate(tx, name, Role.ENCRYPTION, encryption)
+    crl = await _refresh_crl(tx, ca, now)
+    return signing, encryption, crl
+
+
 async def register_user(
     escrow: Escrow,
     ca: CertificateAuthority,
@@ -170,15 +199,16 @@ async def register_user(
     keys = generate_keys(name)
 
     async def job(tx: Tx) -> Identity:
-        await directory.add_party(tx, name, kind="user", groups=groups, now=now)
-        n = await _days(tx, days)
-        signing = ca.issue(name, Role.SIGNING, keys.signing_key.public_key(), now=now, days=n)
-        encryption = ca.issue(
-            name, Role.ENCRYPTION, keys.encryption_key.public_key(), now=now, days=n
+        signing, encryption, _ = await _certify(
+            tx,
+            ca,
+            name,
+            keys.signing_key.public_key(),
+            keys.encryption_key.public_key(),
+            groups=groups,
+            now=now,
+            days=days,
         )
-        await directory.store_certificate(tx, name, Role.SIGNING, signing)
-        await directory.store_certificate(tx, name, Role.ENCRYPTION, encryption)
-        await _refresh_crl(tx, ca, now)
         identity = Identity(
             name, keys.signing_key, keys.encryption_key, signing, encryption, ca.certificate
         )
@@ -209,15 +239,16 @@ async def sign_request(
         )
 
     async def job(tx: Tx) -> CertificateBundle:
-        await directory.add_party(tx, request.name, kind="user", groups=groups, now=now)
-        n = await _days(tx, days)
-        signing = ca.issue(request.name, Role.SIGNING, request.signing_key, now=now, days=n)
-        encryption = ca.issue(
-            request.name, Role.ENCRYPTION, request.encryption_key, now=now, days=n
+        signing, encryption, crl = await _certify(
+            tx,
+            ca,
+            request.name,
+            request.signing_key,
+            request.encryption_key,
+            groups=groups,
+            now=now,
+            days=days,
         )
-        await directory.store_certificate(tx, request.name, Role.SIGNING, signing)
-        await directory.store_certificate(tx, request.name, Role.ENCRYPTION, encryption)
-        crl = await _refresh_crl(tx, ca, now)
         bundle = CertificateBundle(ca.certificate, signing, encryption, crl)
         if save is not None:
             save(bundle)

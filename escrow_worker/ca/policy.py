@@ -11,12 +11,13 @@ were already authenticated.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from broker.canonical import check_name
 from escrow_worker.ca.directory import get_user
 from escrow_worker.errors import DirectoryError
-from escrow_worker.state.base import Tx
+from escrow_worker.state.base import LogItem, Tx
 from escrow_worker.state.meta import get_meta, set_meta
 
 ANY = "*"
@@ -72,24 +73,34 @@ async def load_policy(tx: Tx) -> TrustPolicy:
     return TrustPolicy(restricted, frozenset((str(a), str(b)) for a, b in rows))
 
 
-async def set_restricted(tx: Tx, restricted: bool) -> None:
-    await set_meta(tx, "policy", "restricted" if restricted else "open")
+def _log(tx: Tx, data: dict[str, object], now: int | None) -> None:
+    tx.log(LogItem("policy", data, int(time.time()) if now is None else now))
 
 
-async def add_rule(tx: Tx, from_group: str, to_group: str) -> bool:
+async def set_restricted(tx: Tx, restricted: bool, *, now: int | None = None) -> None:
+    mode = "restricted" if restricted else "open"
+    await set_meta(tx, "policy", mode)
+    _log(tx, {"mode": mode}, now)
+
+
+async def add_rule(tx: Tx, from_group: str, to_group: str, *, now: int | None = None) -> bool:
     """Add a rule; False if it was already there."""
     count = await tx.execute(
         "INSERT INTO policy_rules (from_group, to_group) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (_group(from_group), _group(to_group)),
     )
+    if count == 1:
+        _log(tx, {"allow": [from_group, to_group]}, now)
     return count == 1
 
 
-async def remove_rule(tx: Tx, from_group: str, to_group: str) -> bool:
+async def remove_rule(tx: Tx, from_group: str, to_group: str, *, now: int | None = None) -> bool:
     count = await tx.execute(
         "DELETE FROM policy_rules WHERE from_group = ? AND to_group = ?",
         (from_group, to_group),
     )
+    if count == 1:
+        _log(tx, {"disallow": [from_group, to_group]}, now)
     return count == 1
 
 

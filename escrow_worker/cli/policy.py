@@ -5,6 +5,8 @@ policy question itself.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import click
 
 from broker.console import emit, json_option, run, say
@@ -77,6 +79,27 @@ def mode(location: Location, mode: str, as_json: bool) -> None:
     say(f"OK policy is {mode}")
 
 
+def _change_rule(
+    location: Location,
+    change: Callable[[Tx, str, str], Awaitable[bool]],
+    from_group: str,
+    to_group: str,
+) -> tuple[bool, trust.TrustPolicy]:
+    """Apply `change` to the rule FROM -> TO in one transaction: whether it
+    changed anything, and the policy after it."""
+
+    async def go() -> tuple[bool, trust.TrustPolicy]:
+        async with open_escrow(location) as esc:
+
+            async def job(tx: Tx) -> tuple[bool, trust.TrustPolicy]:
+                changed = await change(tx, from_group, to_group)
+                return changed, await trust.load_policy(tx)
+
+            return await esc.store.run(job)
+
+    return run(go())
+
+
 @policy.command()
 @escrow_location
 @click.argument("from_group", metavar="FROM_GROUP")
@@ -86,16 +109,7 @@ def allow(location: Location, from_group: str, to_group: str, as_json: bool) -> 
     """Let members of FROM_GROUP send to members of TO_GROUP ("*": anyone).
     Rules apply once the mode is "restricted"."""
 
-    async def go() -> tuple[bool, trust.TrustPolicy]:
-        async with open_escrow(location) as esc:
-
-            async def job(tx: Tx) -> tuple[bool, trust.TrustPolicy]:
-                added = await trust.add_rule(tx, from_group, to_group)
-                return added, await trust.load_policy(tx)
-
-            return await esc.store.run(job)
-
-    added, current = run(go())
+    added, current = _change_rule(location, trust.add_rule, from_group, to_group)
     data = _describe(current)
     emit(data, as_json, _text(data))
     say(f"OK {from_group} -> {to_group} " + ("added" if added else "was already there"))
@@ -111,16 +125,7 @@ def allow(location: Location, from_group: str, to_group: str, as_json: bool) -> 
 def remove(location: Location, from_group: str, to_group: str, as_json: bool) -> None:
     """Remove the rule FROM_GROUP -> TO_GROUP."""
 
-    async def go() -> tuple[bool, trust.TrustPolicy]:
-        async with open_escrow(location) as esc:
-
-            async def job(tx: Tx) -> tuple[bool, trust.TrustPolicy]:
-                removed = await trust.remove_rule(tx, from_group, to_group)
-                return removed, await trust.load_policy(tx)
-
-            return await esc.store.run(job)
-
-    removed, current = run(go())
+    removed, current = _change_rule(location, trust.remove_rule, from_group, to_group)
     data = _describe(current)
     emit(data, as_json, _text(data))
     say(f"OK {from_group} -> {to_group} " + ("removed" if removed else "was not there"))

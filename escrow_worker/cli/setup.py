@@ -58,6 +58,15 @@ def _days_option(default: int | None, what: str) -> Callable[[F], F]:
     )
 
 
+_groups_option = click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="Group of the user, for the trust policy (repeatable).",
+)
+
+
 @click.command()
 @escrow_location
 @click.option("--name", default="escrow", show_default=True, help="The escrow's name (audience).")
@@ -115,13 +124,7 @@ def init(
 @click.command()
 @escrow_location
 @click.argument("name")
-@click.option(
-    "--group",
-    "groups",
-    multiple=True,
-    metavar="GROUP",
-    help="Group of the user, for the trust policy (repeatable).",
-)
+@_groups_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -185,13 +188,7 @@ def register(
 @escrow_location
 @click.argument("csr_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Refuse unless the request is for this name.")
-@click.option(
-    "--group",
-    "groups",
-    multiple=True,
-    metavar="GROUP",
-    help="Group of the user, for the trust policy (repeatable).",
-)
+@_groups_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

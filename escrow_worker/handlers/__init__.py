@@ -1,7 +1,10 @@
 """The escrow's request handlers: authenticating a signed request (`auth`), the
 pure decisions (`decide`), what every handler shares (`common`), and one module
 per request type: `lookup`, `deposit`, `release` (key-request), `sender`
-(revoke and status), `attest` (receipt, cosign, agreement). `HANDLERS` maps
+(revoke and status), `attest` (receipt, cosign, agreement), `batch` (many
+deposits, key requests or revocations in one request). `HANDLERS` maps
+(revoke and status), `attest` (receipt, cosign, agreement), `history` (a
+party's log entries). `HANDLERS` maps
 each (type, version) the escrow answers to its handler.
 """
 
@@ -9,8 +12,10 @@ from __future__ import annotations
 
 from broker.messages import MessageType
 from escrow_worker.handlers.attest import handle_agreement, handle_cosign, handle_receipt
+from escrow_worker.handlers.batch import handle_batch
 from escrow_worker.handlers.common import Handler
 from escrow_worker.handlers.deposit import handle_deposit
+from escrow_worker.handlers.history import handle_history
 from escrow_worker.handlers.lookup import handle_lookup
 from escrow_worker.handlers.release import handle_key_request
 from escrow_worker.handlers.sender import handle_revoke, handle_status
@@ -27,4 +32,6 @@ HANDLERS: dict[tuple[str, int], Handler] = {
     (MessageType.RECEIPT.value, 1): handle_receipt,
     (MessageType.COSIGN.value, 1): handle_cosign,
     (MessageType.AGREEMENT.value, 1): handle_agreement,
+    (MessageType.BATCH.value, 1): handle_batch,
+    (MessageType.HISTORY.value, 1): handle_history,
 }

@@ -71,6 +71,13 @@ class Context:
     request: VerifiedRequest
     body: BaseModel
     now: datetime
+    #: Inside a batch: the item's id and the kind of request it is. The item is
+    #: decided, recorded and answered as a request of that id and type.
+    item_id: str | None = None
+    item_type: str | None = None
+    #: Inside a batch: the directory's facts already read in its transaction,
+    #: by name (they cannot change within it), so each is read and checked once.
+    memo: dict[str, DirectoryFacts] | None = None
 
     @property
     def t(self) -> int:
@@ -78,7 +85,11 @@ class Context:
 
     @property
     def request_id(self) -> str:
-        return self.request.envelope.request_id
+        return self.item_id if self.item_id is not None else self.request.envelope.request_id
+
+    @property
+    def request_type(self) -> str:
+        return self.item_type if self.item_type is not None else self.request.envelope.type
 
     @property
     def requester(self) -> str:
@@ -96,7 +107,7 @@ def refuse(
         in_reply_to=ctx.request_id,
         code=refusal.code,
         message=refusal.message,
-        request_type=ctx.request.envelope.type,
+        request_type=ctx.request_type,
         consignment_id=consignment_id,
         detail=refusal.detail,
     )
@@ -130,13 +141,22 @@ def denied(
 ) -> Notice:
     return event(
         ctx, sender, consignment_id, EventKind.DENIED, receiver,
-        f"{ctx.request.envelope.type} from {ctx.requester!r} refused: "
+        f"{ctx.request_type} from {ctx.requester!r} refused: "
         f"{refusal.code.value}: {refusal.message}",
     )  # fmt: skip
 
 
 async def current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
     """The directory's facts about `name` now: registered, current key, groups."""
+    if ctx.memo is not None:
+        known = ctx.memo.get(name)
+        if known is None:
+            known = ctx.memo[name] = await _current_encryption_key(ctx, name)
+        return known
+    return await _current_encryption_key(ctx, name)
+
+
+async def _current_encryption_key(ctx: Context, name: str) -> DirectoryFacts:
     user = await get_user(ctx.tx, name)
     if user is None or user.revoked_at is not None:
         return DirectoryFacts(name, registered=False)

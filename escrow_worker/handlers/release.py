@@ -1,8 +1,8 @@
 """`key-request`: decide a receiver's request (its own window, the trust policy
-as it is now, its receipt, the co-signatures) and release its key part, only to
-the encryption key the policy recorded at deposit while it is still the
-receiver's current one: K2 sealed to it (split mode) or its wrapped K3
-(escrowed mode). The part is never logged or stored in clear."""
+as it is now, its receipt, the co-signatures, an operator's suspension) and
+release its key part, only to the encryption key the policy recorded at
+deposit while it is still the receiver's current one: K2 sealed to it (split
+mode) or its wrapped K3 (escrowed mode). The part is never logged or stored in clear."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from escrow_worker.handlers.decide import (
     decide_release,
 )
 from escrow_worker.handlers.deposit import part_fields
-from escrow_worker.state import attestations, records
+from escrow_worker.state import attestations, records, suspensions
 
 
 async def handle_key_request(ctx: Context) -> Result:
@@ -59,6 +59,13 @@ async def handle_key_request(ctx: Context) -> Result:
         now=ctx.t,
         facts=await _release_facts(ctx, row) if state is not None else None,
     )
+    if refusal is None and await suspensions.suspended(ctx.tx, cid) is not None:
+        refusal = Denial(
+            ErrorCode.NOT_ALLOWED,
+            "the escrow's operator suspended this consignment; no key part is released "
+            "until it is resumed: ask the sender",
+            detail="suspended",
+        )
     sealed: bytes | None = None
     if refusal is None:
         facts = await current_encryption_key(ctx, ctx.requester)

@@ -29,8 +29,9 @@ feature.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -39,6 +40,7 @@ from escrow_worker.state.migrations import Dialect
 
 __all__ = [
     "DB_FILENAME",
+    "LogItem",
     "Row",
     "SchemaTooNew",
     "Store",
@@ -66,8 +68,23 @@ class SchemaTooNew(StoreError):
     """The database was written by a newer version of this program."""
 
 
+@dataclass(frozen=True)
+class LogItem:
+    """An entry of the transaction log a job asked for (`Tx.log`), before it has
+    its place in the chain (`state.txlog` gives it one)."""
+
+    kind: str
+    data: Mapping[str, Any]
+    at: int
+    consignment: str | None = None
+    parties: tuple[str, ...] = ()
+
+
 class Tx(abc.ABC):
     """One open transaction. SQL uses `?` placeholders on both backends."""
+
+    __slots__ = ("_log",)
+    _log: list[LogItem]
 
     dialect: ClassVar[Dialect]
     #: Appended to a SELECT that a decision will update: a row lock on
@@ -94,6 +111,21 @@ class Tx(abc.ABC):
         """The first column of the first row, or None."""
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+    def log(self, item: LogItem) -> None:
+        """Append `item` to the transaction log when the job ends, in this same
+        transaction (the store does it, so the log's lock is always the last
+        lock a transaction takes and can never be part of a deadlock)."""
+        try:
+            self._log.append(item)
+        except AttributeError:
+            self._log = [item]
+
+    def take_log(self) -> list[LogItem]:
+        """The entries asked for so far, forgotten here (the store's, at job end)."""
+        items: list[LogItem] = getattr(self, "_log", [])
+        self._log = []
+        return items
 
     @abc.abstractmethod
     async def lock(self, key: str) -> None:

@@ -41,7 +41,7 @@ from broker.canonical import b64, canonical_json, parse_canonical_json, unb64
 from broker.errors import BrokerError, IdentityFileError
 from broker.pki import sealed as _sealed
 from escrow_worker.errors import EscrowError
-from escrow_worker.state.base import Store, Tx
+from escrow_worker.state.base import LogItem, Store, Tx
 from escrow_worker.state.location import Keystore
 from escrow_worker.state.meta import get_meta, set_meta
 
@@ -261,6 +261,8 @@ async def rotate_master_key(
                 )
                 count += 1
             await set_meta(tx, META_KEY, key_id)
+            data = {"key_id": key_id, "reencrypted": count}
+            tx.log(LogItem("master-key", data, int(now.timestamp())))
             return count
 
         count = await store.run(reencrypt)

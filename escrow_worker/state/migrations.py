@@ -210,6 +210,85 @@ _CONTROL = Migration(
     ),
 )
 
+_LOG = Migration(
+    3,
+    "the transaction log: hash-chained entries and signed heads",
+    (
+        # One row per entry (docs/log.md). `entry` is the canonical JSON the hash
+        # covers; `consignment`, `kind` and `at` repeat fields of it, for lookups
+        # only (verification reads `entry`). `seq` as the primary key means two
+        # appends can never both take the same place: the chain cannot fork.
+        """CREATE TABLE IF NOT EXISTS log_entries (
+            seq {INT} PRIMARY KEY,
+            at {INT} NOT NULL,
+            kind TEXT NOT NULL,
+            consignment TEXT,
+            entry {BLOB} NOT NULL,
+            hash TEXT NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX IF NOT EXISTS log_entries_by_consignment ON log_entries (consignment)",
+        "CREATE INDEX IF NOT EXISTS log_entries_by_at ON log_entries (at)",
+        # The parties each entry names, for `log show --party` and `history`.
+        """CREATE TABLE IF NOT EXISTS log_parties (
+            party TEXT NOT NULL,
+            seq {INT} NOT NULL REFERENCES log_entries(seq),
+            PRIMARY KEY (party, seq)
+        )""",
+        # Heads the escrow signed: the canonical head JSON and the signature.
+        """CREATE TABLE IF NOT EXISTS log_heads (
+            size {INT} NOT NULL,
+            signed_at {INT} NOT NULL,
+            head {BLOB} NOT NULL,
+            signature {BLOB} NOT NULL,
+            signer TEXT NOT NULL,
+            PRIMARY KEY (size, signed_at)
+        )""",
+    ),
+)
+
+_CONSOLE = Migration(
+    4,
+    "the operators' web console: operators, sessions, actions, suspended consignments",
+    (
+        # Who may use the console: a registered party (its certificates revoked,
+        # it may no longer), with an scrypt hash for the passphrase login and/or
+        # the SHA-256 fingerprint of its TLS client certificate (ECDSA, clientAuth,
+        # issued by the escrow CA for the console only).
+        """CREATE TABLE IF NOT EXISTS console_operators (
+            name TEXT PRIMARY KEY REFERENCES users(name),
+            passphrase_hash TEXT,
+            certificate_fingerprint TEXT UNIQUE,
+            certificate_not_after {INT},
+            created_at {INT} NOT NULL
+        )""",
+        # A session is known by the SHA-256 of its cookie, never the cookie itself.
+        """CREATE TABLE IF NOT EXISTS console_sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            operator TEXT NOT NULL REFERENCES console_operators(name),
+            csrf TEXT NOT NULL,
+            created_at {INT} NOT NULL,
+            expires_at {INT} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS console_sessions_by_expiry ON console_sessions (expires_at)",
+        # Every action taken in the console, with the operator's name.
+        """CREATE TABLE IF NOT EXISTS console_actions (
+            id {SERIAL},
+            at {INT} NOT NULL,
+            operator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+        # A suspended consignment releases nothing until an operator resumes it.
+        """CREATE TABLE IF NOT EXISTS suspensions (
+            consignment_id TEXT PRIMARY KEY REFERENCES deposits(consignment_id),
+            suspended_at {INT} NOT NULL,
+            suspended_by TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )""",
+    ),
+)
+
 #: Every migration, in the order applied. Append; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG, _CONSOLE)
 LATEST: Final = MIGRATIONS[-1].version

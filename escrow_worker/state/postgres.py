@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import asyncpg
 from yarl import URL
 
+from escrow_worker.state import txlog
 from escrow_worker.state.base import Row, SchemaTooNew, Store, StoreBusy, StoreError, Tx
 from escrow_worker.state.migrations import BOOKKEEPING, LATEST, MIGRATIONS
 
@@ -195,7 +196,9 @@ class PostgresStore(Store):
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    result = await job(_PgTx(conn))
+                    tx = _PgTx(conn)
+                    result = await job(tx)
+                    await txlog.flush(tx)  # last: the log's lock is the last one taken
                 if self._outage:
                     self._outage = False
                     _log.warning("the escrow database %s answers again", self.location)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from escrow_worker.state import txlog
 from escrow_worker.state.base import Row, SchemaTooNew, Store, StoreBusy, StoreError, Tx
 from escrow_worker.state.migrations import BOOKKEEPING, LATEST, MIGRATIONS
 
@@ -302,7 +303,10 @@ class SqliteStore(Store):
             for job in batch:
                 conn.execute(f"SAVEPOINT {_SAVEPOINT}")
                 try:
-                    job.outcome = (True, drive(job.fn(self._tx)))
+                    self._tx.take_log()  # nothing a failed job asked for
+                    result = drive(job.fn(self._tx))
+                    drive(txlog.flush(self._tx))  # in the job's savepoint: undone with it
+                    job.outcome = (True, result)
                 except sqlite3.Error as exc:
                     if _transient(exc) or not conn.in_transaction:
                         raise

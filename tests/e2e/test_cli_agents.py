@@ -26,6 +26,7 @@ ESCROW_PW = "operator passphrase"
 PASSWORDS = {"alice": "alice pw", "bob": "bob pw", "carol": "carol pw"}
 AGENT_COMMANDS = [
     "seal", "send", "inbox", "open", "revoke", "status", "events", "demo", "receipts", "cosign",
+    "history",
 ]  # fmt: skip
 
 
@@ -191,6 +192,32 @@ def test_seal_send_inbox_open_revoke_status_events(env: Agents) -> None:
         assert expected in kinds
     text_events = env.as_("alice", "events", cid)
     assert f"{cid}  denied  receiver=carol  reason=" in text_events.out
+
+
+@pytest.mark.rabbitmq
+def test_history_of_a_consignment(env: Agents) -> None:
+    """The escrow's log about a consignment, signed: every step for the sender,
+    its own for a receiver, the signed replies kept as proof."""
+    (env.root / "minutes.txt").write_text("the minutes\n")
+    sealed = env.as_("alice", "seal", "minutes.txt", "--to", "bob", "--to", "carol", "-o", "m.c")
+    cid = consignment_id(sealed)
+    assert env.as_("alice", "send", cid).code == 0
+    env.as_("bob", "inbox")
+    assert env.as_("bob", "open", cid, "-o", "bob-minutes").code == 0
+    history = env.as_("alice", "history", cid, "--json", "--out", "proof.json")
+    assert history.code == 0, history
+    steps = [
+        (e["data"]["signer"], e["data"]["type"], e["data"]["decision"])
+        for e in json.loads(history.out)["entries"]
+        if e["kind"] == "request"
+    ]
+    assert steps == [("alice", "deposit", "ok"), ("bob", "key-request", "ok")]
+    assert json.loads((env.root / "proof.json").read_text())["signed_replies"]
+    bobs = env.as_("bob", "history", cid)
+    assert bobs.code == 0, bobs
+    assert bobs.out.startswith("SEQ\tAT\tKIND\tWHAT\n")
+    assert "bob key-request: ok" in bobs.out
+    assert "to carol" not in bobs.out
 
 
 @pytest.mark.rabbitmq

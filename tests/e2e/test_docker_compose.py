@@ -112,6 +112,20 @@ def test_init_service_initialises_the_same_database(
     assert init["environment"]["CONSIGN_ESCROW_DB"] == worker_env["CONSIGN_ESCROW_DB"]
 
 
+def test_the_console_serves_the_same_database(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from escrow_worker.cli.console import console
+
+    service = compose["services"]["console"]
+    assert resolve(service["command"], service["environment"], monkeypatch) is console
+    worker_env = compose["services"]["worker-1"]["environment"]
+    assert service["environment"]["CONSIGN_ESCROW_DB"] == worker_env["CONSIGN_ESCROW_DB"]
+    port = service["command"][service["command"].index("--port") + 1]
+    assert f"{port}:{port}" in service["ports"]
+    assert service["command"][service["command"].index("--host") + 1] == "0.0.0.0"  # noqa: S104
+
+
 def test_only_real_environment_variables_and_secrets(compose: dict[str, Any]) -> None:
     known = known_environment()
     for name, service in compose["services"].items():

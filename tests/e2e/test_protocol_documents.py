@@ -59,7 +59,7 @@ def test_there_is_an_example_of_every_type() -> None:
     types = {e["type"] for e in _examples()}
     bodies = {p.name.removesuffix(".v1.schema.json") for p in SCHEMAS.glob("*.v1.schema.json")}
     assert types == bodies
-    assert len(bodies) == 20
+    assert len(bodies) == 24
 
 
 @pytest.mark.parametrize("example", _examples(), ids=lambda e: e["type"])
@@ -114,3 +114,18 @@ def test_every_reference_in_the_asyncapi_document_resolves() -> None:
             assert (DOCS / ref).is_file(), ref
     for operation in document["operations"].values():
         assert operation["action"] in ("send", "receive")
+
+
+def test_every_reply_type_has_its_request_and_each_says_who_signs() -> None:
+    """A reply type without its request in `broker.asyncapi.REPLIES` made the
+    AsyncAPI document say the request (e.g. `history`) was signed by the escrow."""
+    from broker.asyncapi import REPLIES
+    from broker.messages import MessageType
+
+    replied = {reply.value.removesuffix("-reply") for reply in REPLIES.values()}
+    for type_ in MessageType:
+        if type_.value.endswith("-reply"):
+            assert type_.value.removesuffix("-reply") in replied, type_
+    messages = json.loads((DOCS / "asyncapi.json").read_text())["components"]["messages"]
+    for request in REPLIES:
+        assert messages[request.value]["summary"].endswith("signed by the requesting agent")

@@ -57,9 +57,12 @@ async def test_a_deposit_whose_json_is_not_canonical_is_refused_and_changes_noth
         assert (reply.code, reply.body.detail) == ("malformed", "not_canonical")
         assert "not in canonical encoding" in reply.body.message
         after = await full_snapshot(setup)
-        assert {k: v for k, v in after.items() if k not in ("requests", "seen_requests")} == {
-            k: v for k, v in before.items() if k not in ("requests", "seen_requests")
+        decided = ("requests", "seen_requests", "log_entries", "log_parties")
+        assert {k: v for k, v in after.items() if k not in decided} == {
+            k: v for k, v in before.items() if k not in decided
         }
+        # The refusal is in the transaction log: the log grew by that one entry.
+        assert len(after["log_entries"]) == len(before["log_entries"]) + 1
         assert after.get("deposits", []) == []
         # the same deposit, canonical, is taken
         good = request(

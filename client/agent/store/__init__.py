@@ -10,6 +10,8 @@ the SQL the agents run, as methods of `Store`.
 - `directory`: certificates and CRL from the escrow's lookups (checked at use).
 - `events`, `notifications`, `received`, `sent`, `refused`: what arrived, what
   was sealed and sent, and what was refused and why.
+- `batch_items`, `handled`: the items of batch operations, and what the
+  unattended receiver opened and handed to its handler (`batches.py`).
 
 `database.py` holds the connection and the tables; `requests.py` and `inbox.py`
 the methods, by table. No other module of the client runs SQL. This package
@@ -18,12 +20,21 @@ holds no protocol logic and must never store a private key.
 
 from __future__ import annotations
 
+from client.agent.store.batches import BatchItemRow, BatchTables, NewItem
 from client.agent.store.database import DB_NAME, StoreError
 from client.agent.store.inbox import ChunkState, InboxTables
 from client.agent.store.requests import DirectoryEntry, RequestTables
 
-__all__ = ["DB_NAME", "ChunkState", "DirectoryEntry", "Store", "StoreError"]
+__all__ = [
+    "DB_NAME",
+    "BatchItemRow",
+    "ChunkState",
+    "DirectoryEntry",
+    "NewItem",
+    "Store",
+    "StoreError",
+]
 
 
-class Store(RequestTables, InboxTables):
+class Store(RequestTables, InboxTables, BatchTables):
     """The agent database. Use `await Store.open(dir)`, then `close()`."""

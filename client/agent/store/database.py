@@ -111,6 +111,31 @@ _SCHEMA = (
         sealed_at INTEGER NOT NULL,
         receipt TEXT NOT NULL,
         receipt_wire BLOB NOT NULL)""",
+    # Batches (`store/batches.py`): every item of a batch operation, stored
+    # before its batch is sent (its id and body, so a run after a crash sends the
+    # same item again and the escrow answers it from its record), with its result.
+    """CREATE TABLE IF NOT EXISTS batch_items (
+        job TEXT NOT NULL,
+        key TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        consignment_id TEXT NOT NULL,
+        path TEXT,
+        item_id TEXT NOT NULL UNIQUE,
+        item_body TEXT NOT NULL,
+        expect TEXT,
+        reply_type TEXT,
+        reply_body TEXT,
+        done_at INTEGER,
+        PRIMARY KEY (job, key))""",
+    # Consignments an unattended receiver opened, and what its handler did.
+    """CREATE TABLE IF NOT EXISTS handled (
+        consignment_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('opened', 'handled', 'parked')),
+        destination TEXT,
+        tries INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        opened TEXT,
+        updated_at INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS refused (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         wire_hash TEXT NOT NULL,

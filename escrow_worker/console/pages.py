@@ -1,0 +1,388 @@
+"""The console's HTML pages and forms. Each page renders the same model the
+JSON API returns (`console.views`); each form posts with the session's CSRF
+token, acts through `console.actions`, and redirects back with a message.
+This module must never render a key part, a private key or a passphrase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from escrow_worker.console import views
+from escrow_worker.console.actions import REVOCATION_REASONS
+from escrow_worker.console.auth import (
+    COOKIE,
+    LOGIN_COOKIE,
+    certificate_operator,
+    console_of,
+    require_csrf,
+    session_of,
+)
+from escrow_worker.console.operators import (
+    Operator,
+    Session,
+    check_login,
+    csrf_matches,
+    end_session,
+    open_session,
+)
+from escrow_worker.console.render import ENV
+from escrow_worker.state.base import Tx
+
+__all__ = ["render", "router"]
+
+router = APIRouter(include_in_schema=False)
+Reader = Annotated[Session, Depends(session_of)]
+Writer = Annotated[Session, Depends(require_csrf)]
+
+
+def render(
+    request: Request,
+    template: str,
+    title: str,
+    session: Session | None = None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    html = ENV.get_template(f"{template}.html").render(
+        title=title,
+        escrow=console_of(request).escrow.name,
+        operator=None if session is None else session.operator.name,
+        csrf=None if session is None else session.csrf,
+        msg=_message(request),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+#: Signs the message an action redirects with, so that a link from elsewhere
+#: cannot make the console show words of its author's choosing.
+_MESSAGE_KEY = os.urandom(32)
+
+
+def _tag(msg: str) -> str:
+    return hmac.new(_MESSAGE_KEY, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def _message(request: Request) -> str | None:
+    msg, tag = request.query_params.get("msg"), request.query_params.get("tag", "")
+    if msg is None or not hmac.compare_digest(_tag(msg), tag):
+        return None
+    return msg
+
+
+def _back(path: str, msg: str) -> RedirectResponse:
+    query = urlencode({"msg": msg, "tag": _tag(msg)})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+async def _read(request: Request, job: Any) -> Any:
+    return await console_of(request).escrow.store.run(job)
+
+
+# -- logging in and out ------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request) -> HTMLResponse:
+    token = os.urandom(24).hex()
+    response = render(request, "login", "Log in", login_csrf=token)
+    response.set_cookie(LOGIN_COOKIE, token, secure=True, httponly=True, samesite="strict")
+    return response
+
+
+async def _start(request: Request, operator: Operator) -> Response:
+    console = console_of(request)
+    lifetime, now = request.app.state.session_seconds, console.t()
+
+    async def job(tx: Tx) -> Session:
+        return await open_session(tx, operator, now=now, lifetime=lifetime)
+
+    session = await console.escrow.store.run(job)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE, session.token, max_age=lifetime, secure=True, httponly=True, samesite="strict"
+    )
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    name: Annotated[str, Form(max_length=64)],
+    passphrase: Annotated[str, Form(max_length=1024)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not _login_form_ok(request, csrf):
+        return render(
+            request,
+            "error",
+            "Log in",
+            status=403,
+            error="the login form expired or came from elsewhere; load it again",
+        )
+    secret = passphrase.encode("utf-8")
+
+    async def job(tx: Tx) -> Operator | None:
+        return await check_login(tx, name, secret)
+
+    operator = await _read(request, job)
+    if operator is None:
+        return render(
+            request,
+            "login",
+            "Log in",
+            status=401,
+            login_csrf=expected,
+            error="not an operator of this escrow, or a wrong passphrase",
+        )
+    return await _start(request, operator)
+
+
+def _login_form_ok(request: Request, offered: str) -> bool:
+    """The login forms' own CSRF check: the token paired with the login cookie."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(expected) and csrf_matches(Session(Operator("", ""), expected, 0), offered)
+
+
+@router.post("/login/certificate")
+async def login_certificate(
+    request: Request, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    if not _login_form_ok(request, csrf):
+        return render(
+            request,
+            "error",
+            "Log in",
+            status=403,
+            error="the login form expired or came from elsewhere; load it again",
+        )
+    operator = await certificate_operator(request)
+    if operator is None:
+        return render(
+            request,
+            "error",
+            "Log in",
+            status=401,
+            error="no operator certificate was presented, or it is not an active operator's",
+            hint="log in with your passphrase",
+        )
+    return await _start(request, operator)
+
+
+@router.post("/logout")
+async def logout(request: Request, _: Writer) -> Response:
+    token = request.cookies.get(COOKIE, "")
+
+    async def job(tx: Tx) -> None:
+        await end_session(tx, token)
+
+    await _read(request, job)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# -- pages -------------------------------------------------------------------------
+
+
+@router.get("/")
+async def overview(request: Request, session: Reader) -> HTMLResponse:
+    now = console_of(request).t()
+
+    async def job(tx: Tx) -> views.Overview:
+        return await views.overview(tx, now=now)
+
+    v = await _read(request, job)
+    if request.app.state.broker is not None:
+        v.broker = await request.app.state.broker.look()
+    top = max([1, *(max(b.releases, b.denials) for b in v.hourly)])
+    return render(request, "overview", "Overview", session, v=v, top=top)
+
+
+@router.get("/users")
+async def users(request: Request, session: Reader) -> HTMLResponse:
+    now = console_of(request).t()
+
+    async def job(tx: Tx) -> list[views.UserView]:
+        return await views.users(tx, now=now)
+
+    found = await _read(request, job)
+    return render(
+        request, "users", "Users and certificates", session, users=found, reasons=REVOCATION_REASONS
+    )
+
+
+@router.get("/crl")
+async def crl(request: Request, session: Reader) -> HTMLResponse:
+    now = console_of(request).t()
+
+    async def job(tx: Tx) -> views.CrlView:
+        return await views.crl(tx, now=now)
+
+    return render(
+        request, "crl", "Certificate revocation list", session, v=await _read(request, job)
+    )
+
+
+@router.get("/policy")
+async def policy(request: Request, session: Reader) -> HTMLResponse:
+    return render(request, "policy", "Trust policy", session, v=await _read(request, views.policy))
+
+
+@router.get("/consignments")
+async def consignments(
+    request: Request,
+    session: Reader,
+    id: str = "",
+    sender: str = "",
+    receiver: str = "",
+    state: str = "",
+) -> HTMLResponse:
+    cid = "".join(ch for ch in id.strip().lower() if ch in "0123456789abcdef")[:64]
+
+    async def job(tx: Tx) -> views.ConsignmentPage:
+        return await views.consignments(
+            tx, consignment_id=cid, sender=sender[:64], receiver=receiver[:64], state=state[:16]
+        )
+
+    return render(request, "consignments", "Consignments", session, v=await _read(request, job))
+
+
+@router.get("/consignments/{consignment_id}")
+async def consignment(request: Request, consignment_id: str, session: Reader) -> HTMLResponse:
+    async def job(tx: Tx) -> views.ConsignmentView | None:
+        return await views.consignment(tx, consignment_id)
+
+    found = await _read(request, job)
+    if found is None:
+        return render(
+            request,
+            "error",
+            "Consignment",
+            session,
+            status=404,
+            error=f"no consignment {consignment_id!r} is deposited here",
+        )
+    return render(request, "consignment", f"Consignment {consignment_id}", session, c=found)
+
+
+@router.get("/actions")
+async def actions(request: Request, session: Reader) -> HTMLResponse:
+    found = await _read(request, views.actions)
+    return render(request, "actions", "Operators' actions", session, actions=found)
+
+
+@router.get("/log")
+async def log(request: Request, session: Reader) -> HTMLResponse:
+    return render(
+        request,
+        "pending",
+        "Transaction log",
+        session,
+        what="The log and its verification",
+        command="consign escrow log verify",
+    )
+
+
+@router.get("/invoices")
+async def invoices(request: Request, session: Reader) -> HTMLResponse:
+    return render(
+        request,
+        "pending",
+        "Invoices",
+        session,
+        what="Invoices by period",
+        command="consign escrow invoice --period 2026-11 --format csv",
+    )
+
+
+# -- actions -----------------------------------------------------------------------
+
+
+@router.post("/users/revoke")
+async def revoke(
+    request: Request,
+    session: Writer,
+    name: Annotated[str, Form(max_length=64)],
+    reason: Annotated[str, Form(max_length=64)] = "unspecified",
+) -> Response:
+    revoked = await console_of(request).revoke(session.operator.name, name, reason)
+    return _back("/users", f"revoked {name} ({len(revoked)} certificates); new CRL published")
+
+
+@router.post("/users/sign-csr")
+async def sign_csr(
+    request: Request,
+    session: Writer,
+    csr_pem: Annotated[str, Form(max_length=65536)],
+    groups: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    wanted = tuple(g.strip() for g in groups.split(",") if g.strip())
+    pem = await console_of(request).sign_csr(session.operator.name, csr_pem.encode(), wanted)
+    return Response(
+        pem,
+        media_type="application/x-pem-file",
+        headers={"content-disposition": 'attachment; filename="bundle.pem"'},
+    )
+
+
+@router.post("/crl/issue")
+async def issue_crl(request: Request, session: Writer) -> Response:
+    number = await console_of(request).issue_crl(session.operator.name)
+    return _back("/crl", f"CRL #{number} published")
+
+
+@router.post("/policy/mode")
+async def policy_mode(
+    request: Request, session: Writer, mode: Annotated[str, Form(pattern="^(open|restricted)$")]
+) -> Response:
+    await console_of(request).set_policy_mode(session.operator.name, mode == "restricted")
+    return _back("/policy", f"the policy is now {mode}")
+
+
+@router.post("/policy/rule")
+async def policy_rule(
+    request: Request,
+    session: Writer,
+    from_group: Annotated[str, Form(max_length=64)],
+    to_group: Annotated[str, Form(max_length=64)],
+    allow: Annotated[bool, Form()],
+) -> Response:
+    changed = await console_of(request).change_rule(
+        session.operator.name, allow, from_group, to_group
+    )
+    what = ("allowed" if allow else "removed") if changed else "unchanged"
+    return _back("/policy", f"{from_group} -> {to_group}: {what}")
+
+
+@router.post("/master-key/rotate")
+async def rotate(request: Request, session: Writer) -> Response:
+    key_id, count = await console_of(request).rotate_master_key(session.operator.name)
+    return _back("/actions", f"master key {key_id} is current; {count} parts re-encrypted")
+
+
+@router.post("/consignments/{consignment_id}/suspend")
+async def suspend(
+    request: Request,
+    consignment_id: str,
+    session: Writer,
+    reason: Annotated[str, Form(min_length=1, max_length=500)] = "operator review",
+) -> Response:
+    await console_of(request).suspend(session.operator.name, consignment_id, reason, True)
+    return _back(f"/consignments/{consignment_id}", "suspended: no release until resumed")
+
+
+@router.post("/consignments/{consignment_id}/resume")
+async def resume(request: Request, consignment_id: str, session: Writer) -> Response:
+    await console_of(request).suspend(session.operator.name, consignment_id, "", False)
+    return _back(f"/consignments/{consignment_id}", "resumed")

@@ -1,0 +1,163 @@
+"""The console in a real browser: Debian's headless Chromium driven through
+/usr/bin/chromedriver by Selenium (never a downloaded browser). An operator
+logs in, finds a consignment, suspends and resumes it, revokes its receiver
+and sees that receiver's next key request refused. A screenshot of each page
+is saved under $CONSIGN_TEST_ARTEFACTS/console (default: test-artefacts/console).
+
+Without Chromium the tests skip, except under CI=true, where they fail."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker import Deposit
+from broker.messages import MessageType
+from tests.console.helpers import OPERATOR, OPERATOR_PASS
+from tests.console.live import Live
+from tests.escrow_worker.control_helpers import Answer, Direct
+from tests.escrow_worker.helpers import seal_for
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTEFACTS = Path(os.environ.get("CONSIGN_TEST_ARTEFACTS", "test-artefacts")) / "console"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        reason = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
+        pytest.skip(f"{reason} (with CI=true this is a failure)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    # The console's certificate chains to the escrow's Ed25519 CA, which Chromium
+    # cannot verify; what is under test here is the console, not that chain.
+    options.accept_insecure_certs = True
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _escrow(live: Live, act: str, deposit: Deposit | None = None) -> tuple[Deposit, Answer | None]:
+    """Deposit a consignment from alice to bob, or ask for its key as bob."""
+
+    async def go() -> tuple[Deposit, Answer | None]:
+        live.setup.clock.now = datetime.now(UTC)
+        async with await live.setup.open_service() as service:
+            direct = Direct(live.setup, service)
+            if act == "deposit":
+                _, made = seal_for(live.setup["alice"], [live.setup["bob"]])
+                await direct.deposit(made)
+                return made, None
+            assert deposit is not None
+            return deposit, await direct.key("bob", deposit)
+
+    return asyncio.run(go())
+
+
+def test_an_operator_finds_suspends_and_revokes_in_the_browser(live: Live, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    driver: object = browser
+    d = driver  # selenium's WebDriver; typed loosely so this module imports without it
+
+    def shot(name: str) -> None:
+        assert d.save_screenshot(str(ARTEFACTS / f"{name}.png"))  # type: ignore[attr-defined]
+
+    def page(path: str) -> None:
+        d.get(live.url + path)  # type: ignore[attr-defined]
+
+    def find(css: str) -> object:
+        return d.find_element(By.CSS_SELECTOR, css)  # type: ignore[attr-defined]
+
+    def submit(css: str) -> None:
+        """Click a button and wait for the page it leads to."""
+        old = find("html")
+        find(css).click()  # type: ignore[attr-defined]
+        WebDriverWait(d, 20).until(staleness_of(old))
+
+    deposit, _ = _escrow(live, "deposit")
+    # Every page sends a stranger to the login page.
+    page("/users")
+    assert d.current_url.endswith("/login")  # type: ignore[attr-defined]
+    shot("login")
+    find("#name").send_keys(OPERATOR)  # type: ignore[attr-defined]
+    find("#passphrase").send_keys(OPERATOR_PASS)  # type: ignore[attr-defined]
+    submit("#submit")
+    assert find("h1").text == "Overview"  # type: ignore[attr-defined]
+    assert OPERATOR in find("nav").text  # type: ignore[attr-defined]
+    shot("overview")
+    for path, name in (
+        ("/crl", "crl"),
+        ("/policy", "policy"),
+        ("/actions", "actions"),
+        ("/log", "log"),
+        ("/invoices", "invoices"),
+    ):
+        page(path)
+        shot(name)
+    # Find the consignment by the start of its id, open it, suspend it, resume it.
+    page("/consignments")
+    find("#q-id").send_keys(deposit.consignment_id[:10])  # type: ignore[attr-defined]
+    submit("#find")
+    shot("consignments")
+    submit(f'a[href="/consignments/{deposit.consignment_id}"]')
+    assert find("#state").text == "open"  # type: ignore[attr-defined]
+    submit("#suspend")
+    assert find("#state").text == "suspended"  # type: ignore[attr-defined]
+    shot("consignment-suspended")
+    _, refused = _escrow(live, "key", deposit)
+    assert refused is not None
+    assert refused.code == "not_allowed"
+    submit("#resume")
+    assert find("#state").text == "open"  # type: ignore[attr-defined]
+    _, released = _escrow(live, "key", deposit)
+    assert released is not None
+    assert released.reply.type == MessageType.KEY_RELEASE
+    page("/")
+    assert find("#releases").text == "1 / 1"  # type: ignore[attr-defined]
+    assert find("#denials").text == "1 / 1"  # type: ignore[attr-defined]
+    shot("overview-after")
+    # Revoke bob; its next key request is refused.
+    page("/users")
+    submit("#revoke-bob")
+    assert "revoked bob" in find("#msg").text  # type: ignore[attr-defined]
+    assert "revoked" in find("#user-bob").text  # type: ignore[attr-defined]
+    shot("users-bob-revoked")
+    _, answer = _escrow(live, "key", deposit)
+    assert answer is not None
+    assert answer.reply.type == MessageType.ERROR
+    assert answer.code == "unauthenticated"
+    page("/actions")
+    rows = find("#actions").text  # type: ignore[attr-defined]
+    assert f"{OPERATOR} revoke bob" in rows
+    assert f"{OPERATOR} suspend {deposit.consignment_id}" in rows
+    shot("actions-after")
+    # Logging out ends the session.
+    submit("#logout")
+    page("/")
+    assert d.current_url.endswith("/login")  # type: ignore[attr-defined]
