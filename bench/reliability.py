@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,9 @@ from tests.support import (
 )
 
 DELIVERY_LIMIT = 20
+#: The longest a request may live (DEFAULT_MAX_LIFETIME is 15 minutes): kills
+#: on a busy machine take minutes, and a request must not turn stale meanwhile.
+LONGEST = timedelta(minutes=14)
 
 
 @dataclass
@@ -184,10 +187,13 @@ def cmd(args: argparse.Namespace, scenario: str, store: str | None, *sizes: str)
     return " ".join(parts)
 
 
-def key_requests(w: World, deposit: Any, n: int) -> list[bytes]:
+def key_requests(
+    w: World, deposit: Any, n: int, *, lifetime: timedelta = timedelta(minutes=5)
+) -> list[bytes]:
     now = datetime.now(UTC)
+    body = key_request_body(deposit)
     return [
-        request(w.setup["bob"], "key-request", key_request_body(deposit), now=now) for _ in range(n)
+        request(w.setup["bob"], "key-request", body, now=now, lifetime=lifetime) for _ in range(n)
     ]
 
 
@@ -251,6 +257,15 @@ async def verdict(
     lost = len(ids - set(found))
     duplicated = max(counts["releases"] - want, 0) + max(counts["released"] - want, 0)
     duplicated += sum(len(v) > 1 for v in found.values())
+    # Every answer must be the release itself (not, say, a refusal as stale).
+    wrong = 0
+    for rid, raws in found.items():
+        said = {(r.type, r.code) for r in (verify(w.setup, raw) for raw in raws)}
+        if said != {("key-release", None)}:
+            wrong += 1
+            print(f"  {fault}: request {rid} answered {sorted(said, key=str)}", file=sys.stderr)
+    if counts["releases"] != want or counts["released"] != want:
+        print(f"  {fault}: {counts} for {want} requests", file=sys.stderr)
     dead = await queue_depth(w.amqp_url, f"{w.factory.prefix}.dead-letters")
     return Row(
         fault,
@@ -263,6 +278,7 @@ async def verdict(
         dead,
         time.monotonic() - started,
         command,
+        wrong=wrong,
     )
 
 
@@ -277,15 +293,19 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
     rnd = random.Random(args.seed)
     async with world(args, store) as w:
         deposit = await deposited(w)
-        per_round = len(POINTS) * 4
-        datas = key_requests(w, deposit, args.kills * per_round)
+        per_round = len(POINTS) * 2  # about what a round's killed workers take
         inbox = await w.transport()
-        await publish(inbox, datas)
         env = w.env()
         killed = 0
         proc = None
+        datas: list[bytes] = []
         try:
             for _ in range(args.kills):
+                # Signed just before their round: a request lives 5 minutes, and
+                # a long run must not turn the last ones stale before they are served.
+                batch = key_requests(w, deposit, per_round, lifetime=LONGEST)
+                datas += batch
+                await publish(inbox, batch)
                 for point in POINTS:
                     proc = await start_worker(
                         env, kill_at=f"{point}:{rnd.randint(1, 4)}", prefetch=4
