@@ -100,7 +100,9 @@ async def open_many(
     parts in `batch` requests. With `handled`, each is recorded as handled
     once opened (`serve` records it only once its handler returned)."""
     targets = (
-        list(consignments) if consignments is not None else (await agent.store.complete_unhandled())
+        list(consignments)
+        if consignments is not None
+        else [(c, p) for c, p in await agent.store.complete_unhandled() if p is not None]
     )
     results: dict[str, ItemResult] = {}
     new: list[NewItem] = []
@@ -208,7 +210,9 @@ async def _serve_once(
     now: float,
 ) -> None:
     waiting = await agent.store.complete_unhandled()
-    fresh = [(cid, p) for cid, p in waiting if await agent.store.handling(cid) is None]
+    fresh = [
+        (cid, p) for cid, p in waiting if p is not None and await agent.store.handling(cid) is None
+    ]
     fresh = [(cid, p) for cid, p in fresh if waits.get(cid, 0.0) <= now]
     if fresh:
         results, _ = await open_many(agent, into, consignments=fresh, handled=False)

@@ -103,17 +103,20 @@ class BatchTables(Database):
 
     # -- the unattended receiver ---------------------------------------------------
 
-    async def complete_unhandled(self) -> list[tuple[str, Path]]:
+    async def complete_unhandled(self) -> list[tuple[str, Path | None]]:
         """(id, file) of every consignment that arrived whole and that `serve`
-        has neither handed to its handler nor parked, oldest first."""
+        has neither handed to its handler nor parked, oldest first. The file is
+        None once opened (opening removes it): the handler still has to take it."""
         rows = await self.fetchall(
             "SELECT r.consignment_id, r.path FROM received AS r"
             " LEFT JOIN handled AS h ON h.consignment_id = r.consignment_id"
-            " WHERE r.state = 'complete' AND r.path IS NOT NULL"
-            " AND (h.state IS NULL OR h.state = 'opened')"
+            " WHERE (h.state IS NULL AND r.state = 'complete' AND r.path IS NOT NULL)"
+            " OR h.state = 'opened'"
             " ORDER BY r.completed_at, r.consignment_id"
         )
-        return [(str(r["consignment_id"]), Path(r["path"])) for r in rows]
+        return [
+            (str(r["consignment_id"]), None if r["path"] is None else Path(r["path"])) for r in rows
+        ]
 
     async def handling(self, consignment_id: str) -> sqlite3.Row | None:
         return await self.fetchone(
