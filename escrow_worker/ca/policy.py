@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from broker.canonical import check_name
+from escrow_worker.ca.cache import cached, directory_changed
 from escrow_worker.ca.directory import get_user
 from escrow_worker.errors import DirectoryError
 from escrow_worker.state.base import Tx
@@ -67,6 +68,10 @@ def _group(name: str) -> str:
 
 
 async def load_policy(tx: Tx) -> TrustPolicy:
+    return await cached(tx, "trust policy", _load_policy)
+
+
+async def _load_policy(tx: Tx) -> TrustPolicy:
     restricted = await get_meta(tx, "policy") == "restricted"
     rows = await tx.fetchall("SELECT from_group, to_group FROM policy_rules")
     return TrustPolicy(restricted, frozenset((str(a), str(b)) for a, b in rows))
@@ -74,6 +79,7 @@ async def load_policy(tx: Tx) -> TrustPolicy:
 
 async def set_restricted(tx: Tx, restricted: bool) -> None:
     await set_meta(tx, "policy", "restricted" if restricted else "open")
+    await directory_changed(tx)
 
 
 async def add_rule(tx: Tx, from_group: str, to_group: str) -> bool:
@@ -82,6 +88,7 @@ async def add_rule(tx: Tx, from_group: str, to_group: str) -> bool:
         "INSERT INTO policy_rules (from_group, to_group) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (_group(from_group), _group(to_group)),
     )
+    await directory_changed(tx)
     return count == 1
 
 
@@ -90,6 +97,7 @@ async def remove_rule(tx: Tx, from_group: str, to_group: str) -> bool:
         "DELETE FROM policy_rules WHERE from_group = ? AND to_group = ?",
         (from_group, to_group),
     )
+    await directory_changed(tx)
     return count == 1
 
 

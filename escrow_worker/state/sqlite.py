@@ -47,10 +47,12 @@ class _SqliteTx(Tx):
     for_update = ""
     for_share = ""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "cache", "memo")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache: dict[str, Any]) -> None:
         self._conn = conn
+        self.cache = cache
+        self.memo = {}
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, params).rowcount
@@ -145,7 +147,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path, conn: sqlite3.Connection, *, max_batch: int = 64) -> None:
         self._path = path
         self._conn = conn
-        self._tx = _SqliteTx(conn)
+        self._cache: dict[str, Any] = {}
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
@@ -244,7 +246,7 @@ class SqliteStore(Store):
         for job in batch:
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")
             try:
-                job.outcome = (True, drive(job.fn(self._tx)))
+                job.outcome = (True, drive(job.fn(_SqliteTx(conn, self._cache))))
             except Exception as exc:  # the job's own failure: undo it alone
                 error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
                 job.outcome = (False, error)
