@@ -116,15 +116,18 @@ def check_json(value: object) -> None:
     _check_json(value)
 
 
+#: The one encoder of the canonical form (`json.dumps` would build one per call).
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: object) -> bytes:
     """The canonical bytes of a JSON value: UTF-8, keys sorted by code point, no
     whitespace, no floats, integers within +-(2**53-1), nesting within
     `MAX_JSON_DEPTH`. Raises ValueError otherwise."""
     _check_json(value)
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -140,18 +143,38 @@ def _no_float(text: str) -> Any:
     raise ValueError("floats are not allowed")
 
 
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise ValueError("integer outside the safe range +-(2**53-1)")
+    return value
+
+
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_float=_no_float,
+    parse_int=_safe_int,
+    parse_constant=_no_float,
+)
+
+
 def parse_canonical_json(data: bytes, what: str = "envelope") -> Any:
     """Parse bytes that must be exactly `canonical_json` of what they hold.
 
     Raises `EnvelopeError` ("malformed" or "not_canonical") naming `what`."""
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_float,
-        )
-        again = canonical_json(value)
+        value = _DECODER.decode(data.decode("utf-8"))
+        # The decoder refused floats and unsafe integers already; what it cannot
+        # see is the depth, bounded by the number of brackets: walk the value
+        # only when there are enough of them to go too deep.
+        if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH:
+            _check_json(value)
+        # Keys are strings and values plain JSON: encoding fails only on a lone
+        # surrogate (UnicodeEncodeError, a ValueError).
+        try:
+            again = _ENCODER.encode(value).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("string is not valid Unicode") from exc
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeError too
         raise EnvelopeError("malformed", f"{what} is not valid JSON: {exc}") from exc
     if again != data:

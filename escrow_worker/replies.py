@@ -16,7 +16,7 @@ from typing import TypedDict
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from broker.envelope import Envelope, new_envelope, sign_envelope
+from broker.envelope import Envelope, sign_new_envelope
 from broker.messages import ErrorCode, MessageType, error_reply
 from broker.transport.base import Message
 from escrow_worker.state.records import OutboxRow
@@ -95,7 +95,8 @@ class Replies:
         now: datetime,
         correlation_id: str,
     ) -> Message:
-        envelope = new_envelope(
+        message_id, wire = sign_new_envelope(
+            self._signing_key,
             type=type_.value,
             body=body.model_dump(mode="json"),
             audience=audience,
@@ -104,8 +105,8 @@ class Replies:
             lifetime=REPLY_LIFETIME,
         )
         return Message(
-            body=sign_envelope(envelope, self._signing_key).to_wire(),
-            message_id=envelope.request_id,
+            body=wire,
+            message_id=message_id,
             type=_wire_type(type_.value),
             correlation_id=correlation_id,
         )

@@ -66,6 +66,12 @@ __all__ = ["EscrowService"]
 _log = logging.getLogger(__name__)
 
 
+#: Outbox ids marked sent by a request's job once this many are waiting (one
+#: statement for them all; the worker marks the rest whenever it goes idle).
+#: A worker that dies publishes at most these again, with the same message ids.
+_MARKS_AT_ONCE = 32
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -204,15 +210,18 @@ class EscrowService:
             claimed = signed.unverified()
         except BrokerError:
             return Outcome(dead_letter=True, decision="dead-letter:malformed")
-        marks, self._to_mark = self._to_mark, []
+        marks: list[int] = []
+        if len(self._to_mark) >= _MARKS_AT_ONCE:
+            marks, self._to_mark = self._to_mark, []
         try:
             for _ in range(2):
                 try:
 
                     async def job(tx: Tx) -> Outcome:
-                        await records.mark_sent(tx, marks, now=int(now.timestamp()))
                         outcome = await self._decide(tx, signed, claimed, now)
                         faults.reach("decided")  # reliability tests: before the commit
+                        if marks:
+                            await records.mark_sent(tx, marks, now=int(now.timestamp()))
                         return outcome
 
                     return await self._store.run(job)
@@ -455,9 +464,10 @@ class EscrowService:
 
     def mark_sent(self, outbox_ids: Iterable[int]) -> None:
         """Record that these outbox messages were published (confirmed). They are
-        marked in the store by the next request's job (no transaction of their
-        own under load), or by the sweep; if this worker dies first, they are
-        published again, with the same message ids."""
+        marked in the store by a request's job once `_MARKS_AT_ONCE` wait (no
+        transaction of their own under load), by the worker when it goes idle,
+        or by the sweep; if this worker dies first, they are published again,
+        with the same message ids."""
         self._to_mark.extend(outbox_ids)
 
     async def flush_marks(self) -> None:

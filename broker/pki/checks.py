@@ -12,6 +12,7 @@ one expected. Pure: certificates, CRL and `now` in; a public key or a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict, Unpack
 
@@ -167,9 +168,43 @@ def _check_usage(cert: x509.Certificate, role: Role, escrow: bool) -> None:
 # signed by it and not listing the certificate, usage, name), by the exact
 # certificate, CA and CRL and what was asked. Those checks are pure functions of
 # these, so remembering a success changes no decision; a new CRL is a new key.
-# The times (CA, certificate, CRL freshness) are checked on every call.
-_PASSED: dict[tuple[object, ...], Ed25519PublicKey | X25519PublicKey] = {}
+# The times (CA, certificate, CRL freshness) are checked on every call, against
+# the bounds remembered with the key; any doubt takes the whole way again.
+_PASSED: dict[tuple[object, ...], _Passed] = {}
 _PASSED_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    key: Ed25519PublicKey | X25519PublicKey
+    #: The latest of the CA's and the certificate's not-before ...
+    not_before: datetime
+    #: ... and the earliest of their not-after.
+    not_after: datetime
+    crl_next_update: datetime | None
+
+    def current(self, now: datetime, require_current_crl: bool) -> bool:
+        if not self.not_before <= now <= self.not_after:
+            return False
+        if not require_current_crl:
+            return True
+        return self.crl_next_update is not None and now <= self.crl_next_update
+
+
+# The DER of a CRL by the object (kept alive here, so its id is not reused):
+# the memo's key, without encoding the CRL again at every check.
+_DER: dict[int, tuple[x509.CertificateRevocationList, bytes]] = {}
+
+
+def _crl_der(crl: x509.CertificateRevocationList) -> bytes:
+    hit = _DER.get(id(crl))
+    if hit is not None and hit[0] is crl:
+        return hit[1]
+    der = crl.public_bytes(Encoding.DER)
+    if len(_DER) >= 64:
+        _DER.clear()
+    _DER[id(crl)] = (crl, der)
+    return der
 
 
 def check_certificate(
@@ -186,12 +221,11 @@ def check_certificate(
     """Refuse (`CertificateRejected`) unless `cert` may be used for `role` at `now`;
     return its public key. `now` must be timezone-aware."""
     require_aware(now)
+    memo = (cert, ca, _crl_der(crl), role, escrow, expected_name)
+    passed = _PASSED.get(memo)
+    if passed is not None and passed.current(now, require_current_crl):
+        return passed.key
     check_ca(ca, now)
-    memo = (cert, ca, crl.public_bytes(Encoding.DER), role, escrow, expected_name)
-    key = _PASSED.get(memo)
-    if key is not None:
-        _check_times(cert, crl, ca, now, require_current_crl)
-        return key
     _check_issued_by(cert, ca)
     _check_times(cert, crl, ca, now, require_current_crl)
     if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
@@ -211,7 +245,12 @@ def check_certificate(
     assert isinstance(public, Ed25519PublicKey | X25519PublicKey)  # _check_usage made sure
     if len(_PASSED) >= _PASSED_MAX:
         _PASSED.clear()
-    _PASSED[memo] = public
+    _PASSED[memo] = _Passed(
+        public,
+        max(ca.not_valid_before_utc, cert.not_valid_before_utc),
+        min(ca.not_valid_after_utc, cert.not_valid_after_utc),
+        crl.next_update_utc,
+    )
     return public
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from broker.canonical import b64, check_name
 from broker.pki.profile import Role, fingerprint, load_crl, to_der
+from escrow_worker.ca.cache import cached, directory_changed
 from escrow_worker.errors import DirectoryError, EscrowError
 from escrow_worker.state.base import LogItem, Row, Tx
 from escrow_worker.state.meta import get_meta
@@ -102,6 +103,7 @@ async def add_party(
     )
     data = {"name": name, "kind": kind, "groups": sorted(set(groups))}
     tx.log(LogItem("register", data, _ts(now), parties=(name,)))
+    await directory_changed(tx)
 
 
 async def store_certificate(tx: Tx, name: str, role: Role, cert: x509.Certificate) -> None:
@@ -129,6 +131,7 @@ async def store_certificate(tx: Tx, name: str, role: Role, cert: x509.Certificat
             to_der(cert),
         ),
     )
+    await directory_changed(tx)
 
 
 _CERT_COLUMNS = "name, role, fingerprint, serial, not_before, not_after, revoked_at, der"
@@ -159,6 +162,10 @@ def _cert_record(row: Row) -> CertificateRecord:
 
 
 async def certificate_by_fingerprint(tx: Tx, fp: str) -> CertificateRecord | None:
+    return await cached(tx, ("certificate", fp), lambda tx: _certificate_by_fingerprint(tx, fp))
+
+
+async def _certificate_by_fingerprint(tx: Tx, fp: str) -> CertificateRecord | None:
     rows = list(
         await tx.fetchall(
             f"SELECT {_CERT_COLUMNS} FROM certificates WHERE fingerprint = ?",  # noqa: S608
@@ -169,6 +176,10 @@ async def certificate_by_fingerprint(tx: Tx, fp: str) -> CertificateRecord | Non
 
 
 async def get_user(tx: Tx, name: str) -> UserRecord | None:
+    return await cached(tx, ("user", name), lambda tx: _get_user(tx, name))
+
+
+async def _get_user(tx: Tx, name: str) -> UserRecord | None:
     rows = list(
         await tx.fetchall(
             "SELECT name, kind, created_at, revoked_at FROM users WHERE name = ?", (name,)
@@ -222,6 +233,7 @@ async def mark_revoked(tx: Tx, name: str, *, now: datetime, reason: str) -> list
     revoked = [c for c in user.certificates if c.revoked_at is None]
     data = {"name": name, "reason": reason, "certificates": [c.fingerprint for c in revoked]}
     tx.log(LogItem("revoke-party", data, _ts(now), parties=(name,)))
+    await directory_changed(tx)
     return revoked
 
 
@@ -249,6 +261,7 @@ async def store_crl(tx: Tx, crl: x509.CertificateRevocationList, number: int) ->
         "der": b64(der),
     }
     tx.log(LogItem("crl", data, at))
+    await directory_changed(tx)
 
 
 async def current_crl_number(tx: Tx) -> int:
@@ -257,6 +270,10 @@ async def current_crl_number(tx: Tx) -> int:
 
 
 async def current_crl_der(tx: Tx) -> bytes:
+    return await cached(tx, "crl", _current_crl_der)
+
+
+async def _current_crl_der(tx: Tx) -> bytes:
     rows = list(await tx.fetchall("SELECT der FROM crl WHERE id = 1"))
     if not rows:
         raise EscrowError("the escrow has no CRL", "run `consign escrow crl`")

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from broker.canonical import check_name
+from escrow_worker.ca.cache import cached, directory_changed
 from escrow_worker.ca.directory import get_user
 from escrow_worker.errors import DirectoryError
 from escrow_worker.state.base import LogItem, Tx
@@ -68,6 +69,10 @@ def _group(name: str) -> str:
 
 
 async def load_policy(tx: Tx) -> TrustPolicy:
+    return await cached(tx, "trust policy", _load_policy)
+
+
+async def _load_policy(tx: Tx) -> TrustPolicy:
     restricted = await get_meta(tx, "policy") == "restricted"
     rows = await tx.fetchall("SELECT from_group, to_group FROM policy_rules")
     return TrustPolicy(restricted, frozenset((str(a), str(b)) for a, b in rows))
@@ -81,6 +86,7 @@ async def set_restricted(tx: Tx, restricted: bool, *, now: int | None = None) ->
     mode = "restricted" if restricted else "open"
     await set_meta(tx, "policy", mode)
     _log(tx, {"mode": mode}, now)
+    await directory_changed(tx)
 
 
 async def add_rule(tx: Tx, from_group: str, to_group: str, *, now: int | None = None) -> bool:
@@ -91,6 +97,7 @@ async def add_rule(tx: Tx, from_group: str, to_group: str, *, now: int | None = 
     )
     if count == 1:
         _log(tx, {"allow": [from_group, to_group]}, now)
+    await directory_changed(tx)
     return count == 1
 
 
@@ -101,6 +108,7 @@ async def remove_rule(tx: Tx, from_group: str, to_group: str, *, now: int | None
     )
     if count == 1:
         _log(tx, {"disallow": [from_group, to_group]}, now)
+    await directory_changed(tx)
     return count == 1
 
 

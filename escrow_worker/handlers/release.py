@@ -49,6 +49,18 @@ async def handle_key_request(ctx: Context) -> Result:
             Denial(ErrorCode.UNKNOWN_CONSIGNMENT, "no consignment with this id is deposited"),
             consignment_id=cid,
         )
+    # What needs no lock comes first: the requester's current key (the
+    # directory) and the part sealed to it, so that the receiver's row is
+    # locked (PostgreSQL: other requests of that receiver wait) only for the
+    # decision and its writes. Its refusals still come after the policy's.
+    facts = await current_encryption_key(ctx, ctx.requester)
+    key_refusal = check_recorded_key(row.policy, ctx.requester, facts.current_key)
+    sealed: bytes | EscrowError | None = None
+    if key_refusal is None:
+        try:
+            sealed = _key_part(ctx, row)
+        except EscrowError as exc:  # raised only if the decision would release
+            sealed = exc
     state = await records.receiver_state(ctx.tx, cid, ctx.requester, for_update=True)
     refusal = decide_release(
         row.policy,
@@ -66,18 +78,16 @@ async def handle_key_request(ctx: Context) -> Result:
             "until it is resumed: ask the sender",
             detail="suspended",
         )
-    sealed: bytes | None = None
     if refusal is None:
-        facts = await current_encryption_key(ctx, ctx.requester)
-        refusal = check_recorded_key(row.policy, ctx.requester, facts.current_key)
-    if refusal is None:
-        sealed = _key_part(ctx, row)
+        refusal = key_refusal
+    if refusal is None and isinstance(sealed, EscrowError):
+        raise sealed
     if refusal is not None:
         if state is not None:
             await records.record_denial(ctx.tx, cid, ctx.requester, refusal.code.value, now=ctx.t)
         notice = denied(ctx, row.sender, cid, refusal, ctx.requester)
         return refuse(ctx, refusal, consignment_id=cid, notices=(notice,))
-    assert sealed is not None
+    assert isinstance(sealed, bytes)
     await records.record_release(ctx.tx, cid, ctx.requester, request_id=ctx.request_id, now=ctx.t)
     release = KeyReleaseBody(
         in_reply_to=ctx.request_id,

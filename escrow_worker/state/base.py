@@ -92,6 +92,11 @@ class Tx(abc.ABC):
     for_update: ClassVar[str]
     #: The same for a row that must not change until this transaction ends.
     for_share: ClassVar[str]
+    #: Shared by every transaction of one store: for caches kept exact by a
+    #: version read in the transaction that uses them (`escrow_worker.ca.cache`).
+    cache: dict[str, Any]
+    #: This transaction's own, gone when it ends.
+    memo: dict[str, Any]
 
     @abc.abstractmethod
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -49,6 +49,10 @@ _log = logging.getLogger(__name__)
 #: Advisory lock id held while migrating: two workers starting at once migrate once.
 _MIGRATION_LOCK: Final = 0x636F6E7369676E  # "consign"
 _RETRIES: Final = 8  # serialization failures / deadlocks before giving up
+#: A job still running after this long is cut short as if the server were
+#: unreachable (one timer per job; asyncpg's per-statement one costs a timer
+#: per round trip).
+_JOB_TIMEOUT: Final = 60.0
 #: What means "the server is not reachable now", as opposed to a bad query.
 _UNREACHABLE: Final = (
     OSError,
@@ -96,26 +100,62 @@ def _lock_id(key: str) -> int:
 
 
 class _PgTx(Tx):
+    """The transaction begins with its first statement, in the same round trip
+    when that is a `lock` (a request's job): BEGIN costs no round trip of its own."""
+
     dialect = "postgresql"
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "begun", "cache", "memo")
 
-    def __init__(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any], cache: dict[str, Any]
+    ) -> None:
         self._conn = conn
+        self.begun = False
+        self.cache = cache
+        self.memo = {}
+
+    async def _begin(self) -> None:
+        self.begun = True
+        await self._conn.execute("BEGIN")
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if not self.begun:
+            await self._begin()
         return _rowcount(await self._conn.execute(_pg(sql), *params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if not self.begun:
+            await self._begin()
         await self._conn.executemany(_pg(sql), list(rows))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if not self.begun:
+            await self._begin()
         return [tuple(r) for r in await self._conn.fetch(_pg(sql), *params)]
 
     async def lock(self, key: str) -> None:
-        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_id(key))
+        if self.begun:
+            await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_id(key))
+            return
+        self.begun = True
+        # One round trip for both (a simple query, so no parameter: the lock id
+        # is an integer this module computed).
+        await self._conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_lock_id(key):d})")
+
+    async def finish(self, commit: bool) -> None:
+        if self.begun:
+            self.begun = False
+            await self._conn.execute("COMMIT" if commit else "ROLLBACK")
+
+
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """The pool's reset between jobs: none. A job leaves nothing in the session
+    (its locks are the transaction's, it sets, listens and declares nothing),
+    and `PostgresStore.run` ends every transaction; asyncpg's default reset
+    would cost a round trip per job."""
 
 
 def redact(url: str) -> str:
@@ -136,11 +176,14 @@ class PostgresStore(Store):
         self._max_wait = max_wait
         self._closed = False
         self._outage = False  # logged once per outage, not once per waiting job
+        self._cache: dict[str, Any] = {}
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 10, max_wait: float = 600.0) -> PostgresStore:
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, command_timeout=60)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=max_size, reset=_keep_session
+            )
         except _UNREACHABLE as exc:
             raise StoreError(
                 f"cannot connect to the escrow database {redact(url)}: {exc}",
@@ -195,10 +238,18 @@ class PostgresStore(Store):
         delay, retries = 0.05, 0
         while True:
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    tx = _PgTx(conn)
-                    result = await job(tx)
-                    await txlog.flush(tx)  # last: the log's lock is the last one taken
+                async with self._pool.acquire() as conn:
+                    tx = _PgTx(conn, self._cache)
+                    try:
+                        async with asyncio.timeout(_JOB_TIMEOUT):
+                            result = await job(tx)
+                            await txlog.flush(tx)  # last: the log's lock is the last one taken
+                            await tx.finish(commit=True)
+                    except BaseException:
+                        if tx.begun and not conn.is_closed():
+                            with contextlib.suppress(Exception):
+                                await tx.finish(commit=False)
+                        raise
                 if self._outage:
                     self._outage = False
                     _log.warning("the escrow database %s answers again", self.location)
@@ -246,7 +297,15 @@ class PostgresStore(Store):
             try:
                 yield
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(f"exclusive:{name}"))
+                try:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1)", _lock_id(f"exclusive:{name}")
+                    )
+                except BaseException:
+                    # The pool does not reset sessions: close this one, and
+                    # its lock with it.
+                    conn.terminate()
+                    raise
 
     async def close(self) -> None:
         if self._closed:

@@ -8,6 +8,7 @@ them inside the one store job of its request. This module must never decrypt a p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,10 @@ class OutboxRow:
     body: bytes
 
 
+# A stored policy never changes, and parsing is a pure function of its bytes:
+# each worker parses a consignment's policy once, not at every request.
+_parse_policy = functools.lru_cache(maxsize=256)(Policy.model_validate_json)
+
 _DEPOSIT_COLUMNS = (
     "consignment_id, sender, mode, policy, policy_digest, part_key_id, part,"
     " consignment_digest, plaintext_commitment, consignment_size, deposited_at"
@@ -91,7 +96,7 @@ async def get_deposit(
         consignment_id=str(cid),
         sender=str(sender),
         mode=Mode(str(mode)),
-        policy=Policy.model_validate_json(str(policy)),
+        policy=_parse_policy(str(policy)),
         policy_digest=bytes(digest),
         part_key_id=str(key_id),
         part=bytes(part),
@@ -201,16 +206,22 @@ async def record_release(
     tx: Tx, consignment_id: str, name: str, *, request_id: str, now: int
 ) -> None:
     """One release: the request id is the primary key, so it counts once, ever."""
-    await tx.execute(
+    insert = (
         "INSERT INTO releases (request_id, consignment_id, receiver, released_at)"
-        " VALUES (?, ?, ?, ?)",
-        (request_id, consignment_id, name, now),
+        " VALUES (?, ?, ?, ?)"
     )
-    await tx.execute(
+    update = (
         "UPDATE deposit_receivers SET releases = releases + 1, requested_at = ?"
-        " WHERE consignment_id = ? AND receiver = ?",
-        (now, consignment_id, name),
+        " WHERE consignment_id = ? AND receiver = ?"
     )
+    if tx.dialect == "postgresql":  # one round trip for both
+        await tx.execute(
+            f"WITH released AS ({insert}) {update}",
+            (request_id, consignment_id, name, now, now, consignment_id, name),
+        )
+        return
+    await tx.execute(insert, (request_id, consignment_id, name, now))
+    await tx.execute(update, (now, consignment_id, name))
 
 
 async def record_denial(tx: Tx, consignment_id: str, name: str, reason: str, *, now: int) -> None:

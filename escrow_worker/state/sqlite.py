@@ -51,10 +51,12 @@ class _SqliteTx(Tx):
     for_update = ""
     for_share = ""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "cache", "memo")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache: dict[str, Any]) -> None:
         self._conn = conn
+        self.cache = cache
+        self.memo = {}
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, params).rowcount
@@ -171,7 +173,7 @@ class SqliteStore(Store):
         self._conn = conn
         self._max_wait = max_wait
         self._outage = False  # logged once per outage, not once per batch
-        self._tx = _SqliteTx(conn)
+        self._cache: dict[str, Any] = {}
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
@@ -303,9 +305,9 @@ class SqliteStore(Store):
             for job in batch:
                 conn.execute(f"SAVEPOINT {_SAVEPOINT}")
                 try:
-                    self._tx.take_log()  # nothing a failed job asked for
-                    result = drive(job.fn(self._tx))
-                    drive(txlog.flush(self._tx))  # in the job's savepoint: undone with it
+                    tx = _SqliteTx(conn, self._cache)
+                    result = drive(job.fn(tx))
+                    drive(txlog.flush(tx))  # in the job's savepoint: undone with it
                     job.outcome = (True, result)
                 except sqlite3.Error as exc:
                     if _transient(exc) or not conn.in_transaction:

@@ -23,6 +23,7 @@ from broker import (
     verify_envelope_signature,
 )
 from broker.canonical import canonical_json, parse_canonical_json
+from broker.envelope import sign_new_envelope
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 SIGNER = "ab" * 32
@@ -259,3 +260,71 @@ def test_serialise_parse_round_trip(body: dict[str, Any]) -> None:
     data = env.canonical_bytes()
     assert Envelope.from_canonical_bytes(data) == env
     assert Envelope.from_canonical_bytes(data).canonical_bytes() == data
+
+
+def test_sign_new_envelope_gives_the_bytes_of_the_validated_path() -> None:
+    """The escrow's fast way to sign a reply writes exactly what `new_envelope`,
+    `sign_envelope` and `to_wire` write (Ed25519 signatures are deterministic)."""
+    key = Ed25519PrivateKey.generate()
+    body = {"in_reply_to": "x" * 32, "n": 7, "nested": {"list": [1, "é", None, True]}}
+    request_id, wire = sign_new_envelope(
+        key,
+        type="key-release",
+        body=body,
+        audience="bob",
+        signer=SIGNER,
+        now=NOW,
+        lifetime=timedelta(days=30),
+    )
+    parsed = verify_envelope_signature(SignedEnvelope.from_wire(wire), key.public_key())
+    assert parsed.request_id == request_id
+    again = new_envelope(
+        type="key-release",
+        body=body,
+        audience="bob",
+        signer=SIGNER,
+        now=NOW,
+        lifetime=timedelta(days=30),
+        request_id=request_id,
+        nonce=base64.b64decode(parsed.nonce),
+    )
+    assert sign_envelope(again, key).to_wire() == wire
+    with pytest.raises(ValueError, match="floats"):
+        sign_new_envelope(
+            key, type="t", body={"x": 1.5}, audience="bob", signer=SIGNER, now=NOW,
+            lifetime=timedelta(days=1),
+        )  # fmt: skip
+
+
+@given(st.binary(max_size=300), st.binary(min_size=64, max_size=64))
+def test_the_wire_form_is_parsed_the_same_by_both_ways(payload: bytes, signature: bytes) -> None:
+    """`from_wire` takes the canonical form by a pattern and anything else the
+    long way: both give the same envelope, and the same bytes back."""
+    wire = SignedEnvelope(payload=payload, signature=signature).to_wire()
+    assert wire == canonical_json(
+        {
+            "payload": base64.b64encode(payload).decode(),
+            "signature": base64.b64encode(signature).decode(),
+            "v": 1,
+        }
+    )
+    assert SignedEnvelope.from_wire(wire) == SignedEnvelope(payload=payload, signature=signature)
+    value = parse_canonical_json(wire)
+    assert base64.b64decode(value["payload"]) == payload
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b'{"payload":"QQ==","signature":"QR==","v":1}',  # stray bits: not canonical base64
+        b'{"payload":"QQ=","signature":"QQ==","v":1}',  # bad padding
+        b'{"payload":"QQ==","signature":"QQ==","v":01}',
+        b'{"payload":"QQ==","signature":"QQ==","v":1} ',
+        b'{"signature":"QQ==","payload":"QQ==","v":1}',
+    ],
+    ids=["stray-bits", "padding", "leading-zero", "trailing-space", "key-order"],
+)
+def test_near_canonical_wire_forms_are_refused(wire: bytes) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        SignedEnvelope.from_wire(wire)
+    assert info.value.reason in ("malformed", "not_canonical")

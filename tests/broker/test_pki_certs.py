@@ -201,6 +201,30 @@ def test_check_certificate(case: Case) -> None:
     assert info.value.message
 
 
+@pytest.mark.parametrize(
+    ("when", "reason"),
+    [
+        (later(365) + timedelta(seconds=1), CertReason.EXPIRED),
+        (NOW - timedelta(seconds=1), CertReason.NOT_YET_VALID),
+        (later(30) + timedelta(seconds=1), CertReason.CRL_STALE),
+        (later(3650), CertReason.EXPIRED),  # the CA's
+    ],
+    ids=["expired", "not-yet-valid", "stale-crl", "ca-expired"],
+)
+def test_a_certificate_that_passed_is_checked_against_the_clock_again(
+    when: object, reason: CertReason
+) -> None:
+    """What a pass remembers (`checks._PASSED`) never outlives the times: the same
+    certificate, CA and CRL objects are refused once the clock leaves them."""
+    cert, crl = ALICE.signing_certificate, empty_crl(CA)
+    assert check_certificate(cert, role=Role.SIGNING, ca=CA.certificate, crl=crl, now=NOW)
+    with pytest.raises(CertificateRejected) as info:
+        check_certificate(cert, role=Role.SIGNING, ca=CA.certificate, crl=crl, now=when)  # type: ignore[arg-type]
+    assert info.value.reason is reason
+    # ... and passes again inside them: a refusal is remembered by nobody.
+    assert check_certificate(cert, role=Role.SIGNING, ca=CA.certificate, crl=crl, now=later(1))
+
+
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_client_verify_refuses_with_the_same_reason(case: Case) -> None:
     verify = (
