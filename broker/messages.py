@@ -12,9 +12,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
-from broker.attest import Attestation, Statement, StatementKind
+from broker.attest import Attestation
 from broker.batches import (
     BATCH_LIMIT,
     BatchBody,
@@ -23,8 +23,25 @@ from broker.batches import (
     BatchReplyBody,
     BatchResult,
 )
-from broker.canonical import B64, HEX_DIGEST, HEX_ID, NAME
-from broker.deposit import Mode, Policy
+from broker.bodies import ConsignmentId, Name, _Body, _Reply
+from broker.canonical import B64, HEX_DIGEST
+from broker.control_messages import (
+    HISTORY_PAGE,
+    AgreementBody,
+    AgreementReplyBody,
+    CosignBody,
+    CosignerStatus,
+    CosignReplyBody,
+    HistoryBody,
+    HistoryEntry,
+    HistoryReplyBody,
+    ReceiptBody,
+    ReceiptReplyBody,
+    ReceiverStatus,
+    StatusBody,
+    StatusReplyBody,
+)
+from broker.deposit import Mode
 
 __all__ = [
     "BATCH_LIMIT",
@@ -99,21 +116,6 @@ class MessageType(StrEnum):
     CHUNK = "consignment-chunk"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-ConsignmentId = Field(pattern=HEX_ID.pattern)
-Name = Field(pattern=NAME.pattern)
-RequestId = Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")
-
-
-class _Reply(_Body):
-    """A reply names, inside the signature, the request it answers."""
-
-    in_reply_to: str = RequestId
-
-
 class DepositBody(_Body):
     """A Deposit's JSON, HPKE-sealed to the escrow (info binds the consignment id)."""
 
@@ -158,143 +160,6 @@ class RevokeBody(_Body):
 class RevokeReplyBody(_Reply):
     consignment_id: str = ConsignmentId
     revoked: tuple[str, ...]
-
-
-class StatusBody(_Body):
-    consignment_id: str = ConsignmentId
-
-
-class ReceiverStatus(_Body):
-    name: str = Name
-    notified_at: int | None = None
-    releases: int = 0
-    revoked_at: int | None = None
-    #: The code of the last refused key request, and when.
-    last_denied: str | None = None
-    last_denied_at: int | None = None
-    #: The last key request (released or refused), and the last release.
-    requested_at: int | None = None
-    released_at: int | None = None
-    #: Whether the policy asks this receiver for a receipt, and when it came.
-    receipt_required: bool = False
-    receipt_at: int | None = None
-    #: When this receiver's window closes (not_after, or ask-within from its
-    #: notification, whichever is first); null: it never does.
-    closes_at: int | None = None
-    #: When the escrow reported the window closed unused (an `expired` event).
-    expired_at: int | None = None
-
-
-class CosignerStatus(_Body):
-    """A co-signer the policy names, and when its signature came (null: not yet)."""
-
-    name: str = Name
-    signed_at: int | None = None
-
-
-class StatusReplyBody(_Reply):
-    consignment_id: str = ConsignmentId
-    sender: str = Name
-    mode: Mode
-    deposited_at: int
-    receivers: tuple[ReceiverStatus, ...]
-    #: Every co-signer named, in the policy's order: nobody gets the key part
-    #: until each has signed.
-    cosigners: tuple[CosignerStatus, ...] = ()
-
-
-class ReceiptBody(_Body):
-    """A receiver's signed receipt for a consignment (`broker.attest`)."""
-
-    consignment_id: str = ConsignmentId
-    statement: Statement
-    signature: B64 = Field(min_length=64, max_length=64)
-
-    @model_validator(mode="after")
-    def _a_receipt(self) -> ReceiptBody:
-        if self.statement.kind is not StatementKind.RECEIPT:
-            raise ValueError("a receipt's statement is of kind 'receipt'")
-        return self
-
-
-class ReceiptReplyBody(_Reply):
-    consignment_id: str = ConsignmentId
-    receiver: str = Name
-    #: When the escrow stored the receipt (its clock).
-    recorded_at: int = Field(ge=0)
-
-
-class CosignBody(_Body):
-    """A co-signer's signed agreement to a consignment (`broker.attest`)."""
-
-    consignment_id: str = ConsignmentId
-    statement: Statement
-    signature: B64 = Field(min_length=64, max_length=64)
-
-    @model_validator(mode="after")
-    def _an_agreement(self) -> CosignBody:
-        if self.statement.kind is not StatementKind.AGREEMENT:
-            raise ValueError("an agreement's statement is of kind 'agreement'")
-        return self
-
-
-class CosignReplyBody(_Reply):
-    consignment_id: str = ConsignmentId
-    cosigner: str = Name
-    recorded_at: int = Field(ge=0)
-    #: Every co-signer named, with the time of its signature (null: not yet).
-    cosigners: tuple[CosignerStatus, ...]
-
-
-class AgreementBody(_Body):
-    """A co-signer asks what it is asked to sign."""
-
-    consignment_id: str = ConsignmentId
-
-
-class AgreementReplyBody(_Reply):
-    """What a co-signer signs, with the whole policy: the agent recomputes the
-    policy digest from it and shows the person what it says before signing."""
-
-    consignment_id: str = ConsignmentId
-    sender: str = Name
-    deposited_at: int = Field(ge=0)
-    consignment_digest: str = Field(pattern=HEX_DIGEST.pattern)
-    consignment_size: int = Field(ge=0)
-    policy: Policy
-    policy_digest: B64
-    cosigners: tuple[CosignerStatus, ...]
-
-
-#: Entries in one `history-reply` at most; ask again with `after` for the rest.
-HISTORY_PAGE = 100
-
-
-class HistoryBody(_Body):
-    """A party of a consignment asks for the transaction log's entries about it
-    (docs/log.md), oldest first, after entry number `after`."""
-
-    consignment_id: str = ConsignmentId
-    after: int = Field(default=0, ge=0)
-
-
-class HistoryEntry(_Body):
-    """One log entry as the log holds it (`entry` re-encodes canonically to the
-    bytes its `hash` covers)."""
-
-    entry: dict[str, Any]
-    hash: str = Field(pattern=HEX_DIGEST.pattern)
-
-
-class HistoryReplyBody(_Reply):
-    consignment_id: str = ConsignmentId
-    entries: tuple[HistoryEntry, ...] = Field(max_length=HISTORY_PAGE)
-    #: False: more entries follow; ask again with `after` = the last `seq` here.
-    complete: bool
-    #: The log's size and the hash of its last entry when the escrow answered
-    #: (before this request's own entry): a head signed by this reply.
-    log_size: int = Field(ge=0)
-    log_head: str = Field(pattern=HEX_DIGEST.pattern)
 
 
 class LookupBody(_Body):
