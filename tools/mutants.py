@@ -43,6 +43,8 @@ class Mutant:
     why: str
 
 
+DECIDE = ("tests/escrow_worker/test_decide.py", "tests/escrow_worker/test_decide_properties.py")
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "header-mac",
@@ -197,6 +199,121 @@ MUTANTS: tuple[Mutant, ...] = (
             "certificate_fails_the_checks",
         ),
         "release to a receiver whose encryption certificate the checks refuse",
+    ),
+    Mutant(
+        "deposit-sender",
+        "escrow_worker/handlers/decide.py",
+        "    if requester.name != policy.sender:",
+        "    if False:",
+        DECIDE,
+        "anyone may deposit in another sender's name",
+    ),
+    Mutant(
+        "deposit-escrow",
+        "escrow_worker/handlers/decide.py",
+        "    if policy.escrow != escrow_name:",
+        "    if False:",
+        DECIDE,
+        "a deposit sealed for another escrow is accepted",
+    ),
+    Mutant(
+        "deposit-receiver-key",
+        "escrow_worker/handlers/decide.py",
+        "        if facts.current_key != spec.encryption_key:\n            return Denial(\n"
+        "                ErrorCode.WRONG_KEY,",
+        "        if False:\n            return Denial(\n                ErrorCode.WRONG_KEY,",
+        DECIDE,
+        "a deposit sealed to a key that is not the receiver's current one is accepted",
+    ),
+    Mutant(
+        "deposit-trust",
+        "escrow_worker/handlers/decide.py",
+        "        if not trusted:\n            return Denial(ErrorCode.NOT_ALLOWED,",
+        "        if False:\n            return Denial(ErrorCode.NOT_ALLOWED,",
+        DECIDE,
+        "a deposit the trust policy forbids is accepted",
+    ),
+    Mutant(
+        "release-revoked",
+        "escrow_worker/handlers/decide.py",
+        "    if state.revoked_at is not None:",
+        "    if False:",
+        DECIDE,
+        "a revoked receiver gets the key",
+    ),
+    Mutant(
+        "release-digest",
+        "escrow_worker/handlers/decide.py",
+        "    if asked_digest != held_digest:",
+        "    if False:",
+        DECIDE,
+        "the key is released for a consignment whose digest differs",
+    ),
+    Mutant(
+        "release-trust-withdrawn",
+        "escrow_worker/handlers/decide.py",
+        "        if not trusted:\n            return Denial(\n"
+        "                ErrorCode.TRUST_WITHDRAWN,",
+        "        if False:\n            return Denial(\n                ErrorCode.TRUST_WITHDRAWN,",
+        DECIDE,
+        "the key is released after the trust policy stopped allowing it",
+    ),
+    Mutant(
+        "release-receipt",
+        "escrow_worker/handlers/decide.py",
+        "    if attributes.receipt_required and not (facts is not None and facts.receipt):",
+        "    if False:",
+        DECIDE,
+        "the key is released before the required receipt",
+    ),
+    Mutant(
+        "release-cosigners",
+        "escrow_worker/handlers/decide.py",
+        "    if missing:",
+        "    if False:",
+        DECIDE,
+        "the key is released before every co-signer has signed",
+    ),
+    Mutant(
+        "window-not-before",
+        "escrow_worker/handlers/decide.py",
+        "    if attributes.not_before is not None and now < attributes.not_before:",
+        "    if attributes.not_before is not None and now < attributes.not_before - 1:",
+        DECIDE,
+        "the key is released one second before not_before",
+    ),
+    Mutant(
+        "window-not-after",
+        "escrow_worker/handlers/decide.py",
+        "    if attributes.not_after is not None and now > attributes.not_after:",
+        "    if attributes.not_after is not None and now > attributes.not_after + 1:",
+        DECIDE,
+        "the key is released one second after not_after",
+    ),
+    Mutant(
+        "window-ask-within",
+        "escrow_worker/handlers/decide.py",
+        "        if now > deadline:",
+        "        if now > deadline + 1:",
+        DECIDE,
+        "the key is released one second after the ask-within window",
+    ),
+    Mutant(
+        "window-never-notified",
+        "escrow_worker/handlers/decide.py",
+        "        if state.notified_at is None:\n            return Denial(",
+        "        if state.notified_at is None:\n"
+        "            return None\n            return Denial(",
+        DECIDE,
+        "an ask-within window opens without a notification",
+    ),
+    Mutant(
+        "window-max-releases",
+        "escrow_worker/handlers/decide.py",
+        "state.releases >= attributes.max_releases:",
+        "state.releases > attributes.max_releases:",
+        DECIDE,
+        "the key is released once more than max_releases",
     ),
 )
 
