@@ -110,3 +110,16 @@ async def escrow_location(
         return
     async with temporary_database(request.getfixturevalue("pg_admin_url")) as url:
         yield Location(database=url)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Print the random order's seed at the end too (the header that pytest-randomly
+    writes it in is hidden by -q), so a failure that depends on order replays."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(
+            f"tests ran in random order: --randomly-seed={seed} repeats it "
+            "(-p no:randomly runs them in file order)"
+        )

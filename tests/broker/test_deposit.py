@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import string
+
 import pytest
 from pydantic import ValidationError
 
@@ -62,6 +65,24 @@ def test_non_canonical_base64_is_refused() -> None:
     release["key_part"] = release["key_part"].rstrip("=") + "\n"
     with pytest.raises(ValidationError):
         KeyRelease.model_validate(release)
+
+
+def test_base64_with_spare_bits_set_is_refused() -> None:
+    # A 32-byte K2 encodes to 43 characters and "=": the last character's low two
+    # bits must be zero. Setting one decodes to the same bytes (binascii accepts
+    # it), so only the canonical check refuses it.
+    _, deposit = seal_bytes({"f": b"x"}, RECEIVERS[:1])
+    release = deposit.release_for("bob").model_dump(mode="json")
+    text = release["key_part"]
+    assert len(text) == 44
+    assert text[-1] == "="
+    assert text[-2] != "="
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+    spare = text[:42] + alphabet[alphabet.index(text[42]) | 1] + "="
+    assert base64.b64decode(spare, validate=True) == base64.b64decode(text)
+    assert KeyRelease.model_validate(release) == deposit.release_for("bob")
+    with pytest.raises(ValidationError, match="canonical base64"):
+        KeyRelease.model_validate(release | {"key_part": spare})
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from broker import (
     sign_envelope,
     verify_envelope_signature,
 )
-from broker.canonical import canonical_json, parse_canonical_json
+from broker.canonical import canonical_json, parse_canonical_json, unb64
 from broker.envelope import sign_new_envelope
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -179,6 +179,35 @@ def test_from_wire_refuses(data: bytes, reason: str) -> None:
     with pytest.raises(EnvelopeError) as info:
         SignedEnvelope.from_wire(data)
     assert info.value.reason == reason
+
+
+# 64 bytes (a signature) in base64 end in one byte and "==": the last character
+# carries 4 bits that must be zero. "AB==" decodes (binascii accepts it) to the
+# same byte as "AA==", so only the canonical check can refuse it.
+CANONICAL_SIGNATURE = "A" * 84 + "AA=="
+SPARE_BITS_SET = "A" * 84 + "AB=="
+
+
+def test_from_wire_refuses_base64_with_spare_bits_set() -> None:
+    assert base64.b64decode(SPARE_BITS_SET, validate=True) == bytes(64)
+    assert SignedEnvelope.from_wire(_wire(GOOD_PAYLOAD, CANONICAL_SIGNATURE)).signature == bytes(64)
+    with pytest.raises(EnvelopeError) as info:
+        SignedEnvelope.from_wire(_wire(GOOD_PAYLOAD, SPARE_BITS_SET))
+    assert info.value.reason == "malformed"
+    assert "canonical base64" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "data"), [("QQ==", b"A"), ("QUI=", b"AB"), ("QUJD", b"ABC"), ("", b"")]
+)
+def test_unb64_accepts_canonical_base64(text: str, data: bytes) -> None:
+    assert unb64(text) == data
+
+
+@pytest.mark.parametrize("text", ["QR==", "QUJ=", "QQ", "QQ==\n", " QQ==", "QQ=="[:-1] + "A"])
+def test_unb64_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError, match="base64"):
+        unb64(text)
 
 
 def _payload(**changes: Any) -> bytes:

@@ -3,6 +3,7 @@ check and on the client's verify functions alike."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,8 +28,12 @@ from client import UntrustedCertificate, verify_encryption_certificate, verify_s
 from escrow_worker.ca.authority import CertificateAuthority
 from tests.broker.pki_helpers import NOW, crl_revoking, empty_crl, later, make_ca, make_identity
 
-CA = make_ca()
+CA_NAME = "acme"
+CA = make_ca(CA_NAME)
 ALICE = make_identity(CA)
+ESCROW_SIGNING = CA.issue(
+    "escrow", Role.SIGNING, Ed25519PrivateKey.generate().public_key(), now=NOW, days=30, escrow=True
+)
 OTHER_CA = make_ca("other")
 
 
@@ -40,6 +45,7 @@ class Case:
     crl: Callable[[], x509.CertificateRevocationList] = lambda: empty_crl(CA)
     now: object = NOW
     name: str | None = None
+    escrow: bool = False
 
 
 def _self_signed() -> x509.Certificate:
@@ -97,6 +103,16 @@ def _no_extensions() -> x509.Certificate:
         .serial_number(9)
         .not_valid_before(NOW)
         .not_valid_after(later(30))
+        .sign(CA.key, None)
+    )
+
+
+def _crl_of_another_name() -> x509.CertificateRevocationList:
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-acme")]))
+        .last_update(NOW)
+        .next_update(NOW + timedelta(days=30))
         .sign(CA.key, None)
     )
 
@@ -168,6 +184,27 @@ CASES = {
         CertReason.CRL_INVALID,
         crl=lambda: empty_crl(OTHER_CA),
     ),
+    # The issuer name is right, so only the CRL's signature can refuse it.
+    "crl-signed-by-another-key-of-the-same-name": Case(
+        lambda: ALICE.signing_certificate,
+        Role.SIGNING,
+        CertReason.CRL_INVALID,
+        crl=lambda: empty_crl(make_ca(CA_NAME)),
+    ),
+    # Signed by the CA's own key, so only the issuer name can refuse it.
+    "crl-signed-by-the-ca-under-another-name": Case(
+        lambda: ALICE.signing_certificate,
+        Role.SIGNING,
+        CertReason.CRL_INVALID,
+        crl=_crl_of_another_name,
+    ),
+    "party-as-escrow": Case(
+        lambda: ALICE.signing_certificate, Role.SIGNING, CertReason.WRONG_USAGE, escrow=True
+    ),
+    "party-as-escrow-encryption": Case(
+        lambda: ALICE.encryption_certificate, Role.ENCRYPTION, CertReason.WRONG_USAGE, escrow=True
+    ),
+    "escrow-ok": Case(lambda: ESCROW_SIGNING, Role.SIGNING, None, escrow=True),
     "stale-crl": Case(
         lambda: ALICE.signing_certificate, Role.SIGNING, CertReason.CRL_STALE, crl=_stale_crl
     ),
@@ -190,6 +227,7 @@ def test_check_certificate(case: Case) -> None:
             crl=case.crl(),
             now=case.now,  # type: ignore[arg-type]
             expected_name=case.name,
+            escrow=case.escrow,
         )
 
     if case.reason is None:
@@ -225,10 +263,16 @@ def test_a_certificate_that_passed_is_checked_against_the_clock_again(
     assert check_certificate(cert, role=Role.SIGNING, ca=CA.certificate, crl=crl, now=later(1))
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+# The client's public verify functions take `escrow` for signing certificates only.
+CLIENT_CASES = {k: c for k, c in CASES.items() if not (c.escrow and c.role is Role.ENCRYPTION)}
+
+
+@pytest.mark.parametrize("case", CLIENT_CASES.values(), ids=CLIENT_CASES.keys())
 def test_client_verify_refuses_with_the_same_reason(case: Case) -> None:
-    verify = (
-        verify_signing_certificate if case.role is Role.SIGNING else verify_encryption_certificate
+    verify: Callable[..., object] = (
+        functools.partial(verify_signing_certificate, escrow=case.escrow)
+        if case.role is Role.SIGNING
+        else verify_encryption_certificate
     )
     pem = case.cert().public_bytes(serialization.Encoding.PEM)
     der_crl = case.crl().public_bytes(serialization.Encoding.DER)

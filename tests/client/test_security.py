@@ -29,6 +29,7 @@ from tests.client.consign_helpers import (
     seal_bytes,
     seal_raw_manifest,
 )
+from tests.vectors.common import resign, resign_all
 
 BOB, CAROL = RECEIVERS[0], RECEIVERS[1]
 
@@ -172,6 +173,53 @@ def test_forged_signature_and_wrong_sender(tmp_path: Path) -> None:
     # Mallory seals with her own key: opening while expecting Alice refuses.
     mallory_sealed, mallory_deposit = seal_bytes({"f": b"fake"}, [BOB], sender=mallory)
     _assert_refused(mallory_sealed, BOB.encryption, mallory_deposit.release_for("bob"), tmp_path)
+
+
+def test_a_file_signed_again_unchanged_still_opens(tmp_path: Path) -> None:
+    """The control for the two below: signing both parts again changes nothing."""
+    sealed, deposit = seal_bytes({"f": b"secret"}, [BOB])
+    again = resign_all(sealed)
+    assert again == sealed  # Ed25519 is deterministic
+    _open(again, BOB.encryption, deposit.release_for("bob"), tmp_path / "out")
+    assert (tmp_path / "out" / "f").read_bytes() == b"secret"
+
+
+def test_a_validly_signed_header_with_a_wrong_mac_is_refused(tmp_path: Path) -> None:
+    """Only the header MAC is wrong: both signatures verify and the key is right."""
+    sealed, deposit = seal_bytes({"f": b"secret"}, [BOB, CAROL])
+    forged = resign_all(sealed, lambda h: dataclasses.replace(h, mac=bytes(32)))
+    for receiver in (BOB, CAROL):
+        _assert_refused(forged, receiver.encryption, deposit.release_for(receiver.name), tmp_path)
+
+
+def test_a_validly_signed_trailer_with_a_wrong_commitment_is_refused(tmp_path: Path) -> None:
+    """Only the plaintext commitment is wrong: the trailer signature covers it and
+    verifies, the payload decrypts; nothing may be written."""
+    sealed, deposit = seal_bytes({"f": b"secret", "g": b"more"}, [BOB])
+    forged = resign_all(sealed, commitment=lambda c: bytes(a ^ 0xFF for a in c))
+    _assert_refused(forged, BOB.encryption, deposit.release_for("bob"), tmp_path)
+
+
+def test_the_header_signature_is_checked_before_any_key_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/format.md "Opening, in order": step 2 (signature) before step 3 (unwrap).
+    The trailer signature would refuse a forged header later; this proves no key
+    material is touched for one."""
+    sealed, deposit = seal_bytes({"f": b"secret"}, [BOB])
+    forged = resign(sealed, lambda h: h, signer=party("mallory"))
+    used: list[object] = []
+    recover = _keys.recover_content_key
+
+    def spy(*args: object) -> bytes:
+        used.append(args)
+        return recover(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_keys, "recover_content_key", spy)
+    _assert_refused(forged, BOB.encryption, deposit.release_for("bob"), tmp_path)
+    assert used == []
+    _open(sealed, BOB.encryption, deposit.release_for("bob"), tmp_path / "control")
+    assert len(used) == 1
 
 
 def test_a_receiver_cannot_forge_content_under_the_senders_header(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ REQUIRED = {
     "fail_wrong_k2",
     "fail_policy_swapped_at_escrow",
     "fail_forged_signature",
+    "fail_header_mac_only",
+    "fail_commitment_only",
     "fail_header_policy_not_the_releases",
     "fail_header_escrow_not_the_releases",
     "fail_release_of_another_escrow",

@@ -3,6 +3,7 @@ count: no database, no broker, no clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -13,7 +14,9 @@ from broker.messages import ErrorCode
 from escrow_worker import TrustPolicy
 from escrow_worker.ca.policy import Member
 from escrow_worker.handlers.decide import (
+    Denial,
     DirectoryFacts,
+    ReleaseFacts,
     check_recorded_key,
     check_window,
     decide_deposit,
@@ -215,7 +218,9 @@ def test_deposit_follows_the_trust_policy() -> None:
     assert deposit_code(own, trust=restricted, receivers={"alice": facts("alice")}) is None
     allowed = TrustPolicy(restricted=True, rules=frozenset({("*", "*")}))
     assert deposit_code(policy(), trust=allowed) is None
-    assert Member("alice") == Member("alice")
+    # A rule for another group does not let alice (in no group) send.
+    others = TrustPolicy(restricted=True, rules=frozenset({("staff", "*")}))
+    assert deposit_code(policy(), trust=others) == ErrorCode.NOT_ALLOWED
 
 
 def test_revoke_and_status_only_by_the_sender() -> None:
@@ -233,3 +238,53 @@ def test_revoke_and_status_only_by_the_sender() -> None:
     refused, _ = decide_revoke(p, (), requester="bob")
     assert refused is not None
     assert refused.code == ErrorCode.NOT_SENDER
+
+
+ANYONE = ReleaseFacts(TrustPolicy(), Member("alice", frozenset()), Member("bob", frozenset()))
+
+
+def release_with(p: Policy, facts: ReleaseFacts) -> Denial | None:
+    return decide_release(
+        p,
+        ReceiverRecord("bob", notified_at=T),
+        requester="bob",
+        held_digest=DIGEST,
+        asked_digest=DIGEST,
+        now=T,
+        facts=facts,
+    )
+
+
+def test_release_after_the_trust_policy_stopped_allowing_it_is_refused() -> None:
+    assert release_with(policy(), ANYONE) is None
+    closed = dataclasses.replace(ANYONE, trust=TrustPolicy(restricted=True))
+    refusal = release_with(policy(), closed)
+    assert refusal is not None
+    assert refusal.code == ErrorCode.TRUST_WITHDRAWN
+    assert "'bob'" in refusal.message
+    staff = frozenset({"staff"})
+    rule = TrustPolicy(restricted=True, rules=frozenset({("staff", "staff")}))
+    allowed = ReleaseFacts(rule, Member("alice", staff), Member("bob", staff))
+    assert release_with(policy(), allowed) is None
+
+
+def test_release_waits_for_the_required_receipt() -> None:
+    p = policy(receipt_required=True)
+    refusal = release_with(p, ANYONE)
+    assert refusal is not None
+    assert refusal.code == ErrorCode.RECEIPT_REQUIRED
+    assert release_with(p, dataclasses.replace(ANYONE, receipt=True)) is None
+    assert release(p, ReceiverRecord("bob", notified_at=T)) == ErrorCode.RECEIPT_REQUIRED
+
+
+def test_release_waits_for_every_cosigner() -> None:
+    p = policy(cosigners=("dave", "erin"))
+    for signed, missing in [((), "dave, erin"), (("dave",), "erin")]:
+        refusal = release_with(p, dataclasses.replace(ANYONE, cosigned=frozenset(signed)))
+        assert refusal is not None
+        assert refusal.code == ErrorCode.COSIGNATURES_PENDING
+        assert refusal.message.endswith(f"still missing: {missing}")
+    assert (
+        release_with(p, dataclasses.replace(ANYONE, cosigned=frozenset({"dave", "erin"}))) is None
+    )
+    assert release(p, ReceiverRecord("bob", notified_at=T)) == ErrorCode.COSIGNATURES_PENDING

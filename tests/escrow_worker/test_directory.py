@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from broker.canonical import raw_public_key
 from broker.errors import BrokerError, IdentityFileError
 from broker.pki.csr import build_csr, parse_csr
 from broker.pki.identity import Identity, generate_keys
+from broker.pki.profile import Role
 from client import (
     UntrustedCertificate,
     verify_encryption_certificate,
@@ -38,8 +41,15 @@ from escrow_worker import (
 )
 from escrow_worker.ca import policy as trust
 from escrow_worker.ca.authority import CertificateAuthority, load_ca
-from escrow_worker.ca.directory import DirectoryAnswer, current_crl, lookup_encryption_certificate
+from escrow_worker.ca.directory import (
+    DirectoryAnswer,
+    current_crl,
+    lookup_encryption_certificate,
+    store_certificate,
+)
 from escrow_worker.ca.policy import Member
+from escrow_worker.handlers.common import Context, current_encryption_key
+from escrow_worker.handlers.decide import DirectoryFacts
 from escrow_worker.state.base import Tx
 from escrow_worker.state.location import Location
 from tests.broker.pki_helpers import ESCROW_PASS, LOG_N, NOW, later, make_ca, snapshot, tree
@@ -444,3 +454,39 @@ async def test_directory_certificate_seals_a_consignment_its_owner_opens(
             release=deposit.release_for("bob"),
             sender_key=alice_verify,
         )
+
+
+@pytest.mark.parametrize("stored", ["issued-by-another-ca", "issued-to-another-name"])
+async def test_no_current_key_when_the_stored_certificate_fails_the_checks(
+    setup: Setup, stored: str
+) -> None:
+    """Release and deposit use `current_encryption_key`: a certificate in the
+    directory that the checks refuse (e.g. written there by hand) gives no key,
+    so no key part is ever sealed to it."""
+    bob = await register(setup, "bob")
+    later_on = NOW + timedelta(hours=1)
+    ctx = Context(
+        tx=None,  # type: ignore[arg-type]
+        escrow_name="acme",
+        ca=setup.ca.certificate,
+        encryption_key=None,  # type: ignore[arg-type]
+        vault=None,  # type: ignore[arg-type]
+        request=None,  # type: ignore[arg-type]
+        body=None,  # type: ignore[arg-type]
+        now=later_on + timedelta(hours=1),
+    )
+
+    async def facts(tx: Tx) -> DirectoryFacts:
+        return await current_encryption_key(dataclasses.replace(ctx, tx=tx), "bob")
+
+    before = await setup.run(facts)
+    assert before.current_key == raw_public_key(bob.encryption_key.public_key())
+    issuer = make_ca("acme") if stored == "issued-by-another-ca" else setup.ca
+    name = "bob" if stored == "issued-by-another-ca" else "carol"
+    cert = issuer.issue(
+        name, Role.ENCRYPTION, X25519PrivateKey.generate().public_key(), now=later_on, days=30
+    )
+    await setup.run(lambda tx: store_certificate(tx, "bob", Role.ENCRYPTION, cert))
+    after = await setup.run(facts)
+    assert after.registered
+    assert after.current_key is None

@@ -55,16 +55,22 @@ async def test_everything_the_escrow_holds_opens_nothing(
     # parts decrypted with its master keys, and what it released.
     escrow_key = await escrow_encryption_key(setup)
     ring = await escrow_keyring(setup)
-    candidates: set[bytes] = {reply.body.sealed_key_part}
+    held: set[bytes] = set()
     rows = await setup.run(
         lambda tx: tx.fetchall("SELECT consignment_id, part_key_id, part FROM deposits")
     )
     for cid, key_id, blob in rows:
         part = json.loads(ring.decrypt(str(key_id), str(cid), bytes(blob)))
         if part["escrow_key"] is not None:
-            candidates.add(base64.b64decode(part["escrow_key"]))
-        candidates.update(base64.b64decode(v) for v in part["wrapped_keys"].values())
-    assert candidates  # the escrow does hold its part ...
+            held.add(base64.b64decode(part["escrow_key"]))
+        held.update(base64.b64decode(v) for v in part["wrapped_keys"].values())
+    # The escrow does hold its part, exactly what was deposited ...
+    deposited = set(deposit.wrapped_keys.values()) if deposit.wrapped_keys else set()
+    if deposit.escrow_key is not None:
+        deposited.add(deposit.escrow_key)
+    assert deposited
+    assert held == deposited
+    candidates = held | {reply.body.sealed_key_part}
 
     # ... but never the receiver's private key, in any file or row ...
     everything = await everything_held(setup)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -23,7 +24,14 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from broker.deposit import KeyRelease
-from client.format.header import CHUNK_SIZE, TAG_SIZE, TRAILER_SIZE, Header, parse_header
+from client.format.header import (
+    CHUNK_SIZE,
+    TAG_SIZE,
+    TRAILER_SIGNATURE_LABEL,
+    TRAILER_SIZE,
+    Header,
+    parse_header,
+)
 from tests.client.consign_helpers import ALICE, Party
 
 SOURCE = "tests/vectors/generate.py"
@@ -103,6 +111,25 @@ def resign(sealed: bytes, edit: Callable[[Header], Header], signer: Party = ALIC
     edited = edit(header)
     edited = dataclasses.replace(edited, signature=signer.signing.sign(edited.signed_input()))
     return bytes(edited.serialize() + sealed[len(header.serialize()) :])
+
+
+def resign_all(
+    sealed: bytes,
+    edit: Callable[[Header], Header] = lambda h: h,
+    commitment: Callable[[bytes], bytes] = lambda c: c,
+    signer: Party = ALICE,
+) -> bytes:
+    """The header and the trailer's commitment edited, and both signatures made
+    again: a file the sender validly signed in which only what the edits broke
+    (the header MAC, the plaintext commitment) is wrong."""
+    header = parse_header(io.BytesIO(sealed))
+    head = dataclasses.replace(
+        edit(header), signature=signer.signing.sign(edit(header).signed_input())
+    ).serialize()
+    body = sealed[len(header.serialize()) : -TRAILER_SIZE]
+    commit = commitment(sealed[-TRAILER_SIZE:][:32])
+    digest = blake3.blake3(head + body).digest()
+    return head + body + commit + signer.signing.sign(TRAILER_SIGNATURE_LABEL + digest + commit)
 
 
 def chunks(sealed: bytes) -> tuple[bytes, list[bytes], bytes]:

@@ -23,7 +23,15 @@ from broker.deposit import ControlAttributes, Deposit, Mode
 from client.format.header import CHUNK_SIZE
 from tests.client.consign_helpers import ALICE, RECEIVERS, party, seal_bytes, seal_raw_manifest
 from tests.vectors import keyschedule, rules
-from tests.vectors.common import Vectors, chunks, flip, prefixed, raw_manifest, resign
+from tests.vectors.common import (
+    Vectors,
+    chunks,
+    flip,
+    prefixed,
+    raw_manifest,
+    resign,
+    resign_all,
+)
 
 HERE = Path(__file__).parent
 BOB, CAROL, DAVE = RECEIVERS[:3]
@@ -199,6 +207,24 @@ def forged_vectors(v: Vectors, sealed: bytes, dep: Deposit) -> None:
         "Opening, in order",
         "open_error",
         resign(sealed, lambda h: dataclasses.replace(h, policy_digest=swapped.digest())),
+        BOB,
+        rel,
+    )
+    v.add(
+        "fail_header_mac_only",
+        "one bit of the header MAC flipped, header and trailer signed again",
+        "Header MAC and signature",
+        "open_error",
+        resign_all(sealed, lambda h: dataclasses.replace(h, mac=flip(h.mac, 0))),
+        BOB,
+        rel,
+    )
+    v.add(
+        "fail_commitment_only",
+        "one bit of the plaintext commitment flipped, trailer signed again",
+        "Trailer",
+        "open_error",
+        resign_all(sealed, commitment=lambda c: flip(c, 0)),
         BOB,
         rel,
     )
