@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from escrow_worker.console import views
+from escrow_worker.console import ledger, views
 from escrow_worker.console.auth import (
     certificate_operator,
     console_of,
@@ -212,6 +212,34 @@ async def consignment(request: Request, consignment_id: str, _: Reader) -> views
 async def actions(request: Request, _: Reader) -> list[views.ActionView]:
     """The console's record of every action, newest first."""
     return await console_of(request).escrow.store.run(views.actions)
+
+
+@router.get("/log", response_model=ledger.LogPage, tags=["pages"])
+async def log(
+    request: Request, _: Reader, query: Annotated[ledger.LogQuery, Query()]
+) -> ledger.LogPage:
+    """Transaction log entries, oldest first, filtered and paged (`after`: the
+    `next_after` of the page before), and the whole log's verification."""
+    return await ledger.log(console_of(request).escrow, query)
+
+
+@router.get(
+    "/invoices",
+    response_model=ledger.InvoicePage,
+    responses={400: {"model": Problem, "description": "the period is not a month"}},
+    tags=["pages"],
+)
+async def invoices(
+    request: Request,
+    _: Reader,
+    period: Annotated[str, Query(max_length=16, description="YYYY-MM [this month]")] = "",
+) -> ledger.InvoicePage:
+    """Billable counts per account for a month, priced from the console's price table."""
+    console = console_of(request)
+    prices = request.app.state.prices
+    return ledger.invoice_page(
+        await ledger.invoice(console.escrow, period, prices, now=console.t())
+    )
 
 
 @router.post("/users/{name}/revoke", response_model=Done, tags=["actions"])

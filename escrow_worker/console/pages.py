@@ -12,10 +12,10 @@ import os
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from escrow_worker.console import views
+from escrow_worker.console import ledger, views
 from escrow_worker.console.actions import REVOCATION_REASONS
 from escrow_worker.console.auth import (
     COOKIE,
@@ -34,6 +34,7 @@ from escrow_worker.console.operators import (
     open_session,
 )
 from escrow_worker.console.render import ENV
+from escrow_worker.invoice import Invoice
 from escrow_worker.state.base import Tx
 
 __all__ = ["render", "router"]
@@ -283,26 +284,36 @@ async def actions(request: Request, session: Reader) -> HTMLResponse:
 
 
 @router.get("/log")
-async def log(request: Request, session: Reader) -> HTMLResponse:
-    return render(
-        request,
-        "pending",
-        "Transaction log",
-        session,
-        what="The log and its verification",
-        command="consign escrow log verify",
-    )
+async def log(
+    request: Request, session: Reader, query: Annotated[ledger.LogQuery, Query()]
+) -> HTMLResponse:
+    v = await ledger.log(console_of(request).escrow, query)
+    more = None
+    if v.next_after is not None:
+        more = "/log?" + urlencode({**query.model_dump(), "after": v.next_after})
+    return render(request, "log", "Transaction log", session, v=v, more=more)
+
+
+async def _invoice(request: Request, period: str) -> Invoice:
+    console = console_of(request)
+    prices = request.app.state.prices
+    return await ledger.invoice(console.escrow, period[:16], prices, now=console.t())
 
 
 @router.get("/invoices")
-async def invoices(request: Request, session: Reader) -> HTMLResponse:
-    return render(
-        request,
-        "pending",
-        "Invoices",
-        session,
-        what="Invoices by period",
-        command="consign escrow invoice --period 2026-11 --format csv",
+async def invoices(request: Request, session: Reader, period: str = "") -> HTMLResponse:
+    v = ledger.invoice_page(await _invoice(request, period))
+    return render(request, "invoices", f"Invoices {v.period}", session, v=v)
+
+
+@router.get("/invoices.csv")
+async def invoices_csv(request: Request, _: Reader, period: str = "") -> Response:
+    """The invoice's lines as CSV, as `consign escrow invoice --format csv` writes them."""
+    bill = await _invoice(request, period)
+    return Response(
+        bill.csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="invoice-{bill.period.name}.csv"'},
     )
 
 

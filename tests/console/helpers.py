@@ -97,6 +97,7 @@ async def desk(where: Location, **kw: Any) -> AsyncIterator[Desk]:
             console,
             session_seconds=kw.get("session_seconds", SESSION_SECONDS),
             broker=kw.get("broker"),
+            prices=kw.get("prices"),
         )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://console") as client:

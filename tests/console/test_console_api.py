@@ -13,7 +13,16 @@ from broker.pki.identity import generate_keys
 from escrow_worker.state import txlog
 from tests.console.helpers import OPERATOR, OPERATOR_PASS, Desk, bearer
 
-PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
+PAGES = (
+    "/",
+    "/users",
+    "/crl",
+    "/policy",
+    "/consignments",
+    "/actions",
+    "/log",
+    "/invoices",
+)
 API = (
     "/api/overview",
     "/api/users",
@@ -21,6 +30,8 @@ API = (
     "/api/policy",
     "/api/consignments",
     "/api/actions",
+    "/api/log",
+    "/api/invoices",
     "/api/openapi.json",
 )
 

@@ -13,7 +13,17 @@ from tests.console.helpers import (
     make_operator,
 )
 
-PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
+PAGES = (
+    "/",
+    "/users",
+    "/crl",
+    "/policy",
+    "/consignments",
+    "/actions",
+    "/log",
+    "/invoices",
+    "/invoices.csv",
+)
 READS = (
     "/api/overview",
     "/api/users",
@@ -21,6 +31,8 @@ READS = (
     "/api/policy",
     "/api/consignments",
     "/api/actions",
+    "/api/log",
+    "/api/invoices",
     "/api/openapi.json",
 )
 #: (method, path, JSON body) of every action in the API.
