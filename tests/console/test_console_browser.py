@@ -1,23 +1,32 @@
 """The console in a real browser: Debian's headless Chromium driven through
 /usr/bin/chromedriver by Selenium (never a downloaded browser). An operator
 logs in, finds a consignment, suspends and resumes it, revokes its receiver
-and sees that receiver's next key request refused. A screenshot of each page
-is saved under $CONSIGN_TEST_ARTEFACTS/console (default: test-artefacts/console).
+and sees that receiver's next key request refused, reads the transaction log
+(verified) filtered by that consignment, and downloads the month's invoice as
+CSV. A screenshot of each page, and the CSV, are saved under
+$CONSIGN_TEST_ARTEFACTS/console (default: test-artefacts/console).
 
 Without Chromium the tests skip, except under CI=true, where they fail."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from broker import Deposit
 from broker.messages import MessageType
+from broker.txlog import Entry
+from escrow_worker.invoice import Period, count
+from escrow_worker.state import txlog
 from tests.console.helpers import OPERATOR, OPERATOR_PASS
 from tests.console.live import Live
 from tests.escrow_worker.control_helpers import Answer, Direct
@@ -77,7 +86,40 @@ def _escrow(live: Live, act: str, deposit: Deposit | None = None) -> tuple[Depos
     return asyncio.run(go())
 
 
-def test_an_operator_finds_suspends_and_revokes_in_the_browser(live: Live, browser: object) -> None:
+def _download_invoice(live: Live, d: object, find: Any, shot: Any, tmp_path: Path) -> None:
+    """Open this month's invoice, click its CSV link, and compare the file with
+    the tick engine's counts on the escrow's log."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    period = datetime.now(UTC).strftime("%Y-%m")
+    d.get(f"{live.url}/invoices?period={period}")  # type: ignore[attr-defined]
+    assert find("h1").text == f"Invoices {period}"
+    shot("invoices")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    d.execute_cdp_cmd(  # type: ignore[attr-defined]
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    find("#csv").click()
+    target = downloads / f"invoice-{period}.csv"
+    WebDriverWait(d, 20).until(lambda _: target.exists())
+    shutil.copy(target, ARTEFACTS / target.name)
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+
+    async def entries() -> list[Entry]:
+        return [Entry.decode(e) for e in await live.setup.run(txlog.entries)]
+
+    expected = count(asyncio.run(entries()), Period.parse(period))
+    assert {(r["account"], r["item"], int(r["count"])) for r in rows} == {
+        (account, item, n) for account, items in expected.items() for item, n in items.items()
+    }
+    assert expected["alice"]["deposit"] >= 1
+    assert expected["bob"]["release"] >= 1
+
+
+def test_an_operator_finds_suspends_and_revokes_in_the_browser(
+    live: Live, browser: object, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.wait import WebDriverWait
@@ -111,13 +153,7 @@ def test_an_operator_finds_suspends_and_revokes_in_the_browser(live: Live, brows
     assert find("h1").text == "Overview"  # type: ignore[attr-defined]
     assert OPERATOR in find("nav").text  # type: ignore[attr-defined]
     shot("overview")
-    for path, name in (
-        ("/crl", "crl"),
-        ("/policy", "policy"),
-        ("/actions", "actions"),
-        ("/log", "log"),
-        ("/invoices", "invoices"),
-    ):
+    for path, name in (("/crl", "crl"), ("/policy", "policy"), ("/actions", "actions")):
         page(path)
         shot(name)
     # Find the consignment by the start of its id, open it, suspend it, resume it.
@@ -157,6 +193,19 @@ def test_an_operator_finds_suspends_and_revokes_in_the_browser(live: Live, brows
     assert f"{OPERATOR} revoke bob" in rows
     assert f"{OPERATOR} suspend {deposit.consignment_id}" in rows
     shot("actions-after")
+    # The transaction log: verified, and filtered by the consignment.
+    page("/log")
+    assert find("#verification").text.startswith("Verified: entries 1 to ")  # type: ignore[attr-defined]
+    shot("log")
+    find("#q-consignment").send_keys(deposit.consignment_id)  # type: ignore[attr-defined]
+    submit("#filter")
+    rows = find("#entries").text  # type: ignore[attr-defined]
+    assert "alice deposit: ok" in rows
+    assert "bob key-request: not_allowed" in rows  # while it was suspended
+    assert "action=revoke" not in rows  # not about this consignment
+    shot("log-consignment")
+    # This month's invoice, on the page and downloaded as CSV.
+    _download_invoice(live, d, find, shot, tmp_path)
     # Logging out ends the session.
     submit("#logout")
     page("/")
