@@ -75,11 +75,11 @@ class Period:
     def parse(cls, text: str) -> Period:
         try:
             first = datetime.strptime(text, "%Y-%m").replace(tzinfo=UTC)
-        except ValueError:
+            after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+        except ValueError:  # not a month, or 9999-12 (its end is out of range)
             raise InvoiceError(
                 f"{text!r} is not a period", "give a month as YYYY-MM, e.g. 2026-11"
             ) from None
-        after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
         return cls(text, int(first.timestamp()), int(after.timestamp()))
 
 

@@ -232,7 +232,15 @@ async def log(
 async def invoices(
     request: Request,
     _: Reader,
-    period: Annotated[str, Query(max_length=16, description="YYYY-MM [this month]")] = "",
+    period: Annotated[
+        str,
+        Query(
+            max_length=16,
+            description="YYYY-MM [this month]",
+            # Documented, not enforced here: any other value is a 400 that says why.
+            json_schema_extra={"pattern": r"^([12][0-9]{3}-(0[1-9]|1[0-2]))?$"},
+        ),
+    ] = "",
 ) -> ledger.InvoicePage:
     """Billable counts per account for a month, priced from the console's price table."""
     console = console_of(request)

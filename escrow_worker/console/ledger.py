@@ -9,8 +9,10 @@ count or verify anything itself.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlencode
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field
 
 from broker.txlog import Entry, LogBroken, summary
 from escrow_worker import invoice as tick
@@ -39,12 +41,18 @@ def _iso(ts: int | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(int(ts), UTC).isoformat()
 
 
-def _moment(value: str) -> int | None:
-    """Unix seconds from an ISO 8601 date or time (UTC unless it says); None if empty."""
-    if not value:
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value  # an HTML form sends empty fields
+
+
+def _seconds(when: datetime | None) -> int | None:
+    """Unix seconds; a time without a zone is UTC."""
+    if when is None:
         return None
-    when = datetime.fromisoformat(value)
     return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+Moment = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
 
 
 class LogQuery(BaseModel):
@@ -53,30 +61,26 @@ class LogQuery(BaseModel):
     consignment: str = Field("", max_length=64, pattern=_HEX, description="consignment id")
     party: str = Field("", max_length=64, pattern=_NAME, description="a party named")
     kind: str = Field("", max_length=32, pattern=r"^[a-z-]*$", description="request, event, ...")
-    since: str = Field("", max_length=40, description="from this date or time (UTC), inclusive")
-    until: str = Field("", max_length=40, description="before this date or time (UTC)")
+    since: Moment = Field(None, description="from this date or time (UTC unless it says)")
+    until: Moment = Field(None, description="before this date or time (UTC unless it says)")
     after: int = Field(0, ge=0, le=2**53, description="only entries after this one (paging)")
     limit: int = Field(100, ge=1, le=500)
-
-    @field_validator("since", "until")
-    @classmethod
-    def _is_moment(cls, value: str) -> str:
-        try:
-            _moment(value)
-        except (ValueError, OverflowError, OSError):
-            raise ValueError("not a date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z") from None
-        return value
 
     def filter(self) -> txlog.Filter:
         return txlog.Filter(
             consignment=self.consignment or None,
             party=self.party or None,
-            since=_moment(self.since),
-            until=_moment(self.until),
+            since=_seconds(self.since),
+            until=_seconds(self.until),
             kind=self.kind or None,
             after=self.after,
             limit=self.limit + 1,  # one more: is there a next page?
         )
+
+    def link(self, **change: object) -> str:
+        """The query string of this query with `change`, empty fields left out."""
+        given = {**self.model_dump(mode="json"), **change}
+        return urlencode({k: v for k, v in given.items() if v not in (None, "")})
 
 
 class LogEntryView(BaseModel):

@@ -288,9 +288,7 @@ async def log(
     request: Request, session: Reader, query: Annotated[ledger.LogQuery, Query()]
 ) -> HTMLResponse:
     v = await ledger.log(console_of(request).escrow, query)
-    more = None
-    if v.next_after is not None:
-        more = "/log?" + urlencode({**query.model_dump(), "after": v.next_after})
+    more = None if v.next_after is None else "/log?" + query.link(after=v.next_after)
     return render(request, "log", "Transaction log", session, v=v, more=more)
 
 
