@@ -25,6 +25,20 @@ OPERATOR = "olga"
 OPERATOR_PASS = "olga's console passphrase"
 USERS = ("alice", "bob", "carol", OPERATOR, "otto")
 SESSION_SECONDS = 600
+#: Every HTML page, the downloads beside them, and every read of the JSON API.
+PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
+DOWNLOADS = ("/invoices.csv",)
+READS = (
+    "/api/overview",
+    "/api/users",
+    "/api/crl",
+    "/api/policy",
+    "/api/consignments",
+    "/api/actions",
+    "/api/log",
+    "/api/invoices",
+    "/api/openapi.json",
+)
 
 
 async def make_operator(
