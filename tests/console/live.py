@@ -33,6 +33,8 @@ class Live:
     env: Env
     #: olga's client certificate and key, PEM files, from the PKCS#12 the CLI wrote.
     cert: tuple[str, str]
+    #: That PKCS#12 file (encrypted under olga's console passphrase).
+    p12: Path
 
     @property
     def ca_file(self) -> str:
@@ -97,6 +99,7 @@ def live_console(root: Path) -> Iterator[Live]:
             f"https://127.0.0.1:{port}",
             env,
             _pem_files(root / "olga.p12", OPERATOR_PASS.encode(), root),
+            root / "olga.p12",
         )
         deadline = time.monotonic() + 30
         while True:

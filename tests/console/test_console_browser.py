@@ -3,10 +3,12 @@
 logs in, finds a consignment, suspends and resumes it, revokes its receiver
 and sees that receiver's next key request refused, reads the transaction log
 (verified) filtered by that consignment, and downloads the month's invoice as
-CSV. A screenshot of each page, and the CSV, are saved under
-$CONSIGN_TEST_ARTEFACTS/console (default: test-artefacts/console).
+CSV. Another browser, holding olga's console certificate in its NSS database,
+logs in with the certificate alone. A screenshot of each page, and the CSV,
+are saved under $CONSIGN_TEST_ARTEFACTS/console (default: test-artefacts/console).
 
-Without Chromium the tests skip, except under CI=true, where they fail."""
+Without Chromium (or pk12util, for the certificate) the tests skip, except
+under CI=true, where they fail."""
 
 from __future__ import annotations
 
@@ -15,12 +17,16 @@ import csv
 import io
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from broker import Deposit
 from broker.messages import MessageType
@@ -33,17 +39,24 @@ from tests.escrow_worker.control_helpers import Answer, Direct
 from tests.escrow_worker.helpers import seal_for
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+PK12UTIL, CERTUTIL = Path("/usr/bin/pk12util"), Path("/usr/bin/certutil")
 ARTEFACTS = Path(os.environ.get("CONSIGN_TEST_ARTEFACTS", "test-artefacts")) / "console"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+def _need(*tools: Path, install: str) -> None:
+    missing = [str(p) for p in tools if not p.exists()]
     if missing:
-        reason = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver"
+        reason = f"{', '.join(missing)} missing: apt-get install {install}"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true needs it", pytrace=False)
         pytest.skip(f"{reason} (with CI=true this is a failure)")
+
+
+@contextmanager
+def _chromium(home: Path, prefs: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Headless Chromium with `home` as its HOME (where it finds its NSS
+    database of client certificates, ~/.pki/nssdb)."""
+    _need(CHROMIUM, CHROMEDRIVER, install="chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -57,16 +70,53 @@ def browser() -> Iterator[object]:
         "--window-size=1280,900",
     ):
         options.add_argument(flag)
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     # The console's certificate chains to the escrow's Ed25519 CA, which Chromium
     # cannot verify; what is under test here is the console, not that chain.
     options.accept_insecure_certs = True
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(home)})
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A browser without a client certificate: it logs in with the passphrase."""
+    with _chromium(tmp_path_factory.mktemp("home")) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def certificate_browser(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A browser holding olga's console certificate: the PKCS#12 file `consign
+    escrow operator --p12` wrote, imported into the NSS database in its HOME
+    (pk12util), and chosen for the console without a dialog (headless Chromium
+    cannot show one) by the profile's auto-select-certificate setting for the
+    console's origin, which is what the AutoSelectCertificateForUrls policy sets."""
+    _need(PK12UTIL, CERTUTIL, install="libnss3-tools")
+    home = tmp_path_factory.mktemp("home")
+    nss = home / ".pki" / "nssdb"
+    nss.mkdir(parents=True)
+    subprocess.run([CERTUTIL, "-N", "-d", f"sql:{nss}", "--empty-password"], check=True)
+    imported = subprocess.run(
+        [PK12UTIL, "-i", live.p12, "-d", f"sql:{nss}", "-W", OPERATOR_PASS, "-K", ""],
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr
+    ca = x509.load_pem_x509_certificate(Path(live.ca_file).read_bytes())
+    (cn,) = ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    only_ours = {"ISSUER": {"CN": cn.value}}
+    setting = {f"{live.url},*": {"setting": {"filters": [only_ours]}}}
+    prefs = {"profile.content_settings.exceptions.auto_select_certificate": setting}
+    with _chromium(home, prefs) as driver:
+        yield driver
 
 
 def _escrow(live: Live, act: str, deposit: Deposit | None = None) -> tuple[Deposit, Answer | None]:
@@ -210,3 +260,20 @@ def test_an_operator_finds_suspends_and_revokes_in_the_browser(
     submit("#logout")
     page("/")
     assert d.current_url.endswith("/login")  # type: ignore[attr-defined]
+
+
+def test_an_operator_logs_in_with_her_certificate_in_the_browser(
+    live: Live, certificate_browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    d: Any = certificate_browser
+    d.get(live.url + "/")
+    assert d.current_url.endswith("/login")
+    d.find_element(By.CSS_SELECTOR, "#certificate").click()  # no name, no passphrase
+    assert d.find_element(By.CSS_SELECTOR, "h1").text == "Overview"
+    assert OPERATOR in d.find_element(By.CSS_SELECTOR, "nav").text
+    d.save_screenshot(str(ARTEFACTS / "overview-certificate-login.png"))
+    d.find_element(By.CSS_SELECTOR, "#logout").click()
+    d.get(live.url + "/users")
+    assert d.current_url.endswith("/login")
