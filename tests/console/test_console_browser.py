@@ -144,6 +144,7 @@ def _download_invoice(live: Live, d: object, find: Any, shot: Any, tmp_path: Pat
     period = datetime.now(UTC).strftime("%Y-%m")
     d.get(f"{live.url}/invoices?period={period}")  # type: ignore[attr-defined]
     assert find("h1").text == f"Invoices {period}"
+    assert "Prices in EUR." in find("main").text  # the live console's --prices
     shot("invoices")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -164,6 +165,8 @@ def _download_invoice(live: Live, d: object, find: Any, shot: Any, tmp_path: Pat
         (account, item, n) for account, items in expected.items() for item, n in items.items()
     }
     assert expected["alice"]["deposit"] >= 1
+    unit = {r["item"]: r["unit_price"] for r in rows}
+    assert (unit["deposit"], unit["release"], unit["storage_day"]) == ("0.50", "0.20", "0")
     assert expected["bob"]["release"] >= 1
 
 
