@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from broker.txlog import Entry, LogBroken, summary
+from broker.txlog import Entry, Head, LogBroken, summary
 from escrow_worker import invoice as tick
 from escrow_worker.ca.notary import verify_log
 from escrow_worker.ca.operator import Escrow
@@ -115,6 +115,7 @@ class LogPage(BaseModel):
 
 
 def _entry(seq: int, data: bytes) -> LogEntryView:
+    """An entry as stored at `seq` (its place, whatever an altered entry claims)."""
     try:
         e = Entry.decode(data)
     except ValueError:
@@ -123,24 +124,22 @@ def _entry(seq: int, data: bytes) -> LogEntryView:
             summary="does not decode (see the verification)",
         )  # fmt: skip
     return LogEntryView(
-        seq=e.seq, at=_iso(e.at) or "", kind=e.kind, consignment=e.consignment,
+        seq=seq, at=_iso(e.at) or "", kind=e.kind, consignment=e.consignment,
         parties=list(e.parties), summary=summary(e), hash=e.hash,
     )  # fmt: skip
 
 
 async def verification(escrow: Escrow) -> Verification:
-    async def job(tx: Tx) -> tuple[tuple[int, str] | None, int | None, int | None]:
-        head, latest = await txlog.head(tx), await txlog.latest_head(tx)
-        signed = None if latest is None else latest.head
-        return (
-            head,
-            None if signed is None else signed.size,
-            None if signed is None else (signed.signed_at),
-        )
+    async def job(tx: Tx) -> tuple[tuple[int, str] | None, Head | None]:
+        latest = await txlog.latest_head(tx)
+        return await txlog.head(tx), None if latest is None else latest.head
 
-    head, signed_size, signed_at = await escrow.store.run(job)
-    size = 0 if head is None else head[0]
-    known = {"entries": size, "signed_size": signed_size, "signed_at": _iso(signed_at)}
+    head, signed = await escrow.store.run(job)
+    known = {
+        "entries": 0 if head is None else head[0],
+        "signed_size": None if signed is None else signed.size,
+        "signed_at": None if signed is None else _iso(signed.signed_at),
+    }
     try:
         result = await verify_log(escrow.store, escrow.name, escrow.ca_certificate)
     except LogBroken as exc:

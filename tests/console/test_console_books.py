@@ -121,6 +121,15 @@ async def test_a_tampered_entry_is_named_on_the_page_and_in_the_api(console_desk
     assert "NOT intact: entry 3: " in r.text
     assert "entry 3 is the first bad one" in r.text
     assert await d.snapshot() == before  # looking changed nothing
+    # An entry that no longer decodes is listed at its place, not skipped.
+    await d.setup.run(
+        lambda tx: tx.execute("UPDATE log_entries SET entry = ? WHERE seq = 5", (b"{garbage",))
+    )
+    page = (await d.client.get("/api/log", params={"after": 3, "limit": 3}, headers=h)).json()
+    assert [e["seq"] for e in page["entries"]] == [4, 5, 6]
+    assert page["entries"][1]["kind"] == "?"
+    assert "does not decode" in page["entries"][1]["summary"]
+    assert page["verification"]["first_bad"] == 3
 
 
 async def _invoice_log(d: Desk) -> list[Entry]:
