@@ -1,4 +1,4 @@
-"""Workers' heartbeats (migration 6): each worker process writes one row, by its
+"""Workers' heartbeats (migration 5): each worker process writes one row, by its
 random id, when it starts, at every sweep and when it stops: its host, pid,
 when it started, when it was last seen and how many deliveries it handled.
 The console reads them to show which workers are alive. A heartbeat is

@@ -289,10 +289,8 @@ _CONSOLE = Migration(
     ),
 )
 
-# Version 5 is left to a migration on another line of work; the runner applies
-# every version above the database's, gaps and all.
 _HEARTBEATS = Migration(
-    6,
+    5,
     "workers' heartbeats: which workers run, since when, last seen, requests handled",
     (
         # One row per worker process (its random id), written when it starts, at
