@@ -248,7 +248,10 @@ def error_json(exc: Error, *, kind: str | None = None) -> dict[str, Any]:
 
 def _report(exc: Error, *, kind: str | None = None) -> None:
     """One `error:` line (and a `hint:` line, but for an interrupt) on stderr;
-    with --json, the same as a JSON object on stdout."""
+    with --json, the same as a JSON object on stdout. An interrupt is reported
+    once, by the command or by the watchdog that ends it (`broker.interrupts`)."""
+    if isinstance(exc, Interrupted) and not interrupts.first_report():
+        return
     if _json_wanted():
         click.echo(json.dumps(error_json(exc, kind=kind), indent=2, sort_keys=True))
     click.echo(f"error: {exc.message}", err=True)

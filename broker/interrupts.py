@@ -71,6 +71,22 @@ def on_startup() -> None:
         signal.signal(sig, handler)
 
 
+#: One token per command (`raising` puts it back): whoever takes it with
+#: `first_report` (the command unwinding, or the watchdog ending a command that
+#: did not unwind in time, both through the reporter) reports the interrupt, so
+#: its line is printed once. `list.pop` is atomic, so the two threads cannot
+#: both take it.
+_REPORT_TOKEN: list[bool] = [True]
+
+
+def first_report() -> bool:
+    """True for the first caller since the command started, False after."""
+    try:
+        return _REPORT_TOKEN.pop()
+    except IndexError:
+        return False
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Signalled(signum)
 
@@ -78,6 +94,7 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 def raising() -> dict[int, Any]:
     """Make SIGINT and SIGTERM raise `Signalled`; returns the handlers replaced."""
     before: dict[int, Any] = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    _REPORT_TOKEN[:] = [True]
     for sig in SIGNALS:
         signal.signal(sig, _raise)
     return before

@@ -15,6 +15,7 @@ It must never hold business rules.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -54,7 +55,11 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     await conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        await conn.execute("COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk: SQLITE_FULL ends the
+        # transaction); the error to report is the one that ended the block.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
         raise
-    await conn.execute("COMMIT")

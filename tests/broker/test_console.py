@@ -33,3 +33,29 @@ def test_a_validation_error_is_one_error_line_and_a_hint() -> None:
         "error: invalid _Model: name: String should match pattern '^[a-z]+$' (got 'Not Valid')"
     )
     assert lines[1].startswith("hint: ")
+
+
+def test_an_interrupt_is_reported_once_though_the_watchdog_reports_it_too() -> None:
+    """The command unwinds and reports the interrupt; the watchdog that would end
+    it after the grace period reports through the same reporter: one line, and a
+    next command in the same process reports its own interrupt again."""
+    import signal
+
+    from broker import interrupts
+    from broker.console import _report
+    from broker.errors import Interrupted
+
+    @click.group(cls=ReportingGroup)
+    def root() -> None:
+        pass
+
+    @root.command()
+    def stopped() -> None:
+        _report(Interrupted(signal.SIGINT))  # the watchdog, first
+        raise interrupts.Signalled(signal.SIGINT)  # then the command, unwound
+
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(root, ["stopped"])
+        assert result.exit_code == 128 + signal.SIGINT
+        assert result.stderr == "error: interrupted by SIGINT; nothing was left half-written\n"

@@ -59,19 +59,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pem_files(p12: Path, passphrase: bytes, out: Path) -> tuple[str, str]:
+def pem_files(p12: Path, passphrase: bytes, out: Path, name: str = "olga") -> tuple[str, str]:
+    """The certificate and key of an operator's PKCS#12 file, as PEM files in `out`."""
     key, cert, _ = pkcs12.load_key_and_certificates(p12.read_bytes(), passphrase)
     assert key is not None
     assert cert is not None
-    (out / "olga.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (out / "olga.key").write_bytes(
+    (out / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / f"{name}.key").write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    return str(out / "olga.crt"), str(out / "olga.key")
+    return str(out / f"{name}.crt"), str(out / f"{name}.key")
 
 
 @contextmanager
@@ -113,7 +114,7 @@ def live_console(root: Path) -> Iterator[Live]:
             setup,
             f"https://127.0.0.1:{port}",
             env,
-            _pem_files(root / "olga.p12", OPERATOR_PASS.encode(), root),
+            pem_files(root / "olga.p12", OPERATOR_PASS.encode(), root),
             root / "olga.p12",
         )
         deadline = time.monotonic() + 30

@@ -17,7 +17,8 @@ from escrow_worker.ca.authority import load_ca
 from escrow_worker.ca.operator import open_escrow
 from escrow_worker.console.tls import issue_operator_certificate, private_pem
 from tests.broker.pki_helpers import ESCROW_PASS, make_ca
-from tests.console.live import Live
+from tests.console.helpers import OPERATOR_PASS
+from tests.console.live import Live, pem_files
 
 
 def _write(tmp_path: Path, name: str, key: object, cert: object) -> tuple[str, str]:
@@ -71,10 +72,19 @@ def test_other_certificates_are_refused(live: Live, tmp_path: Path) -> None:
         assert c.post("/login/certificate", data=form).status_code == 401
 
 
-def test_a_revoked_operator_certificate_is_refused(live: Live) -> None:
-    with live.client(live.cert) as c:
-        token = c.post("/api/session/certificate").json()["token"]
-        revoked = live.env.run("escrow", "revoke", "olga")
+def test_a_revoked_operator_certificate_is_refused(live: Live, tmp_path: Path) -> None:
+    # otto, made an operator for this test alone: the world's olga stays usable.
+    made = live.env.run("escrow", "operator", "otto", "--p12", str(tmp_path / "otto.p12"))
+    assert made.code == 0, made
+    otto = pem_files(tmp_path / "otto.p12", OPERATOR_PASS.encode(), tmp_path, "otto")
+    with live.client(otto) as c:
+        r = c.post("/api/session/certificate")
+        assert r.status_code == 200, r.text
+        assert r.json()["operator"] == "otto"
+        token = r.json()["token"]
+        revoked = live.env.run("escrow", "revoke", "otto")
         assert revoked.code == 0, revoked
         assert c.post("/api/session/certificate").status_code == 401
         assert c.get("/api/users", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    with live.client(live.cert) as c:  # another operator is not shut out with it
+        assert c.post("/api/session/certificate").status_code == 200
