@@ -131,10 +131,12 @@ async def open_many(
     await bulk._send_items(agent, _JOB, BatchKind.KEY_REQUEST, rows, "key", progress)
     stored = await agent.store.batch_items_of(_JOB, list(paths))  # with their results
     opened: list[OpenedConsignment] = []
-    # Recorded together once all are opened: a pass cut short opens the same
-    # files again next time (the key parts are recorded already), and no
-    # handler runs before its consignment's record is committed.
+    # Noted opened and recorded together once all are opened, in one
+    # transaction: a pass cut short opens the same files again next time (the
+    # key parts are recorded already), a consignment is never noted opened
+    # without the record that hands it over, and no handler runs before that.
     records: list[Handled] = []
+    arrived: dict[str, Path] = {}  # the files that the record makes removable
     senders: dict[str, Party] = {}  # looked up once in this pass
     for done, (cid, path) in enumerate(targets, 1):
         if cid in results:
@@ -154,10 +156,15 @@ async def open_many(
                 progress("open", done, len(targets))
         state = "handled" if handled else "opened"
         records.append(Handled(cid, state, one.destination, agent._ts(), opened=_opened_json(one)))
+        arrived[cid] = path
         opened.append(one)
         results[cid] = ItemResult(cid, True, cid, one.destination)
     if records:
-        await agent.store.set_handled_many(records)
+        kept = await agent.store.opened_and_handled(records, agent._ts())
+        removable = set(arrived.values())
+        for file in kept:
+            if file in removable:
+                await asyncio.to_thread(file.unlink, missing_ok=True)
     return [results[cid] for cid, _ in targets], opened
 
 
@@ -185,8 +192,9 @@ async def _open_one(
         info = await asyncio.to_thread(inspect, path)
     digest = json.loads(row.item_body)["consignment_digest"]
     # Opened before and killed before it was recorded: the same files again.
+    # keep: the file is removed once the pass has recorded it (`open_many`).
     return await agent.open_released(
-        path, info, digest, release, destination, overwrite=True, senders=senders
+        path, info, digest, release, destination, overwrite=True, senders=senders, keep=True
     )
 
 

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosqlite
+
 from client.agent.store.database import Database
+from client.agent.store.inbox import mark_opened
 
 
 @dataclass(frozen=True)
@@ -183,29 +186,47 @@ class BatchTables(Database):
     async def set_handled_many(self, records: Sequence[Handled]) -> None:
         """`set_handled` for each record, in one transaction."""
         async with self._tx() as conn:
-            await conn.executemany(
-                "INSERT INTO handled (consignment_id, state, destination, tries, reason,"
-                " opened, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (consignment_id) DO UPDATE"
-                " SET state = excluded.state, destination = excluded.destination,"
-                " tries = excluded.tries, reason = excluded.reason,"
-                " opened = COALESCE(excluded.opened, handled.opened),"
-                " updated_at = excluded.updated_at",
-                [
-                    (
-                        r.consignment_id,
-                        r.state,
-                        None if r.destination is None else str(r.destination),
-                        r.tries,
-                        r.reason,
-                        r.opened,
-                        r.now,
-                    )
-                    for r in records
-                ],
-            )
+            await _set_handled(conn, records)
+
+    async def opened_and_handled(self, records: Sequence[Handled], now: int) -> list[Path]:
+        """In one transaction: each consignment noted opened (`opened`) and its
+        record kept (`set_handled`), so a consignment is never marked opened
+        without the record that hands it to the handler. Returns the files they
+        arrived in, now the caller's to remove."""
+        arrived: list[Path] = []
+        async with self._tx() as conn:
+            for r in records:
+                path = await mark_opened(conn, r.consignment_id, now)
+                if path is not None:
+                    arrived.append(path)
+            await _set_handled(conn, records)
+        return arrived
 
     async def parked(self) -> list[sqlite3.Row]:
         return await self.fetchall(
             "SELECT * FROM handled WHERE state = 'parked' ORDER BY updated_at"
         )
+
+
+async def _set_handled(conn: aiosqlite.Connection, records: Sequence[Handled]) -> None:
+    await conn.executemany(
+        "INSERT INTO handled (consignment_id, state, destination, tries, reason,"
+        " opened, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (consignment_id) DO UPDATE"
+        " SET state = excluded.state, destination = excluded.destination,"
+        " tries = excluded.tries, reason = excluded.reason,"
+        " opened = COALESCE(excluded.opened, handled.opened),"
+        " updated_at = excluded.updated_at",
+        [
+            (
+                r.consignment_id,
+                r.state,
+                None if r.destination is None else str(r.destination),
+                r.tries,
+                r.reason,
+                r.opened,
+                r.now,
+            )
+            for r in records
+        ],
+    )

@@ -225,22 +225,7 @@ class InboxTables(Database):
         """Note that the consignment was opened; returns the file it arrived in
         (now the caller's to remove), if it arrived in the inbox."""
         async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
-                (consignment_id,),
-            )
-            row = next(iter(rows), None)
-            await conn.execute(
-                "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
-                " WHERE consignment_id = ? AND state = 'complete'",
-                (now, consignment_id),
-            )
-            await conn.execute(
-                "UPDATE notifications SET opened_at = ? WHERE consignment_id = ?"
-                " AND opened_at IS NULL",
-                (now, consignment_id),
-            )
-        return Path(row[0]) if row is not None and row[0] else None
+            return await mark_opened(conn, consignment_id, now)
 
     async def collect(self, before: int | None, now: int) -> list[Path]:
         """Drop the files of failed consignments and, with `before`, of those
@@ -355,3 +340,22 @@ def _received(row: sqlite3.Row, counts: dict[str, int]) -> Received:
         path=Path(row["path"]) if row["path"] else None,
         reason=row["reason"],
     )
+
+
+async def mark_opened(conn: aiosqlite.Connection, consignment_id: str, now: int) -> Path | None:
+    """`InboxTables.opened` inside a transaction the caller holds."""
+    rows = await conn.execute_fetchall(
+        "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
+        (consignment_id,),
+    )
+    row = next(iter(rows), None)
+    await conn.execute(
+        "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
+        " WHERE consignment_id = ? AND state = 'complete'",
+        (now, consignment_id),
+    )
+    await conn.execute(
+        "UPDATE notifications SET opened_at = ? WHERE consignment_id = ? AND opened_at IS NULL",
+        (now, consignment_id),
+    )
+    return Path(row[0]) if row is not None and row[0] else None
