@@ -6,7 +6,7 @@ validation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -76,18 +76,28 @@ class StatusReplyBody(_Reply):
     cosigners: tuple[CosignerStatus, ...] = ()
 
 
-class ReceiptBody(_Body):
-    """A receiver's signed receipt for a consignment (`broker.attest`)."""
+class _SignedStatement(_Body):
+    """A party's signed statement about a consignment, of the kind its class names."""
+
+    _KIND: ClassVar[StatementKind]
+    _WHAT: ClassVar[str]
 
     consignment_id: str = ConsignmentId
     statement: Statement
     signature: B64 = Field(min_length=64, max_length=64)
 
     @model_validator(mode="after")
-    def _a_receipt(self) -> ReceiptBody:
-        if self.statement.kind is not StatementKind.RECEIPT:
-            raise ValueError("a receipt's statement is of kind 'receipt'")
+    def _of_its_kind(self) -> Self:
+        if self.statement.kind is not self._KIND:
+            raise ValueError(f"{self._WHAT}'s statement is of kind '{self._KIND.value}'")
         return self
+
+
+class ReceiptBody(_SignedStatement):
+    """A receiver's signed receipt for a consignment (`broker.attest`)."""
+
+    _KIND = StatementKind.RECEIPT
+    _WHAT = "a receipt"
 
 
 class ReceiptReplyBody(_Reply):
@@ -97,18 +107,11 @@ class ReceiptReplyBody(_Reply):
     recorded_at: int = Field(ge=0)
 
 
-class CosignBody(_Body):
+class CosignBody(_SignedStatement):
     """A co-signer's signed agreement to a consignment (`broker.attest`)."""
 
-    consignment_id: str = ConsignmentId
-    statement: Statement
-    signature: B64 = Field(min_length=64, max_length=64)
-
-    @model_validator(mode="after")
-    def _an_agreement(self) -> CosignBody:
-        if self.statement.kind is not StatementKind.AGREEMENT:
-            raise ValueError("an agreement's statement is of kind 'agreement'")
-        return self
+    _KIND = StatementKind.AGREEMENT
+    _WHAT = "an agreement"
 
 
 class CosignReplyBody(_Reply):

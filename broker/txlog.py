@@ -49,6 +49,7 @@ __all__ = [
     "genesis",
     "new_entry",
     "sign_head",
+    "summary",
     "verify_chain",
 ]
 
@@ -348,3 +349,25 @@ def verify_chain(
             "were added after the last head)",
         )
     return Verified(first, last, hashes[last], signed)
+
+
+def summary(entry: Entry) -> str:
+    """One line of what an entry says, for people."""
+    d = entry.data
+    if entry.kind == "request":
+        text = f"{d.get('signer')} {d.get('type')}: {d.get('decision')}"
+        reply = d.get("reply")
+        if d.get("decision") != "ok" and isinstance(reply, dict) and "message" in reply:
+            text += f" ({reply['message']})"
+        batch = d.get("batch")
+        if isinstance(batch, dict):
+            text += f" [item {d.get('request_id')} of batch {batch.get('request_id')}]"
+        return text
+    if entry.kind in ("event", "notify"):
+        body = d.get("body") if isinstance(d.get("body"), dict) else {}
+        assert isinstance(body, dict)
+        what = body.get("kind", entry.kind)
+        about = f" about {body['receiver']}" if body.get("receiver") else ""
+        return f"to {d.get('to')}: {what}{about}"
+    shown = {k: v for k, v in d.items() if k not in ("der", "ca")}
+    return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))

@@ -20,6 +20,8 @@ command hands in the entries.
 
 from __future__ import annotations
 
+import csv
+import io
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -31,9 +33,23 @@ from typing import Final
 from broker.txlog import Entry
 from escrow_worker.errors import EscrowError
 
-__all__ = ["ITEMS", "Decimal", "InvoiceError", "Line", "Period", "Prices", "count", "price"]
+__all__ = [
+    "COLUMNS",
+    "ITEMS",
+    "Decimal",
+    "Invoice",
+    "InvoiceError",
+    "Line",
+    "Period",
+    "Prices",
+    "count",
+    "invoice",
+    "price",
+]
 
 ITEMS: Final = ("deposit", "release", "receipt", "cosign", "batch_item", "storage_day")
+#: The columns of an invoice's lines, in its CSV and JSON forms.
+COLUMNS: Final = ("account", "item", "count", "unit_price", "amount")
 _DAY: Final = 86400
 _BY_TYPE: Final = {
     "deposit": "deposit",
@@ -59,11 +75,11 @@ class Period:
     def parse(cls, text: str) -> Period:
         try:
             first = datetime.strptime(text, "%Y-%m").replace(tzinfo=UTC)
-        except ValueError:
+            after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+        except ValueError:  # not a month, or 9999-12 (its end is out of range)
             raise InvoiceError(
                 f"{text!r} is not a period", "give a month as YYYY-MM, e.g. 2026-11"
             ) from None
-        after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
         return cls(text, int(first.timestamp()), int(after.timestamp()))
 
 
@@ -154,3 +170,42 @@ def price(counts: Mapping[str, Counter[str]], prices: Prices) -> list[Line]:
                 unit = prices.each.get(item, Decimal(0))
                 lines.append(Line(account, item, n, unit, unit * n))
     return lines
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """A period's priced lines, as `consign escrow invoice` and the console show them."""
+
+    period: Period
+    currency: str
+    lines: tuple[Line, ...]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), start=Decimal(0))
+
+    def rows(self) -> list[dict[str, str | int]]:
+        """One dict per line (`COLUMNS`; prices as decimal strings)."""
+        return [
+            {
+                "account": line.account,
+                "item": line.item,
+                "count": line.count,
+                "unit_price": str(line.unit_price),
+                "amount": str(line.amount),
+            }
+            for line in self.lines
+        ]
+
+    def csv(self) -> str:
+        """The lines as CSV with a header row, `\\n` line ends."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return out.getvalue()
+
+
+def invoice(entries: Iterable[Entry], period: Period, prices: Prices) -> Invoice:
+    """`count` and `price` in one: the invoice of `period` from the log's entries."""
+    return Invoice(period, prices.currency, tuple(price(count(entries, period), prices)))

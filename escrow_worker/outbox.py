@@ -1,7 +1,8 @@
 """`OutboxService`: what the escrow keeps besides deciding requests: its keys,
 clock and store, the outbox (messages stored in a decision's transaction,
 marked sent once published) and the sweeps every worker runs (unsent outbox
-messages, expired request ids, windows that closed unused, signed log heads).
+messages, expired request ids, windows that closed unused, signed log heads,
+the worker's heartbeat).
 
 `EscrowService` (`service.py`) builds on it and adds the request steps. This
 module must never log a message body, a key or a passphrase.
@@ -28,7 +29,7 @@ from escrow_worker.handlers import expiry, journal
 from escrow_worker.handlers.auth import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SKEW
 from escrow_worker.handlers.common import Notice
 from escrow_worker.replies import Outgoing, Replies, outbox_message
-from escrow_worker.state import records, replay
+from escrow_worker.state import heartbeats, records, replay
 from escrow_worker.state.base import Store, Tx
 from escrow_worker.state.location import Location
 from escrow_worker.state.masterkey import Vault
@@ -204,6 +205,14 @@ class OutboxService:
         return await sign_current_head(
             self._store, signer, now=self.now(), only_if_grown=only_if_grown
         )
+
+    async def heartbeat(self, beat: heartbeats.Heartbeat) -> None:
+        """Write a worker's heartbeat row (`state.heartbeats`)."""
+
+        async def job(tx: Tx) -> None:
+            await heartbeats.beat(tx, beat)
+
+        await self._store.run(job)
 
     async def pending_outbox(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 500

@@ -168,19 +168,15 @@ class EscrowService(OutboxService):
         except (RequestRejected, CertificateRejected) as exc:
             return await self._unauthenticated(tx, claimed, exc, now)
         envelope = request.envelope
-        base = Who(
-            request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
-        )
         if envelope.reply_to != request.sender:
-            reply = self._replies.error(
-                envelope,
+            return self._refused(
+                request,
                 ErrorCode.UNAUTHENTICATED,
                 f"reply_to must be your own name {request.sender!r}",
-                to=request.sender,
-                now=now,
-                detail="reply_to",
+                now,
+                "reply_to",
+                detailed=True,
             )
-            return Outcome(False, reply, decision="refused:reply_to", **base)
         # 3. Answered before: the same bytes from the same signer get the same reply.
         digest = hashlib.sha256(signed.payload).hexdigest()
         stored = await records.find_request(tx, envelope.request_id)
@@ -191,36 +187,21 @@ class EscrowService(OutboxService):
             check_times(envelope, now=now, max_skew=self._max_skew, max_lifetime=self._max_lifetime)
         except RequestRejected as exc:
             code = ErrorCode.MALFORMED if exc.reason is RequestReason.MALFORMED else ErrorCode.STALE
-            reply = self._replies.error(
-                envelope, code, exc.message, to=request.sender, now=now, detail=exc.reason.value
-            )
-            return Outcome(False, reply, decision=f"refused:{exc.reason.value}", **base)
+            return self._refused(request, code, exc.message, now, exc.reason.value, detailed=True)
         # The body must be one of the requests this escrow answers.
         handler = HANDLERS.get((envelope.type, envelope.version))
         if handler is None:
-            reply = self._replies.error(
-                envelope,
-                ErrorCode.UNKNOWN_TYPE,
-                f"the escrow does not answer {envelope.type!r} version {envelope.version}",
-                to=request.sender,
-                now=now,
-            )
-            return Outcome(False, reply, decision="refused:unknown_type", **base)
+            what = f"the escrow does not answer {envelope.type!r} version {envelope.version}"
+            return self._refused(request, ErrorCode.UNKNOWN_TYPE, what, now, "unknown_type")
         try:
             body = parse_body(envelope.type, envelope.version, envelope.body)
         except UnknownMessage as exc:
-            reply = self._replies.error(
-                envelope, ErrorCode.MALFORMED, str(exc), to=request.sender, now=now
-            )
-            return Outcome(False, reply, decision="refused:malformed", **base)
+            return self._refused(request, ErrorCode.MALFORMED, str(exc), now, "malformed")
         # 5. Record, decide, change state, store the reply and the outbox.
         try:
             await replay.check_and_record(tx, request.replay_key(self._max_skew), now=now)
         except RequestRejected as exc:
-            reply = self._replies.error(
-                envelope, ErrorCode.REPLAYED, exc.message, to=request.sender, now=now
-            )
-            return Outcome(False, reply, decision="refused:replayed", **base)
+            return self._refused(request, ErrorCode.REPLAYED, exc.message, now, "replayed")
         context = Context(
             tx=tx,
             escrow_name=self._name,
@@ -234,7 +215,7 @@ class EscrowService(OutboxService):
         result = await handler(context)
         reply, events = await self._store_result(tx, signed, request, digest, result, now)
         decision = "ok" if result.decision == "ok" else f"refused:{result.decision}"
-        return Outcome(False, reply, events, decision=decision, stored=True, **base)
+        return Outcome(False, reply, events, decision=decision, stored=True, **_who(request))
 
     async def _unauthenticated(
         self, tx: Tx, claimed: Envelope, exc: RequestRejected | CertificateRejected, now: datetime
@@ -260,6 +241,25 @@ class EscrowService(OutboxService):
         )
         return Outcome(False, reply, decision=decision, **base)
 
+    def _refused(
+        self,
+        request: VerifiedRequest,
+        code: ErrorCode,
+        message: str,
+        now: datetime,
+        why: str,
+        *,
+        detailed: bool = False,
+    ) -> Outcome:
+        """An authenticated request refused before any decision: a signed error
+        to its sender, recorded as `refused:<why>` (with `detailed`, `why` is
+        also the error's detail)."""
+        envelope = request.envelope
+        reply = self._replies.error(
+            envelope, code, message, to=request.sender, now=now, detail=why if detailed else None
+        )
+        return Outcome(False, reply, decision=f"refused:{why}", **_who(request))
+
     async def _again(
         self,
         tx: Tx,
@@ -269,18 +269,9 @@ class EscrowService(OutboxService):
         now: datetime,
     ) -> Outcome:
         envelope = request.envelope
-        base = Who(
-            request_id=envelope.request_id, request_type=envelope.type, requester=request.sender
-        )
         if stored.signer != envelope.signer or stored.request_sha256 != digest:
-            reply = self._replies.error(
-                envelope,
-                ErrorCode.REPLAYED,
-                f"request id {envelope.request_id} was already used for another request",
-                to=request.sender,
-                now=now,
-            )
-            return Outcome(False, reply, decision="refused:replayed", **base)
+            used = f"request id {envelope.request_id} was already used for another request"
+            return self._refused(request, ErrorCode.REPLAYED, used, now, "replayed")
         message = Message(
             body=stored.reply,
             message_id=stored.reply_id,
@@ -295,7 +286,7 @@ class EscrowService(OutboxService):
             events,
             decision=f"resent:{stored.decision}",
             stored=True,
-            **base,
+            **_who(request),
         )
 
     async def _store_result(
@@ -343,3 +334,8 @@ class EscrowService(OutboxService):
         for notice in result.notices:
             events.append(await self._enqueue(tx, envelope.request_id, notice, now))
         return Outgoing(request.sender, reply), tuple(events)
+
+
+def _who(request: VerifiedRequest) -> Who:
+    envelope = request.envelope
+    return Who(request_id=envelope.request_id, request_type=envelope.type, requester=request.sender)

@@ -21,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Mapping, Sequence
 
 from broker import BrokerError, Deliveries, Delivery, Inbox, Transport
@@ -28,6 +31,7 @@ from broker.errors import PublishRefused, TopologyError, Unroutable
 from escrow_worker import faults
 from escrow_worker.replies import Outcome, Outgoing
 from escrow_worker.service import EscrowService
+from escrow_worker.state.heartbeats import Heartbeat
 from escrow_worker.undelivered import Undelivered
 
 __all__ = ["EscrowWorker"]
@@ -63,6 +67,9 @@ class EscrowWorker:
         self._busy = 0  # lanes handling a delivery right now
         #: Deliveries settled so far (answered, dead-lettered or requeued).
         self.processed = 0
+        #: This worker's id in its heartbeats (`state.heartbeats`), random per worker.
+        self.worker_id = secrets.token_hex(8)
+        self._started: int | None = None
         self._undelivered = Undelivered(transport)
 
     @property
@@ -73,6 +80,7 @@ class EscrowWorker:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop if stop is not None else asyncio.Event()
         await self._transport.declare_escrow_queues()
+        await self._beat()
         sweeper = asyncio.create_task(self._sweep(stop))
         queue = self._transport.config.escrow_queue
         try:
@@ -95,6 +103,7 @@ class EscrowWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await self._service.flush_marks()
+            await self._beat(stopped=True)
         _log.info("escrow %r stopped serving %s", self._service.name, queue)
 
     @staticmethod
@@ -189,16 +198,33 @@ class EscrowWorker:
             return
         self._declared.add(identity)
 
+    async def _beat(self, *, stopped: bool = False) -> None:
+        """Write this worker's heartbeat; a failure is logged, never raised (the
+        worker keeps serving; the console shows it stale)."""
+        now = int(self._service.now().timestamp())
+        if self._started is None:
+            self._started = now
+        beat = Heartbeat(
+            self.worker_id, socket.gethostname(), os.getpid(), self._started, now,
+            self.processed, now if stopped else None,
+        )  # fmt: skip
+        try:
+            await self._service.heartbeat(beat)
+        except Exception as exc:  # bookkeeping must never stop the worker
+            _log.warning("heartbeat not written: %s", exc)
+
     async def _sweep(self, stop: asyncio.Event) -> None:
-        """Publish outbox messages that stayed unsent (a worker died after its commit),
-        forget the request ids of expired envelopes, report windows that
-        closed unused, and sign the transaction log's head if it grew."""
+        """Write the heartbeat, publish outbox messages that stayed unsent (a
+        worker died after its commit), forget the request ids of expired
+        envelopes, report windows that closed unused, and sign the transaction
+        log's head if it grew."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_interval):
                     await stop.wait()
             if stop.is_set():
                 return
+            await self._beat()
             try:
                 pending = await self._service.pending_outbox()
                 if pending:

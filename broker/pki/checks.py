@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NotRequired, TypedDict, Unpack
+from typing import NotRequired, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -284,8 +284,7 @@ def check_signing_certificate(
 ) -> Ed25519PublicKey:
     """`check_certificate` for a signing certificate: its Ed25519 key."""
     key = check_certificate(cert, role=Role.SIGNING, **options)
-    assert isinstance(key, Ed25519PublicKey)
-    return key
+    return _key_for(Ed25519PublicKey, key)  # type: ignore[type-abstract]
 
 
 def check_encryption_certificate(
@@ -293,5 +292,13 @@ def check_encryption_certificate(
 ) -> X25519PublicKey:
     """`check_certificate` for an encryption certificate: its X25519 key."""
     key = check_certificate(cert, role=Role.ENCRYPTION, **options)
-    assert isinstance(key, X25519PublicKey)
+    return _key_for(X25519PublicKey, key)  # type: ignore[type-abstract]
+
+
+_K = TypeVar("_K", Ed25519PublicKey, X25519PublicKey)
+
+
+def _key_for(kind: type[_K], key: object) -> _K:
+    # The profile check fixed the key type for the role; this only narrows it.
+    assert isinstance(key, kind)
     return key

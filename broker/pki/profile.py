@@ -9,8 +9,10 @@ must never touch files or the database.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -180,12 +182,17 @@ def build_party_certificate(
     )
 
 
+_T = TypeVar("_T")
+
+
+def _pem_or_der(data: bytes, pem: Callable[[bytes], _T], der: Callable[[bytes], _T]) -> _T:
+    return pem(data) if data.lstrip().startswith(b"-----BEGIN") else der(data)
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate, PEM or DER; anything else is refused as malformed."""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        return _pem_or_der(data, x509.load_pem_x509_certificate, x509.load_der_x509_certificate)
     except ValueError as exc:
         raise CertificateRejected(
             CertReason.MALFORMED,
@@ -196,9 +203,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
+        return _pem_or_der(data, x509.load_pem_x509_crl, x509.load_der_x509_crl)
     except ValueError as exc:
         raise CertificateRejected(
             CertReason.CRL_INVALID, "not a valid certificate revocation list (PEM or DER)"

@@ -42,15 +42,13 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from broker.errors import (
     ConnectionFailed,
     DeliveryLost,
-    PublishRefused,
-    PublishTimeout,
     TopologyError,
-    Unroutable,
 )
 from broker.transport.amqp_errors import (
     LINK_ERRORS,
     connect_failed,
     declaration_refused,
+    publish_errors,
     where,
     wrapped,
 )
@@ -353,24 +351,10 @@ class AmqpTransport(Transport):
         )
         what = f"message {message.message_id} {to}"
         async with self._one_per_message_id(message.message_id):
-            try:
+            with publish_errors(what, self.config.publish_timeout):
                 async with asyncio.timeout(self.config.publish_timeout):
                     await self._publish_channel.ready()  # waits out a reconnect
                     await exchange.publish(outgoing, routing_key=routing_key, mandatory=True)
-            except aiormq.exceptions.PublishError as exc:
-                raise Unroutable(
-                    f"{what} is unroutable: no queue is bound for it",
-                    hint="is the receiving side's queue declared?",
-                ) from exc
-            except aiormq.exceptions.DeliveryError as exc:
-                raise PublishRefused(f"RabbitMQ refused {what} ({exc})") from exc
-            except TimeoutError as exc:
-                raise PublishTimeout(
-                    f"no confirm for {what} within {self.config.publish_timeout} s",
-                    hint="the broker may be overloaded or blocked; publishing again is safe",
-                ) from exc
-            except _LINK_ERRORS as exc:
-                raise ConnectionFailed(f"publishing {what} failed: {exc!r}") from exc
 
     # -- consume -----------------------------------------------------------
 

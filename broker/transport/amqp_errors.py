@@ -19,9 +19,24 @@ import aiormq
 from aio_pika.exceptions import ChannelInvalidStateError
 from yarl import URL
 
-from broker.errors import ConnectionFailed, QueueNotFound, TopologyError, TransportError
+from broker.errors import (
+    ConnectionFailed,
+    PublishRefused,
+    PublishTimeout,
+    QueueNotFound,
+    TopologyError,
+    TransportError,
+    Unroutable,
+)
 
-__all__ = ["LINK_ERRORS", "connect_failed", "declaration_refused", "where", "wrapped"]
+__all__ = [
+    "LINK_ERRORS",
+    "connect_failed",
+    "declaration_refused",
+    "publish_errors",
+    "where",
+    "wrapped",
+]
 
 # What a dropped connection or a closed channel looks like from aio-pika/aiormq.
 LINK_ERRORS = (aiormq.exceptions.AMQPError, ChannelInvalidStateError, OSError)
@@ -79,6 +94,28 @@ def wrapped(doing: str, *, declaring: bool = False) -> Iterator[None]:
         ) from exc
     except (*LINK_ERRORS, TimeoutError) as exc:
         raise ConnectionFailed(f"{doing}: {exc!r}", hint="is RabbitMQ running?") from exc
+
+
+@contextlib.contextmanager
+def publish_errors(what: str, timeout: float) -> Iterator[None]:
+    """Turn a failed publish of `what` (with confirms, `mandatory`) into the
+    `TransportError` that says why: unroutable, refused, unconfirmed, or the link."""
+    try:
+        yield
+    except aiormq.exceptions.PublishError as exc:
+        raise Unroutable(
+            f"{what} is unroutable: no queue is bound for it",
+            hint="is the receiving side's queue declared?",
+        ) from exc
+    except aiormq.exceptions.DeliveryError as exc:
+        raise PublishRefused(f"RabbitMQ refused {what} ({exc})") from exc
+    except TimeoutError as exc:
+        raise PublishTimeout(
+            f"no confirm for {what} within {timeout} s",
+            hint="the broker may be overloaded or blocked; publishing again is safe",
+        ) from exc
+    except LINK_ERRORS as exc:
+        raise ConnectionFailed(f"publishing {what} failed: {exc!r}") from exc
 
 
 def connect_failed(url: str, exc: BaseException, timeout: float) -> ConnectionFailed:

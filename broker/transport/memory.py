@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
+from typing import Any
 
 from broker.errors import (
     DeliveryLost,
@@ -31,17 +32,10 @@ from broker.errors import (
     TransportClosed,
     Unroutable,
 )
-from broker.transport.base import (
-    DeadLetter,
-    Delivery,
-    Destination,
-    EscrowQueue,
-    Message,
-    Transport,
-    TransportConfig,
-    dead_letter_of,
-)
-from broker.transport.delivery import _Consumer
+from broker.transport.base import Transport
+from broker.transport.config import Destination, EscrowQueue, Message, TransportConfig
+from broker.transport.deadletter import DeadLetter, dead_letter_of
+from broker.transport.delivery import Delivery, _Consumer
 
 __all__ = ["InProcessBroker", "InProcessTransport"]
 
@@ -236,31 +230,8 @@ class _Holder:
 class _InProcessDelivery(Delivery):
     __slots__ = ("_holder", "_queue_obj", "_stored")
 
-    def __init__(
-        self,
-        holder: _Holder,
-        queue_obj: _Queue,
-        stored: _Stored,
-        *,
-        queue: str,
-        body: bytes,
-        message_id: str | None,
-        correlation_id: str | None,
-        type: str | None,
-        headers: dict[str, str],
-        redelivered: bool,
-        dead_letter: DeadLetter | None,
-    ) -> None:
-        super().__init__(
-            queue=queue,
-            body=body,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            type=type,
-            headers=headers,
-            redelivered=redelivered,
-            dead_letter=dead_letter,
-        )
+    def __init__(self, holder: _Holder, queue_obj: _Queue, stored: _Stored, **fields: Any) -> None:
+        super().__init__(**fields)
         self._holder = holder
         self._queue_obj = queue_obj
         self._stored = stored

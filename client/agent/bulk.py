@@ -292,19 +292,9 @@ async def _deposited(
         receivers=tuple(expect["receivers"]),
         consignment_digest=receipt.consignment_digest,
         consignment_size=int(expect["consignment_size"]),
-        receipt=Receipt(
-            consignment_id=receipt.consignment_id,
-            sender=receipt.sender,
-            deposited_at=receipt.deposited_at,
-            consignment_digest=receipt.consignment_digest,
-            plaintext_commitment=receipt.plaintext_commitment,
-            policy_digest=receipt.policy_digest,
-            receivers=tuple(receipt.receivers),
-            request_id=row.item_id,
-            # The item's result; the signed batch reply that holds it is kept
-            # with the batch request.
-            signed=row.reply_body.encode(),
-        ),
+        # The item's result; the signed batch reply that holds it is kept with
+        # the batch request.
+        receipt=Receipt.of(receipt, row.item_id, row.reply_body.encode()),
     )
     return ItemResult(row.key, True, row.consignment_id, path), (sealed, int(expect["sealed_at"]))
 

@@ -22,19 +22,22 @@ from typing import Any, Final, Self
 
 from pydantic import BaseModel
 
+from broker.attest import Statement, StatementKind
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import Unroutable
 from broker.messages import (
+    CosignBody,
     ErrorBody,
     ErrorCode,
     LookupBody,
     LookupReplyBody,
     MessageType,
+    ReceiptBody,
     parse_body,
 )
 from broker.pki.identity import Identity
 from broker.transport.base import ESCROW, Message, Transport
-from client.agent import verify
+from client.agent import attest, verify
 from client.agent.chunks import reclaim
 from client.agent.directory import Directory
 from client.agent.hints import refusal_error, undecided_error
@@ -58,6 +61,13 @@ NOTICE_AFTER: Final = 5.0
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: The message that carries a signed statement of each kind to the escrow.
+_STATEMENTS: dict[StatementKind, tuple[MessageType, type[ReceiptBody] | type[CosignBody]]] = {
+    StatementKind.RECEIPT: (MessageType.RECEIPT, ReceiptBody),
+    StatementKind.AGREEMENT: (MessageType.COSIGN, CosignBody),
+}
 
 
 class Agent:
@@ -109,6 +119,35 @@ class Agent:
 
     def _ts(self) -> int:
         return int(self.now().timestamp())
+
+    async def _attest(
+        self, kind: StatementKind, cid: str, digest: str, policy_digest: bytes
+    ) -> tuple[Statement, BaseModel | None]:
+        """Sign a statement of `kind` (a receipt or an agreement) about the
+        consignment and send it: the statement, and the escrow's reply, or None
+        when the escrow already holds one from this party (`already_signed`)."""
+        statement, signature = attest.sign(
+            self.identity.signing_key,
+            kind=kind,
+            signer=self.name,
+            consignment_id=cid,
+            consignment_digest=digest,
+            policy_digest=policy_digest,
+            now=self._ts(),
+        )
+        message, model = _STATEMENTS[kind]
+        try:
+            _, body, _, _ = await self.request(
+                message,
+                model(consignment_id=cid, statement=statement, signature=signature),
+                subject=cid,
+                reuse=True,
+            )
+        except EscrowRefused as exc:
+            if exc.code != ErrorCode.ALREADY_SIGNED:
+                raise
+            return statement, None
+        return statement, body
 
     async def start(self) -> None:
         """Open the state, declare the inbox, read it in the background, and make

@@ -15,16 +15,13 @@ from broker.attest import StatementKind
 from broker.messages import (
     AgreementBody,
     AgreementReplyBody,
-    CosignBody,
     CosignReplyBody,
-    ErrorCode,
     MessageType,
 )
-from client.agent import attest
 from client.agent.core import Agent
 from client.agent.inputs import require_consignment_id
 from client.agent.types import Agreement, Cosigner, Signed
-from client.errors import EscrowRefused, UntrustedMessage
+from client.errors import UntrustedMessage
 
 
 class CosignerAgent(Agent):
@@ -59,26 +56,11 @@ class CosignerAgent(Agent):
 
     async def cosign(self, agreement: Agreement) -> Signed:
         """Sign `agreement` (from `agreement()`, after showing it) and send it."""
-        statement, signature = attest.sign(
-            self.identity.signing_key,
-            kind=StatementKind.AGREEMENT,
-            signer=self.name,
-            consignment_id=agreement.consignment_id,
-            consignment_digest=agreement.consignment_digest,
-            policy_digest=agreement.policy_digest,
-            now=self._ts(),
-        )
         cid = agreement.consignment_id
-        try:
-            _, body, _, _ = await self.request(
-                MessageType.COSIGN,
-                CosignBody(consignment_id=cid, statement=statement, signature=signature),
-                subject=cid,
-                reuse=True,
-            )
-        except EscrowRefused as exc:
-            if exc.code != ErrorCode.ALREADY_SIGNED:
-                raise
+        statement, body = await self._attest(
+            StatementKind.AGREEMENT, cid, agreement.consignment_digest, agreement.policy_digest
+        )
+        if body is None:
             signed = (await self.agreement(cid)).cosigners
             return Signed(
                 StatementKind.AGREEMENT, cid, self.name, statement.signed_at, None, signed

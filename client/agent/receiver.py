@@ -23,10 +23,9 @@ from broker.messages import (
     KeyReleaseBody,
     KeyRequestBody,
     MessageType,
-    ReceiptBody,
     ReceiptReplyBody,
 )
-from client.agent import attest, unattended
+from client.agent import unattended
 from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.core import Agent
 from client.agent.inputs import is_consignment_id, require_file
@@ -295,25 +294,8 @@ class ReceiverAgent(Agent):
         return await self._receipt(info.consignment_id, digest, info.policy_digest)
 
     async def _receipt(self, cid: str, digest: str, policy_digest: bytes) -> Signed:
-        statement, signature = attest.sign(
-            self.identity.signing_key,
-            kind=StatementKind.RECEIPT,
-            signer=self.name,
-            consignment_id=cid,
-            consignment_digest=digest,
-            policy_digest=policy_digest,
-            now=self._ts(),
-        )
-        try:
-            _, body, _, _ = await self.request(
-                MessageType.RECEIPT,
-                ReceiptBody(consignment_id=cid, statement=statement, signature=signature),
-                subject=cid,
-                reuse=True,
-            )
-        except EscrowRefused as exc:
-            if exc.code != ErrorCode.ALREADY_SIGNED:
-                raise
+        statement, body = await self._attest(StatementKind.RECEIPT, cid, digest, policy_digest)
+        if body is None:
             return Signed(StatementKind.RECEIPT, cid, self.name, statement.signed_at, None)
         assert isinstance(body, ReceiptReplyBody)
         return Signed(StatementKind.RECEIPT, cid, self.name, statement.signed_at, body.recorded_at)

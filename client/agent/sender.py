@@ -201,17 +201,7 @@ class SenderAgent(Agent):
                 f"the escrow's receipt for {deposit.consignment_id} does not match the deposit",
                 "do not send the consignment; tell the escrow operator",
             )
-        return Receipt(
-            consignment_id=body.consignment_id,
-            sender=body.sender,
-            deposited_at=body.deposited_at,
-            consignment_digest=body.consignment_digest,
-            plaintext_commitment=body.plaintext_commitment,
-            policy_digest=body.policy_digest,
-            receivers=tuple(body.receivers),
-            request_id=request_id,
-            signed=wire,
-        )
+        return Receipt.of(body, request_id, wire)
 
     async def _sent_record(self, consignment: Path | str) -> tuple[Path, str, list[str] | None]:
         """(file, consignment id, receivers if this agent sealed it)."""

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from broker.attest import StatementKind
 from broker.deposit import Mode, Policy
-from broker.messages import EventKind
+from broker.messages import DepositReceiptBody, EventKind
 from client.format.manifest import FileEntry
 
 __all__ = [
@@ -63,6 +63,22 @@ class Receipt:
     receivers: tuple[str, ...]
     request_id: str
     signed: bytes
+
+    @classmethod
+    def of(cls, body: DepositReceiptBody, request_id: str, signed: bytes) -> Receipt:
+        """The receipt a `deposit-receipt` body states, kept with its request id
+        and the signed bytes that carried it."""
+        return cls(
+            consignment_id=body.consignment_id,
+            sender=body.sender,
+            deposited_at=body.deposited_at,
+            consignment_digest=body.consignment_digest,
+            plaintext_commitment=body.plaintext_commitment,
+            policy_digest=body.policy_digest,
+            receivers=tuple(body.receivers),
+            request_id=request_id,
+            signed=signed,
+        )
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from broker import BrokerSettings, connect_transport
 from broker.console import IDENTITY_PASSPHRASE_ENV, read_passphrase, say
 from broker.pki.identity import Identity
 from client.agent.core import Agent
+from client.cli.options import home_option, passphrase_option
 from client.errors import AgentError
-from client.home import DEFAULT_HOME, IdentityHome, load_identity
+from client.home import IdentityHome, load_identity
 
 A = TypeVar("A", bound=Agent)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,19 +55,8 @@ def agent_options(f: F) -> F:
         click.option(
             "--as", "as_name", metavar="NAME", help="Act as this identity [default: the only one]."
         ),
-        click.option(
-            "--home",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar="CONSIGN_HOME",
-            default=str(DEFAULT_HOME),
-            show_default=True,
-            help="Where your identities and agent state live [env CONSIGN_HOME].",
-        ),
-        click.option(
-            "--passphrase-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help=f"File holding the identity passphrase [else env {IDENTITY_PASSPHRASE_ENV}].",
-        ),
+        home_option("identities and agent state"),
+        passphrase_option,
         click.option(
             "--amqp-url",
             envvar="CONSIGN_AMQP_URL",

@@ -27,6 +27,7 @@ from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.inputs import require_consignment_id
 from client.agent.joblist import each_file, each_file_and_receiver, read_manifest
 from client.cli._agentcli import AgentOptions, agent_options, running
+from client.cli.options import into_option
 
 __all__ = ["batch"]
 
@@ -160,12 +161,7 @@ def seal_many(
 
 
 @batch.command("open")
-@click.option(
-    "--into",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Each consignment is opened into INTO/<consignment id>.",
-)
+@into_option
 @click.option(
     "--wait", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
     help="Seconds the inbox must stay quiet before opening.",

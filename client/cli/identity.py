@@ -27,22 +27,12 @@ from broker.console import (
 from broker.files import read_bytes
 from broker.pki.identity import Identity, IdentityKeys, load_identity_bytes
 from broker.pki.profile import fingerprint
+from client.cli import options
+from client.cli.options import passphrase_option
 from client.errors import IdentityError, _as_client_errors
-from client.home import DEFAULT_HOME, IdentityHome
+from client.home import IdentityHome
 
-home_option = click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CONSIGN_HOME",
-    default=str(DEFAULT_HOME),
-    show_default=True,
-    help="Where your identities live [env CONSIGN_HOME].",
-)
-passphrase_option = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"File holding the identity passphrase [else env {IDENTITY_PASSPHRASE_ENV}].",
-)
+home_option = options.home_option("identities")
 
 
 def _passphrase(path: Path | None) -> bytes:

@@ -26,6 +26,7 @@ from client.agent import ReceiverAgent
 from client.agent.types import OpenedConsignment
 from client.agent.unattended import Handler, ServeOptions
 from client.cli._agentcli import AgentOptions, agent_options, running
+from client.cli.options import into_option
 
 __all__ = ["receive"]
 
@@ -66,12 +67,7 @@ def _runner(command: str | None) -> Handler:
 
 
 @click.command()
-@click.option(
-    "--into",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Each consignment is opened into INTO/<consignment id>.",
-)
+@into_option
 @click.option(
     "--exec", "command", metavar="COMMAND",
     help="Run COMMAND DIR per consignment (env CONSIGN_ID, CONSIGN_SENDER, CONSIGN_DIR); "

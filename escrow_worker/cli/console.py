@@ -33,6 +33,7 @@ from escrow_worker.console.tls import (
     private_pem,
 )
 from escrow_worker.errors import EscrowError
+from escrow_worker.invoice import Prices
 from escrow_worker.state.base import Tx
 from escrow_worker.state.location import Location
 
@@ -70,6 +71,13 @@ OPERATOR_PASSPHRASE_ENV = "CONSIGN_OPERATOR_PASSPHRASE"  # noqa: S105
     show_default=True,
     help="A login lasts this long, then the operator logs in again.",
 )
+@click.option(
+    "--prices",
+    "prices_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Price table for the invoices page (TOML, as `consign escrow invoice --prices`) "
+    "[default: counts only].",
+)
 def console(
     location: Location,
     escrow_passphrase_file: Path | None,
@@ -80,6 +88,7 @@ def console(
     tls_cert: Path | None,
     tls_key: Path | None,
     session_minutes: int,
+    prices_file: Path | None,
 ) -> None:
     """Serve the operators' web console over HTTPS on the escrow's store (the
     same rights as these commands). Operators log in with the client
@@ -89,6 +98,9 @@ def console(
     Stops on SIGINT or SIGTERM."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+    prices = None
+    if prices_file is not None:
+        prices = Prices.parse(read_bytes(prices_file, "price table"), str(prices_file))
     passphrase = read_passphrase(escrow_passphrase_file, ESCROW_PASSPHRASE_ENV, "escrow")
     settings = BrokerSettings.from_env()
     url = amqp_url or settings.url
@@ -108,6 +120,7 @@ def console(
             own,
             session_minutes * 60,
             probe,
+            prices,
         )
     )
     say("OK console stopped")
@@ -122,6 +135,7 @@ async def _serve(
     own: tuple[bytes, bytes] | None,
     session_seconds: int,
     probe: BrokerProbe | None,
+    prices: Prices | None,
 ) -> None:
     # The web framework loads only for this command.
     from escrow_worker.console.app import create_app
@@ -136,7 +150,7 @@ async def _serve(
                 f"console certificate {fingerprint(cert)} (issued by the escrow CA, "
                 f"until {iso(cert.not_valid_after_utc)})"
             )
-        app = create_app(console_, session_seconds=session_seconds, broker=probe)
+        app = create_app(console_, session_seconds=session_seconds, broker=probe, prices=prices)
         server = make_server(app, host=host, port=port, tls=TlsFiles(own[0], own[1], ca_pem))
         say(f"console of escrow {console_.escrow.name!r} on https://{host}:{port}/")
         await server.serve()

@@ -6,8 +6,6 @@ never count anything itself.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import click
@@ -18,7 +16,7 @@ from broker.txlog import Entry
 from escrow_worker import invoice as tick
 from escrow_worker.ca.operator import open_escrow
 from escrow_worker.cli.options import escrow_location
-from escrow_worker.state.base import Tx
+from escrow_worker.state import txlog
 from escrow_worker.state.location import Location
 
 __all__ = ["COMMANDS"]
@@ -54,45 +52,20 @@ def invoice(
 
     async def go() -> list[bytes]:
         async with open_escrow(location) as esc:
+            return await esc.store.run(lambda tx: txlog.requests_before(tx, month.end))
 
-            async def job(tx: Tx) -> list[bytes]:
-                rows = await tx.fetchall(
-                    "SELECT entry FROM log_entries WHERE kind = 'request' AND at < ? ORDER BY seq",
-                    (month.end,),
-                )
-                return [bytes(r[0]) for r in rows]
-
-            return await esc.store.run(job)
-
-    entries = (Entry.decode(e) for e in run(go()))
-    lines = tick.price(tick.count(entries, month), prices)
-    total = sum((line.amount for line in lines), start=tick.Decimal(0))
-    rows = [
-        {
-            "account": line.account,
-            "item": line.item,
-            "count": line.count,
-            "unit_price": str(line.unit_price),
-            "amount": str(line.amount),
-        }
-        for line in lines
-    ]
+    bill = tick.invoice((Entry.decode(e) for e in run(go())), month, prices)
+    rows = bill.rows()
     if as_json or fmt == "json":
         data = {
             "period": month.name,
             "currency": prices.currency,
             "lines": rows,
-            "total": str(total),
+            "total": str(bill.total),
         }
         emit(data, True)
     elif fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out, ["account", "item", "count", "unit_price", "amount"], lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(out.getvalue(), nl=False)
+        click.echo(bill.csv(), nl=False)
     else:
         text = [f"period {month.name} {prices.currency}".rstrip()]
         text.append(f"{'ACCOUNT':<20} {'ITEM':<12} {'COUNT':>8} {'PRICE':>10} {'AMOUNT':>12}")
@@ -101,7 +74,7 @@ def invoice(
                 f"{r['account']:<20} {r['item']:<12} {r['count']:>8} "
                 f"{r['unit_price']:>10} {r['amount']:>12}"
             )
-        text.append(f"{'TOTAL':<20} {'':<12} {'':>8} {'':>10} {total!s:>12}")
+        text.append(f"{'TOTAL':<20} {'':<12} {'':>8} {'':>10} {bill.total!s:>12}")
         emit([], False, "\n".join(text))
 
 

@@ -14,7 +14,7 @@ import click
 
 from broker.console import emit, iso, json_option, now, read_passphrase, run, say
 from broker.files import write_bytes
-from broker.txlog import Entry, SignedHead
+from broker.txlog import Entry, SignedHead, summary
 from escrow_worker.ca.authority import load_service_keys
 from escrow_worker.ca.notary import HeadSigner, export_archive, sign_current_head, verify_log
 from escrow_worker.ca.operator import Escrow, open_escrow
@@ -28,7 +28,7 @@ from escrow_worker.state import txlog
 from escrow_worker.state.base import Tx
 from escrow_worker.state.location import Location
 
-__all__ = ["log", "parse_moment", "summary"]
+__all__ = ["log", "parse_moment"]
 
 
 def parse_moment(value: str, option: str) -> int:
@@ -43,28 +43,6 @@ def parse_moment(value: str, option: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp())
-
-
-def summary(entry: Entry) -> str:
-    """One line of what an entry says, for people."""
-    d = entry.data
-    if entry.kind == "request":
-        text = f"{d.get('signer')} {d.get('type')}: {d.get('decision')}"
-        reply = d.get("reply")
-        if d.get("decision") != "ok" and isinstance(reply, dict) and "message" in reply:
-            text += f" ({reply['message']})"
-        batch = d.get("batch")
-        if isinstance(batch, dict):
-            text += f" [item {d.get('request_id')} of batch {batch.get('request_id')}]"
-        return text
-    if entry.kind in ("event", "notify"):
-        body = d.get("body") if isinstance(d.get("body"), dict) else {}
-        assert isinstance(body, dict)
-        what = body.get("kind", entry.kind)
-        about = f" about {body['receiver']}" if body.get("receiver") else ""
-        return f"to {d.get('to')}: {what}{about}"
-    shown = {k: v for k, v in d.items() if k not in ("der", "ca")}
-    return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
 
 
 async def _signer(esc: Escrow, passphrase: bytes) -> HeadSigner:

@@ -1,6 +1,7 @@
 """The escrow operators' web console (the patent's administration server, Fig. 8):
 `app` (the ASGI application: HTML pages and the JSON API), `pages`, `render`
-and `templates/` (the HTML), `api` (the JSON API), `views` (what each page shows),
+and `templates/` (the HTML), `api` (the JSON API), `views` (what each page
+shows), `ledger` (what the transaction log and invoices pages show),
 `actions` (what an operator can do, each recorded), `operators` (who may log
 in, sessions), `auth` (resolving every request to an operator), `server`
 (HTTPS with the escrow CA's certificates). It works on the same store and

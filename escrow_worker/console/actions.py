@@ -13,8 +13,10 @@ part, a private key or a passphrase.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, get_args
 
 from broker.errors import BrokerError
 from broker.pki.csr import parse_csr
@@ -22,14 +24,23 @@ from escrow_worker.ca import directory
 from escrow_worker.ca.authority import CertificateAuthority
 from escrow_worker.ca.operator import Escrow, publish_crl, revoke_user, sign_request
 from escrow_worker.ca.policy import add_rule, remove_rule, set_restricted
-from escrow_worker.console.operators import ConsoleError, record_action
+from escrow_worker.console.operators import (
+    ConsoleError,
+    Operator,
+    Session,
+    check_login,
+    open_session,
+    record_action,
+)
 from escrow_worker.state import records, suspensions
 from escrow_worker.state.base import Tx
 from escrow_worker.state.masterkey import rotate_master_key
 
-__all__ = ["REVOCATION_REASONS", "Console"]
+__all__ = ["REVOCATION_REASONS", "Console", "Reason"]
 
-REVOCATION_REASONS = ("unspecified", "key-compromise", "superseded", "cessation-of-operation")
+Reason = Literal["unspecified", "key-compromise", "superseded", "cessation-of-operation"]
+REVOCATION_REASONS: tuple[str, ...] = get_args(Reason)
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,6 +63,24 @@ class Console:
 
     def t(self) -> int:
         return int(self.now().timestamp())
+
+    async def read(self, view: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """A page's view (`console.views`), read in one store job."""
+        return await self.escrow.store.run(view)
+
+    async def read_now(self, view: Callable[..., Coroutine[Any, Any, T]], **kw: Any) -> T:
+        """`read` of a view that also takes the console's time, `view(tx, now=...)`."""
+        now = self.t()
+        return await self.escrow.store.run(lambda tx: view(tx, now=now, **kw))
+
+    async def check_login(self, name: str, passphrase: bytes) -> Operator | None:
+        """The active operator `name` if `passphrase` is its console passphrase."""
+        return await self.read(lambda tx: check_login(tx, name, passphrase))
+
+    async def start_session(self, operator: Operator, lifetime: int) -> Session:
+        """A new session of `operator`, for `lifetime` seconds from now."""
+        now = self.t()
+        return await self.read(lambda tx: open_session(tx, operator, now=now, lifetime=lifetime))
 
     async def _record(self, operator: str, action: str, target: str, detail: str = "") -> None:
         now = self.t()

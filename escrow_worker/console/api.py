@@ -13,14 +13,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from escrow_worker.console import views
+from escrow_worker.console import ledger, views
+from escrow_worker.console.actions import Reason
 from escrow_worker.console.auth import (
     certificate_operator,
     console_of,
     require_csrf,
     session_of,
 )
-from escrow_worker.console.operators import Operator, Session, check_login, open_session
+from escrow_worker.console.operators import Operator, Session
 from escrow_worker.state.base import Tx
 
 __all__ = ["router"]
@@ -67,10 +68,11 @@ class Done(BaseModel):
     detail: str = ""
 
 
+GROUP = r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+
+
 class Revoke(BaseModel):
-    reason: Literal["unspecified", "key-compromise", "superseded", "cessation-of-operation"] = (
-        "unspecified"
-    )
+    reason: Reason = "unspecified"
 
 
 class Csr(BaseModel):
@@ -87,8 +89,8 @@ class PolicyMode(BaseModel):
 
 
 class Rule(BaseModel):
-    from_group: str = Field(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
-    to_group: str = Field(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
+    from_group: str = Field(pattern=GROUP)
+    to_group: str = Field(pattern=GROUP)
     allow: bool
 
 
@@ -99,13 +101,8 @@ class Suspend(BaseModel):
 async def _login(request: Request, operator: Operator | None) -> Token:
     if operator is None:
         raise HTTPException(401, "not an active operator of this escrow")
-    console = console_of(request)
-    lifetime, now = request.app.state.session_seconds, console.t()
-
-    async def job(tx: Tx) -> Session:
-        return await open_session(tx, operator, now=now, lifetime=lifetime)
-
-    session = await console.escrow.store.run(job)
+    lifetime = request.app.state.session_seconds
+    session = await console_of(request).start_session(operator, lifetime)
     return Token(
         operator=operator.name,
         token=session.token,
@@ -117,13 +114,8 @@ async def _login(request: Request, operator: Operator | None) -> Token:
 @router.post("/session", response_model=Token, tags=["session"])
 async def login(request: Request, body: Login) -> Token:
     """Log in with an operator's name and console passphrase."""
-    console = console_of(request)
-    passphrase = body.passphrase.encode("utf-8")
-
-    async def job(tx: Tx) -> Operator | None:
-        return await check_login(tx, body.name, passphrase)
-
-    return await _login(request, await console.escrow.store.run(job))
+    operator = await console_of(request).check_login(body.name, body.passphrase.encode("utf-8"))
+    return await _login(request, operator)
 
 
 @router.post("/session/certificate", response_model=Token, tags=["session"])
@@ -134,43 +126,25 @@ async def login_certificate(request: Request) -> Token:
 
 @router.get("/overview", response_model=views.Overview, tags=["pages"])
 async def overview(request: Request, _: Reader) -> views.Overview:
-    console = console_of(request)
-    now = console.t()
-
-    async def job(tx: Tx) -> views.Overview:
-        return await views.overview(tx, now=now)
-
-    overview = await console.escrow.store.run(job)
+    found = await console_of(request).read_now(views.overview)
     if request.app.state.broker is not None:
-        overview.broker = await request.app.state.broker.look()
-    return overview
+        found.broker = await request.app.state.broker.look()
+    return found
 
 
 @router.get("/users", response_model=list[views.UserView], tags=["pages"])
 async def users(request: Request, _: Reader) -> list[views.UserView]:
-    console = console_of(request)
-    now = console.t()
-
-    async def job(tx: Tx) -> list[views.UserView]:
-        return await views.users(tx, now=now)
-
-    return await console.escrow.store.run(job)
+    return await console_of(request).read_now(views.users)
 
 
 @router.get("/crl", response_model=views.CrlView, tags=["pages"])
 async def crl(request: Request, _: Reader) -> views.CrlView:
-    console = console_of(request)
-    now = console.t()
-
-    async def job(tx: Tx) -> views.CrlView:
-        return await views.crl(tx, now=now)
-
-    return await console.escrow.store.run(job)
+    return await console_of(request).read_now(views.crl)
 
 
 @router.get("/policy", response_model=views.PolicyView, tags=["pages"])
 async def policy(request: Request, _: Reader) -> views.PolicyView:
-    return await console_of(request).escrow.store.run(views.policy)
+    return await console_of(request).read(views.policy)
 
 
 @router.get("/consignments", response_model=views.ConsignmentPage, tags=["pages"])
@@ -189,7 +163,7 @@ async def consignments(
             tx, consignment_id=id, sender=sender, receiver=receiver, state=state
         )
 
-    return await console_of(request).escrow.store.run(job)
+    return await console_of(request).read(job)
 
 
 @router.get(
@@ -202,7 +176,7 @@ async def consignment(request: Request, consignment_id: str, _: Reader) -> views
     async def job(tx: Tx) -> views.ConsignmentView | None:
         return await views.consignment(tx, consignment_id)
 
-    found = await console_of(request).escrow.store.run(job)
+    found = await console_of(request).read(job)
     if found is None:
         raise HTTPException(404, f"no consignment {consignment_id!r} is deposited here")
     return found
@@ -211,13 +185,49 @@ async def consignment(request: Request, consignment_id: str, _: Reader) -> views
 @router.get("/actions", response_model=list[views.ActionView], tags=["pages"])
 async def actions(request: Request, _: Reader) -> list[views.ActionView]:
     """The console's record of every action, newest first."""
-    return await console_of(request).escrow.store.run(views.actions)
+    return await console_of(request).read(views.actions)
+
+
+@router.get("/log", response_model=ledger.LogPage, tags=["pages"])
+async def log(
+    request: Request, _: Reader, query: Annotated[ledger.LogQuery, Query()]
+) -> ledger.LogPage:
+    """Transaction log entries, oldest first, filtered and paged (`after`: the
+    `next_after` of the page before), and the whole log's verification."""
+    return await ledger.log(console_of(request).escrow, query)
+
+
+@router.get(
+    "/invoices",
+    response_model=ledger.InvoicePage,
+    responses={400: {"model": Problem, "description": "the period is not a month"}},
+    tags=["pages"],
+)
+async def invoices(
+    request: Request,
+    _: Reader,
+    period: Annotated[
+        str,
+        Query(
+            max_length=16,
+            description="YYYY-MM [this month]",
+            # Documented, not enforced here: any other value is a 400 that says why.
+            json_schema_extra={"pattern": r"^([12][0-9]{3}-(0[1-9]|1[0-2]))?$"},
+        ),
+    ] = "",
+) -> ledger.InvoicePage:
+    """Billable counts per account for a month, priced from the console's price table."""
+    console = console_of(request)
+    prices = request.app.state.prices
+    return ledger.invoice_page(
+        await ledger.invoice(console.escrow, period, prices, now=console.t())
+    )
 
 
 @router.post("/users/{name}/revoke", response_model=Done, tags=["actions"])
 async def revoke(request: Request, name: str, body: Revoke, session: Writer) -> Done:
     revoked = await console_of(request).revoke(session.operator.name, name, body.reason)
-    return Done(detail=f"{len(revoked)} certificates revoked; new CRL published")
+    return Done(detail=f"revoked {name} ({len(revoked)} certificates); new CRL published")
 
 
 @router.post("/csr", response_model=Bundle, tags=["actions"])
@@ -238,7 +248,7 @@ async def issue_crl(request: Request, session: Writer) -> Done:
 @router.post("/policy", response_model=Done, tags=["actions"])
 async def set_mode(request: Request, body: PolicyMode, session: Writer) -> Done:
     await console_of(request).set_policy_mode(session.operator.name, body.mode == "restricted")
-    return Done(detail=f"policy {body.mode}")
+    return Done(detail=f"the policy is now {body.mode}")
 
 
 @router.post("/policy/rules", response_model=Done, tags=["actions"])
@@ -246,13 +256,14 @@ async def rule(request: Request, body: Rule, session: Writer) -> Done:
     changed = await console_of(request).change_rule(
         session.operator.name, body.allow, body.from_group, body.to_group
     )
-    return Done(changed=changed)
+    what = ("allowed" if body.allow else "removed") if changed else "unchanged"
+    return Done(changed=changed, detail=f"{body.from_group} -> {body.to_group}: {what}")
 
 
 @router.post("/master-key/rotate", response_model=Done, tags=["actions"])
 async def rotate(request: Request, session: Writer) -> Done:
     key_id, count = await console_of(request).rotate_master_key(session.operator.name)
-    return Done(detail=f"master key {key_id}; {count} parts re-encrypted")
+    return Done(detail=f"master key {key_id} is current; {count} parts re-encrypted")
 
 
 @router.post("/consignments/{consignment_id}/suspension", response_model=Done, tags=["actions"])
@@ -261,10 +272,11 @@ async def suspend(request: Request, consignment_id: str, body: Suspend, session:
     changed = await console_of(request).suspend(
         session.operator.name, consignment_id, body.reason, True
     )
-    return Done(changed=changed)
+    what = "suspended: no release until resumed" if changed else "suspended already"
+    return Done(changed=changed, detail=what)
 
 
 @router.delete("/consignments/{consignment_id}/suspension", response_model=Done, tags=["actions"])
 async def resume(request: Request, consignment_id: str, session: Writer) -> Done:
     changed = await console_of(request).suspend(session.operator.name, consignment_id, "", False)
-    return Done(changed=changed)
+    return Done(changed=changed, detail="resumed" if changed else "not suspended")

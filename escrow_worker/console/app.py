@@ -18,6 +18,7 @@ from escrow_worker.console import api, pages
 from escrow_worker.console.actions import Console
 from escrow_worker.console.auth import NotLoggedIn, session_of
 from escrow_worker.console.queues import BrokerProbe
+from escrow_worker.invoice import InvoiceError, Prices
 from escrow_worker.state.base import StoreBusy
 
 __all__ = ["DEFAULT_SESSION_SECONDS", "create_app"]
@@ -43,6 +44,7 @@ def create_app(
     *,
     session_seconds: int = DEFAULT_SESSION_SECONDS,
     broker: BrokerProbe | None = None,
+    prices: Prices | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=f"Consignment escrow console ({console.escrow.name})",
@@ -57,6 +59,7 @@ def create_app(
     app.state.console = console
     app.state.session_seconds = session_seconds
     app.state.broker = broker
+    app.state.prices = prices if prices is not None else Prices("", {})
     app.include_router(api.router)
     app.include_router(pages.router)
 
@@ -97,8 +100,13 @@ def create_app(
 
     @app.exception_handler(Error)
     async def refused(request: Request, exc: Any) -> Response:
-        # 409: the request was well-formed, but the escrow refuses it as things stand.
-        status = 503 if isinstance(exc, StoreBusy) else 409
+        # 409: the request was well-formed, but the escrow refuses it as things stand;
+        # 400: a value no page can show (a period that is not a month).
+        status = 409
+        if isinstance(exc, StoreBusy):
+            status = 503
+        elif isinstance(exc, InvoiceError):
+            status = 400
         if _is_api(request):
             return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
         session = getattr(request.state, "session", None)

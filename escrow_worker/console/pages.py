@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from escrow_worker.console import views
-from escrow_worker.console.actions import REVOCATION_REASONS
+from escrow_worker.console import api, ledger, views
+from escrow_worker.console.actions import REVOCATION_REASONS, Reason
 from escrow_worker.console.auth import (
     COOKIE,
     LOGIN_COOKIE,
@@ -28,10 +29,8 @@ from escrow_worker.console.auth import (
 from escrow_worker.console.operators import (
     Operator,
     Session,
-    check_login,
     csrf_matches,
     end_session,
-    open_session,
 )
 from escrow_worker.console.render import ENV
 from escrow_worker.state.base import Tx
@@ -83,10 +82,6 @@ def _back(path: str, msg: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
-async def _read(request: Request, job: Any) -> Any:
-    return await console_of(request).escrow.store.run(job)
-
-
 # -- logging in and out ------------------------------------------------------------
 
 
@@ -99,13 +94,8 @@ async def login_page(request: Request) -> HTMLResponse:
 
 
 async def _start(request: Request, operator: Operator) -> Response:
-    console = console_of(request)
-    lifetime, now = request.app.state.session_seconds, console.t()
-
-    async def job(tx: Tx) -> Session:
-        return await open_session(tx, operator, now=now, lifetime=lifetime)
-
-    session = await console.escrow.store.run(job)
+    lifetime = request.app.state.session_seconds
+    session = await console_of(request).start_session(operator, lifetime)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE, session.token, max_age=lifetime, secure=True, httponly=True, samesite="strict"
@@ -122,20 +112,9 @@ async def login(
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not _login_form_ok(request, csrf):
-        return render(
-            request,
-            "error",
-            "Log in",
-            status=403,
-            error="the login form expired or came from elsewhere; load it again",
-        )
-    secret = passphrase.encode("utf-8")
-
-    async def job(tx: Tx) -> Operator | None:
-        return await check_login(tx, name, secret)
-
-    operator = await _read(request, job)
+    if (refused := _stale_login_form(request, csrf)) is not None:
+        return refused
+    operator = await console_of(request).check_login(name, passphrase.encode("utf-8"))
     if operator is None:
         return render(
             request,
@@ -148,24 +127,27 @@ async def login(
     return await _start(request, operator)
 
 
-def _login_form_ok(request: Request, offered: str) -> bool:
-    """The login forms' own CSRF check: the token paired with the login cookie."""
+def _stale_login_form(request: Request, offered: str) -> HTMLResponse | None:
+    """The login forms' own CSRF check, against the token paired with the login
+    cookie: None if it holds, else the page that refuses."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    return bool(expected) and csrf_matches(Session(Operator("", ""), expected, 0), offered)
+    if expected and csrf_matches(Session(Operator("", ""), expected, 0), offered):
+        return None
+    return render(
+        request,
+        "error",
+        "Log in",
+        status=403,
+        error="the login form expired or came from elsewhere; load it again",
+    )
 
 
 @router.post("/login/certificate")
 async def login_certificate(
     request: Request, csrf: Annotated[str, Form(max_length=128)] = ""
 ) -> Response:
-    if not _login_form_ok(request, csrf):
-        return render(
-            request,
-            "error",
-            "Log in",
-            status=403,
-            error="the login form expired or came from elsewhere; load it again",
-        )
+    if (refused := _stale_login_form(request, csrf)) is not None:
+        return refused
     operator = await certificate_operator(request)
     if operator is None:
         return render(
@@ -186,7 +168,7 @@ async def logout(request: Request, _: Writer) -> Response:
     async def job(tx: Tx) -> None:
         await end_session(tx, token)
 
-    await _read(request, job)
+    await console_of(request).read(job)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -197,26 +179,14 @@ async def logout(request: Request, _: Writer) -> Response:
 
 @router.get("/")
 async def overview(request: Request, session: Reader) -> HTMLResponse:
-    now = console_of(request).t()
-
-    async def job(tx: Tx) -> views.Overview:
-        return await views.overview(tx, now=now)
-
-    v = await _read(request, job)
-    if request.app.state.broker is not None:
-        v.broker = await request.app.state.broker.look()
+    v = await api.overview(request, session)
     top = max([1, *(max(b.releases, b.denials) for b in v.hourly)])
     return render(request, "overview", "Overview", session, v=v, top=top)
 
 
 @router.get("/users")
 async def users(request: Request, session: Reader) -> HTMLResponse:
-    now = console_of(request).t()
-
-    async def job(tx: Tx) -> list[views.UserView]:
-        return await views.users(tx, now=now)
-
-    found = await _read(request, job)
+    found = await api.users(request, session)
     return render(
         request, "users", "Users and certificates", session, users=found, reasons=REVOCATION_REASONS
     )
@@ -224,19 +194,13 @@ async def users(request: Request, session: Reader) -> HTMLResponse:
 
 @router.get("/crl")
 async def crl(request: Request, session: Reader) -> HTMLResponse:
-    now = console_of(request).t()
-
-    async def job(tx: Tx) -> views.CrlView:
-        return await views.crl(tx, now=now)
-
-    return render(
-        request, "crl", "Certificate revocation list", session, v=await _read(request, job)
-    )
+    v = await api.crl(request, session)
+    return render(request, "crl", "Certificate revocation list", session, v=v)
 
 
 @router.get("/policy")
 async def policy(request: Request, session: Reader) -> HTMLResponse:
-    return render(request, "policy", "Trust policy", session, v=await _read(request, views.policy))
+    return render(request, "policy", "Trust policy", session, v=await api.policy(request, session))
 
 
 @router.get("/consignments")
@@ -255,7 +219,8 @@ async def consignments(
             tx, consignment_id=cid, sender=sender[:64], receiver=receiver[:64], state=state[:16]
         )
 
-    return render(request, "consignments", "Consignments", session, v=await _read(request, job))
+    v = await console_of(request).read(job)
+    return render(request, "consignments", "Consignments", session, v=v)
 
 
 @router.get("/consignments/{consignment_id}")
@@ -263,7 +228,7 @@ async def consignment(request: Request, consignment_id: str, session: Reader) ->
     async def job(tx: Tx) -> views.ConsignmentView | None:
         return await views.consignment(tx, consignment_id)
 
-    found = await _read(request, job)
+    found = await console_of(request).read(job)
     if found is None:
         return render(
             request,
@@ -278,35 +243,44 @@ async def consignment(request: Request, consignment_id: str, session: Reader) ->
 
 @router.get("/actions")
 async def actions(request: Request, session: Reader) -> HTMLResponse:
-    found = await _read(request, views.actions)
+    found = await api.actions(request, session)
     return render(request, "actions", "Operators' actions", session, actions=found)
 
 
 @router.get("/log")
-async def log(request: Request, session: Reader) -> HTMLResponse:
-    return render(
-        request,
-        "pending",
-        "Transaction log",
-        session,
-        what="The log and its verification",
-        command="consign escrow log verify",
-    )
+async def log(
+    request: Request, session: Reader, query: Annotated[ledger.LogQuery, Query()]
+) -> HTMLResponse:
+    v = await api.log(request, session, query)
+    more = None if v.next_after is None else "/log?" + query.link(after=v.next_after)
+    return render(request, "log", "Transaction log", session, v=v, more=more)
 
 
 @router.get("/invoices")
-async def invoices(request: Request, session: Reader) -> HTMLResponse:
-    return render(
-        request,
-        "pending",
-        "Invoices",
-        session,
-        what="Invoices by period",
-        command="consign escrow invoice --period 2026-11 --format csv",
+async def invoices(request: Request, session: Reader, period: str = "") -> HTMLResponse:
+    v = await api.invoices(request, session, period[:16])
+    return render(request, "invoices", f"Invoices {v.period}", session, v=v)
+
+
+@router.get("/invoices.csv")
+async def invoices_csv(request: Request, _: Reader, period: str = "") -> Response:
+    """The invoice's lines as CSV, as `consign escrow invoice --format csv` writes them."""
+    console = console_of(request)
+    prices = request.app.state.prices
+    bill = await ledger.invoice(console.escrow, period[:16], prices, now=console.t())
+    return Response(
+        bill.csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="invoice-{bill.period.name}.csv"'},
     )
 
 
 # -- actions -----------------------------------------------------------------------
+
+
+async def _done(path: str, action: Awaitable[api.Done]) -> RedirectResponse:
+    """Do an action of the API, then go back to `path` with what it said."""
+    return _back(path, (await action).detail)
 
 
 @router.post("/users/revoke")
@@ -314,10 +288,9 @@ async def revoke(
     request: Request,
     session: Writer,
     name: Annotated[str, Form(max_length=64)],
-    reason: Annotated[str, Form(max_length=64)] = "unspecified",
+    reason: Annotated[Reason, Form()] = "unspecified",
 ) -> Response:
-    revoked = await console_of(request).revoke(session.operator.name, name, reason)
-    return _back("/users", f"revoked {name} ({len(revoked)} certificates); new CRL published")
+    return await _done("/users", api.revoke(request, name, api.Revoke(reason=reason), session))
 
 
 @router.post("/users/sign-csr")
@@ -338,37 +311,31 @@ async def sign_csr(
 
 @router.post("/crl/issue")
 async def issue_crl(request: Request, session: Writer) -> Response:
-    number = await console_of(request).issue_crl(session.operator.name)
-    return _back("/crl", f"CRL #{number} published")
+    return await _done("/crl", api.issue_crl(request, session))
 
 
 @router.post("/policy/mode")
 async def policy_mode(
-    request: Request, session: Writer, mode: Annotated[str, Form(pattern="^(open|restricted)$")]
+    request: Request, session: Writer, mode: Annotated[Literal["open", "restricted"], Form()]
 ) -> Response:
-    await console_of(request).set_policy_mode(session.operator.name, mode == "restricted")
-    return _back("/policy", f"the policy is now {mode}")
+    return await _done("/policy", api.set_mode(request, api.PolicyMode(mode=mode), session))
 
 
 @router.post("/policy/rule")
 async def policy_rule(
     request: Request,
     session: Writer,
-    from_group: Annotated[str, Form(max_length=64)],
-    to_group: Annotated[str, Form(max_length=64)],
+    from_group: Annotated[str, Form(pattern=api.GROUP)],
+    to_group: Annotated[str, Form(pattern=api.GROUP)],
     allow: Annotated[bool, Form()],
 ) -> Response:
-    changed = await console_of(request).change_rule(
-        session.operator.name, allow, from_group, to_group
-    )
-    what = ("allowed" if allow else "removed") if changed else "unchanged"
-    return _back("/policy", f"{from_group} -> {to_group}: {what}")
+    rule = api.Rule(from_group=from_group, to_group=to_group, allow=allow)
+    return await _done("/policy", api.rule(request, rule, session))
 
 
 @router.post("/master-key/rotate")
 async def rotate(request: Request, session: Writer) -> Response:
-    key_id, count = await console_of(request).rotate_master_key(session.operator.name)
-    return _back("/actions", f"master key {key_id} is current; {count} parts re-encrypted")
+    return await _done("/actions", api.rotate(request, session))
 
 
 @router.post("/consignments/{consignment_id}/suspend")
@@ -378,11 +345,13 @@ async def suspend(
     session: Writer,
     reason: Annotated[str, Form(min_length=1, max_length=500)] = "operator review",
 ) -> Response:
-    await console_of(request).suspend(session.operator.name, consignment_id, reason, True)
-    return _back(f"/consignments/{consignment_id}", "suspended: no release until resumed")
+    body = api.Suspend(reason=reason)
+    return await _done(
+        f"/consignments/{consignment_id}", api.suspend(request, consignment_id, body, session)
+    )
 
 
 @router.post("/consignments/{consignment_id}/resume")
 async def resume(request: Request, consignment_id: str, session: Writer) -> Response:
-    await console_of(request).suspend(session.operator.name, consignment_id, "", False)
-    return _back(f"/consignments/{consignment_id}", "resumed")
+    path = f"/consignments/{consignment_id}"
+    return await _done(path, api.resume(request, consignment_id, session))

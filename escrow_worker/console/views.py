@@ -15,7 +15,7 @@ from broker.pki.profile import Role
 from escrow_worker.ca import directory
 from escrow_worker.ca.policy import load_policy
 from escrow_worker.console.queues import BrokerView
-from escrow_worker.state import records, suspensions
+from escrow_worker.state import heartbeats, records, suspensions
 from escrow_worker.state.base import Tx
 
 __all__ = [
@@ -39,6 +39,9 @@ ReceiverState = Literal["waiting", "released", "denied", "revoked", "expired"]
 ConsignmentState = Literal["open", "released", "revoked", "suspended"]
 CONSIGNMENT_STATES: tuple[str, ...] = ("open", "released", "revoked", "suspended")
 HOUR, DAY = 3600, 86400
+#: A worker is alive while its last heartbeat is this recent: three of its
+#: sweeps (one every 30 seconds).
+ALIVE_SECONDS = 90
 
 
 def _iso(ts: int | None) -> str | None:
@@ -49,6 +52,17 @@ class Bucket(BaseModel):
     start: str
     releases: int
     denials: int
+
+
+class WorkerView(BaseModel):
+    worker_id: str
+    host: str
+    pid: int
+    started_at: str
+    last_seen: str
+    handled: int = Field(description="deliveries settled since it started")
+    state: Literal["alive", "stale", "stopped"]
+    stopped_at: str | None
 
 
 class Overview(BaseModel):
@@ -67,6 +81,10 @@ class Overview(BaseModel):
     hourly: list[Bucket]
     crl_next_update: str
     policy: Literal["open", "restricted"]
+    #: Workers that wrote a heartbeat in the last day, the most recently seen
+    #: first: alive if seen within `alive_seconds`, else stale, or stopped.
+    workers: list[WorkerView]
+    alive_seconds: int = ALIVE_SECONDS
     #: The work queue and dead letters, from RabbitMQ; None when the console
     #: was started without a broker URL.
     broker: BrokerView | None = None
@@ -196,7 +214,19 @@ async def overview(tx: Tx, *, now: int) -> Overview:
         hourly=hourly,
         crl_next_update=current.next_update_utc.isoformat() if current.next_update_utc else "",
         policy="restricted" if (await load_policy(tx)).restricted else "open",
+        workers=[_worker(h, now) for h in await heartbeats.recent(tx, since=since)],
     )
+
+
+def _worker(h: heartbeats.Heartbeat, now: int) -> WorkerView:
+    state: Literal["alive", "stale", "stopped"] = "stopped"
+    if h.stopped_at is None:
+        state = "alive" if now - h.last_seen <= ALIVE_SECONDS else "stale"
+    return WorkerView(
+        worker_id=h.worker_id, host=h.host, pid=h.pid, started_at=_iso(h.started_at) or "",
+        last_seen=_iso(h.last_seen) or "", handled=h.handled, state=state,
+        stopped_at=_iso(h.stopped_at),
+    )  # fmt: skip
 
 
 async def users(tx: Tx, *, now: int) -> list[UserView]:

@@ -289,6 +289,26 @@ _CONSOLE = Migration(
     ),
 )
 
+_HEARTBEATS = Migration(
+    5,
+    "workers' heartbeats: which workers run, since when, last seen, requests handled",
+    (
+        # One row per worker process (its random id), written when it starts, at
+        # every sweep and when it stops; the console calls a worker alive while
+        # its row is recent. Rows a week old are pruned by the next heartbeat.
+        """CREATE TABLE IF NOT EXISTS worker_heartbeats (
+            worker_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid {INT} NOT NULL,
+            started_at {INT} NOT NULL,
+            last_seen {INT} NOT NULL,
+            handled {INT} NOT NULL,
+            stopped_at {INT}
+        )""",
+        "CREATE INDEX IF NOT EXISTS worker_heartbeats_by_time ON worker_heartbeats (last_seen)",
+    ),
+)
+
 #: Every migration, in the order applied. Append; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG, _CONSOLE)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_INITIAL, _CONTROL, _LOG, _CONSOLE, _HEARTBEATS)
 LATEST: Final = MIGRATIONS[-1].version

@@ -32,10 +32,12 @@ __all__ = [
     "add_head",
     "entries",
     "find",
+    "find_numbered",
     "flush",
     "head",
     "heads",
     "latest_head",
+    "requests_before",
 ]
 
 CHAIN_LOCK: Final = "consignment/txlog/chain"
@@ -96,6 +98,15 @@ async def entries(tx: Tx, first: int = 1, last: int | None = None) -> list[bytes
     return [bytes(r[0]) for r in rows]
 
 
+async def requests_before(tx: Tx, end: int) -> list[bytes]:
+    """The stored bytes of every `request` entry before time `end`, by seq (what
+    invoicing counts from)."""
+    rows = await tx.fetchall(
+        "SELECT entry FROM log_entries WHERE kind = 'request' AND at < ? ORDER BY seq", (end,)
+    )
+    return [bytes(r[0]) for r in rows]
+
+
 @dataclass(frozen=True)
 class Filter:
     """What `log show` and `history` select: every field given must match."""
@@ -112,7 +123,13 @@ class Filter:
 
 async def find(tx: Tx, where: Filter) -> list[bytes]:
     """Entries matching `where`, oldest first (at most `where.limit`)."""
-    sql = "SELECT e.entry FROM log_entries e"
+    return [entry for _, entry in await find_numbered(tx, where)]
+
+
+async def find_numbered(tx: Tx, where: Filter) -> list[tuple[int, bytes]]:
+    """`find`, each entry with its seq as stored (the console lists an entry
+    that no longer decodes, by its place)."""
+    sql = "SELECT e.seq, e.entry FROM log_entries e"
     params: list[object] = []
     clauses: list[str] = []
     if where.party is not None:
@@ -132,7 +149,7 @@ async def find(tx: Tx, where: Filter) -> list[bytes]:
         sql += " WHERE " + " AND ".join(clauses)
     sql += " ORDER BY e.seq LIMIT ?"
     params.append(where.limit)
-    return [bytes(r[0]) for r in await tx.fetchall(sql, params)]
+    return [(int(r[0]), bytes(r[1])) for r in await tx.fetchall(sql, params)]
 
 
 async def add_head(tx: Tx, signed: SignedHead) -> None:

@@ -61,6 +61,8 @@ async def snapshot(tx: Tx) -> dict[str, list[tuple[object, ...]]]:
         sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
     result: dict[str, list[tuple[object, ...]]] = {}
     for (name,) in await tx.fetchall(sql):
+        if name == "worker_heartbeats":
+            continue  # a running worker's liveness, written every sweep: not state
         rows = await tx.fetchall(f'SELECT * FROM "{name}" ORDER BY 1')  # noqa: S608
         result[str(name)] = sorted((tuple(r) for r in rows), key=repr)
     return result

@@ -25,6 +25,20 @@ OPERATOR = "olga"
 OPERATOR_PASS = "olga's console passphrase"
 USERS = ("alice", "bob", "carol", OPERATOR, "otto")
 SESSION_SECONDS = 600
+#: Every HTML page, the downloads beside them, and every read of the JSON API.
+PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
+DOWNLOADS = ("/invoices.csv",)
+READS = (
+    "/api/overview",
+    "/api/users",
+    "/api/crl",
+    "/api/policy",
+    "/api/consignments",
+    "/api/actions",
+    "/api/log",
+    "/api/invoices",
+    "/api/openapi.json",
+)
 
 
 async def make_operator(
@@ -97,6 +111,7 @@ async def desk(where: Location, **kw: Any) -> AsyncIterator[Desk]:
             console,
             session_seconds=kw.get("session_seconds", SESSION_SECONDS),
             broker=kw.get("broker"),
+            prices=kw.get("prices"),
         )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://console") as client:

@@ -1,6 +1,7 @@
 """A console served for real: `consign escrow console` in a subprocess, over
 HTTPS, on a SQLite escrow made for it (certificates valid now, by the wall
-clock), with operator olga made by `consign escrow operator --p12`."""
+clock), with operator olga made by `consign escrow operator --p12`, and a
+price table (`--prices`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from tests.cli_helpers import CONSIGN, Env
 from tests.console.helpers import OPERATOR, OPERATOR_PASS, USERS
 from tests.escrow_worker.helpers import EscrowSetup, make_escrow
 
+#: The live console's price table (`--prices`).
+PRICES = 'currency = "EUR"\n[prices]\ndeposit = "0.50"\nrelease = "0.20"\n'
+
 
 @dataclass
 class Live:
@@ -33,6 +37,8 @@ class Live:
     env: Env
     #: olga's client certificate and key, PEM files, from the PKCS#12 the CLI wrote.
     cert: tuple[str, str]
+    #: That PKCS#12 file (encrypted under olga's console passphrase).
+    p12: Path
 
     @property
     def ca_file(self) -> str:
@@ -81,12 +87,23 @@ def live_console(root: Path) -> Iterator[Live]:
     )
     made = env.run("escrow", "operator", OPERATOR, "--p12", str(root / "olga.p12"), "--log-n", "10")
     assert made.code == 0, made
+    (root / "prices.toml").write_text(PRICES)
     port = _free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
     environ.update(env.vars)
     log = (root / "console.log").open("wb")
     process = subprocess.Popen(
-        [CONSIGN, "escrow", "console", "--port", str(port), "--session-minutes", "5"],
+        [
+            CONSIGN,
+            "escrow",
+            "console",
+            "--port",
+            str(port),
+            "--session-minutes",
+            "5",
+            "--prices",
+            str(root / "prices.toml"),
+        ],
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -97,6 +114,7 @@ def live_console(root: Path) -> Iterator[Live]:
             f"https://127.0.0.1:{port}",
             env,
             _pem_files(root / "olga.p12", OPERATOR_PASS.encode(), root),
+            root / "olga.p12",
         )
         deadline = time.monotonic() + 30
         while True:

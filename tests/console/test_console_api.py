@@ -11,24 +11,13 @@ from broker.messages import MessageType
 from broker.pki.csr import build_csr
 from broker.pki.identity import generate_keys
 from escrow_worker.state import txlog
-from tests.console.helpers import OPERATOR, OPERATOR_PASS, Desk, bearer
-
-PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
-API = (
-    "/api/overview",
-    "/api/users",
-    "/api/crl",
-    "/api/policy",
-    "/api/consignments",
-    "/api/actions",
-    "/api/openapi.json",
-)
+from tests.console.helpers import OPERATOR, OPERATOR_PASS, PAGES, READS, Desk, bearer
 
 
 async def _pages(console_desk: Desk) -> None:
     deposit = await console_desk.deposit()
     token = await console_desk.login()
-    for path in API:
+    for path in READS:
         r = await console_desk.client.get(path, headers=bearer(token))
         assert r.status_code == 200, (path, r.text)
     users = (await console_desk.client.get("/api/users", headers=bearer(token))).json()
@@ -212,6 +201,13 @@ async def _forms(console_desk: Desk) -> None:
     r = await console_desk.client.post("/users/revoke", data={"csrf": csrf, "name": "carol"})
     assert r.status_code == 303
     assert "revoked carol" in (await console_desk.client.get(r.headers["location"])).text
+    # A form checks what the API checks: a group name that is none changes nothing.
+    before = await console_desk.snapshot()
+    bad = {"csrf": csrf, "from_group": "no such group!", "to_group": "*", "allow": "true"}
+    r = await console_desk.client.post("/policy/rule", data=bad)
+    assert r.status_code == 422
+    assert "from_group" in r.text
+    assert await console_desk.snapshot() == before
     # A message in a link from elsewhere is not shown.
     page = await console_desk.client.get("/users?msg=Call+0800+now&tag=00")
     assert "Call 0800" not in page.text

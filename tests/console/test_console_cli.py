@@ -1,5 +1,6 @@
-"""`consign escrow operator` and `consign escrow console` refuse bad input with
-a clear error and change nothing."""
+"""`consign escrow operator` and `consign escrow console` refuse bad input (a
+user that is none, a wrong passphrase, half a TLS pair, a bad price table)
+with a clear error and change nothing."""
 
 from __future__ import annotations
 
@@ -40,4 +41,11 @@ async def test_bad_operator_and_console_commands_change_nothing(tmp_path: Path) 
     usage = env.run("escrow", "console", "--tls-cert", str(tmp_path / "c.pem"))
     assert usage.code == 2
     assert "give both --tls-cert and --tls-key" in usage.err
+    # A price table the invoices page could not use stops the console before it serves.
+    prices = tmp_path / "prices.toml"
+    prices.write_text('currency = "EUR"\n[prices]\ndeposit = "-1"\n')
+    assert_error(
+        env.run("escrow", "console", "--prices", str(prices), "--port", "1"),
+        "the price of 'deposit' is negative",
+    )
     assert await setup.run(snapshot) == before

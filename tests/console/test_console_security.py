@@ -5,24 +5,17 @@ operator, a forged or missing CSRF token. Each is refused and changes nothing.""
 from __future__ import annotations
 
 from tests.console.helpers import (
+    DOWNLOADS,
     OPERATOR,
     OPERATOR_PASS,
+    PAGES,
+    READS,
     SESSION_SECONDS,
     Desk,
     bearer,
     make_operator,
 )
 
-PAGES = ("/", "/users", "/crl", "/policy", "/consignments", "/actions", "/log", "/invoices")
-READS = (
-    "/api/overview",
-    "/api/users",
-    "/api/crl",
-    "/api/policy",
-    "/api/consignments",
-    "/api/actions",
-    "/api/openapi.json",
-)
 #: (method, path, JSON body) of every action in the API.
 WRITES = (
     ("POST", "/api/users/bob/revoke", {"reason": "unspecified"}),
@@ -68,7 +61,7 @@ async def test_no_login_a_receiver_a_wrong_passphrase_and_an_expired_session(
 ) -> None:
     d = console_desk
     # No credentials at all, and a made-up token.
-    for path in PAGES:
+    for path in (*PAGES, *DOWNLOADS):
         r = await d.client.get(path)
         assert r.status_code == 303, path
         assert r.headers["location"] == "/login"

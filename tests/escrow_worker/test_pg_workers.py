@@ -20,6 +20,7 @@ import pytest
 
 from broker import ESCROW, ControlAttributes, Message
 from broker.messages import MessageType
+from escrow_worker.state import heartbeats
 from escrow_worker.state.location import Location
 from tests.escrow_worker.helpers import (
     CONSIGN,
@@ -172,6 +173,14 @@ async def test_workers_on_several_hosts_release_exactly_and_survive_a_kill(
     # Nothing was written on the worker hosts: the database holds everything.
     for home in hosts:
         assert list(home.iterdir()) == []
+    # Each worker process left its heartbeat: the killed one never said it
+    # stopped; the others did, with the requests they handled.
+    beats = {b.pid: b for b in await setup.run(lambda tx: heartbeats.recent(tx, since=0))}
+    assert beats.pop(os.getpid()).stopped_at is not None  # the worker that took the deposit
+    assert set(beats) == {p.pid for p in procs}
+    assert beats[procs[0].pid].stopped_at is None
+    assert all(beats[p.pid].stopped_at is not None for p in procs[1:])
+    assert sum(beats[p.pid].handled for p in procs[1:]) > 0
 
 
 def _pg_cluster() -> list[str] | None:
