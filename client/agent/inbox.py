@@ -195,21 +195,22 @@ class Inbox:
     async def process(self) -> None:
         """Verify and file every stored message that is not waiting for a lookup.
         Events and notifications (most of what arrives) are verified one by one
-        and filed together, one transaction per page of the spool."""
+        and filed together, one transaction per page of the spool, and always
+        before anything stored after them is filed."""
         store = self._agent.store
         async with self._process_lock:
             after, more = 0, True
             while more:
                 rows = await store.spooled_page(after, _FILE_PAGE)
                 more = len(rows) == _FILE_PAGE
-                verified: list[Filing] = []
+                pending: list[Filing] = []
                 for row in rows:
                     after = seq = row["seq"]
                     if seq in self._deferred:
                         continue  # until a lookup returns
                     wire_hash, wire = row["wire_hash"], row["wire"]
                     try:
-                        filing = await self._file(seq, wire_hash, wire, row["received_at"])
+                        await self._file(seq, wire_hash, wire, row["received_at"], pending)
                     except NeedLookup as need:
                         self._lookup(need.name)
                         self._deferred.add(seq)
@@ -233,16 +234,11 @@ class Inbox:
                         why = UntrustedMessage("internal", f"the agent could not file it: {exc!r}")
                         await self._refuse(seq, wire_hash, wire, why)
                         continue
-                    if filing is not None:
-                        verified.append(filing)
-                if verified:
-                    try:
-                        await store.file(verified)
-                    except StoreError:  # they stay in the spool, filed next time
-                        _log.exception(
-                            "%s cannot store what arrived; will try again", self._agent.name
-                        )
-                        more = False
+                try:
+                    await self._file_pending(pending)
+                except StoreError:  # they stay in the spool, filed next time
+                    _log.exception("%s cannot store what arrived; will try again", self._agent.name)
+                    more = False
         self._mark_activity()
 
     async def _refuse(self, seq: int, wire_hash: str, wire: bytes, exc: UntrustedMessage) -> None:
@@ -277,9 +273,17 @@ class Inbox:
 
     # -- filing -------------------------------------------------------------------
 
-    async def _file(self, seq: int, wire_hash: str, wire: bytes, received_at: int) -> Filing | None:
-        """Verify a stored message; file it, or return it to be filed with others
-        (an event or a notification)."""
+    async def _file_pending(self, pending: list[Filing]) -> None:
+        if pending:
+            filings = list(pending)
+            pending.clear()  # on failure they are still in the spool
+            await self._agent.store.file(filings)
+
+    async def _file(
+        self, seq: int, wire_hash: str, wire: bytes, received_at: int, pending: list[Filing]
+    ) -> None:
+        """Verify a stored message and file it; an event or a notification goes
+        to `pending`, filed with the others (and before any other message)."""
         # A chunk is ~1 MB of base64 to decode, re-encode and hash: a worker
         # thread's job, so the event loop never stalls on it.
         me = self._agent.name
@@ -303,19 +307,21 @@ class Inbox:
         if isinstance(body, EventBody):
             # A receipt or co-signature it carries must verify on its own.
             attest.check_event(body, ca=self._directory.ca, crl=self._directory.crl())
-            return Filing(seq, wire_hash, wire, body, received_at)
+            pending.append(Filing(seq, wire_hash, wire, body, received_at))
+            return
         if isinstance(body, NotifyBody):
             escrow = self._agent.escrow
             if body.escrow != escrow:
                 raise UntrustedMessage(
                     "wrong_escrow", f"a notification names escrow {body.escrow!r}, not {escrow!r}"
                 )
-            return Filing(seq, wire_hash, wire, body, received_at)
+            pending.append(Filing(seq, wire_hash, wire, body, received_at))
+            return
+        await self._file_pending(pending)  # what came before it, first
         if isinstance(body, ChunkBody):
             await self._arrivals.file(seq, message.envelope.reply_to, body)
         else:
             await self._file_reply(seq, wire, message)
-        return None
 
     async def _file_reply(self, seq: int, wire: bytes, message: verify.Unverified) -> None:
         envelope, body = message.envelope, message.body
