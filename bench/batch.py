@@ -3,6 +3,7 @@ bare aio-pika echo of bench/key_release.py in the same run.
 
     python bench/batch.py [--count 10000] [--size 1024] [--echo-requests 2000]
                           [--in-flight 64] [--amqp-url URL]
+                          [--workers 1,2] [--no-echo] [--profile DIR]
 
 (from the repository root). Sets up a throwaway escrow (SQLite) with alice and
 bob, each with an identity home, through the real `consign` command. Then, per
@@ -26,6 +27,14 @@ as in bench/key_release.py. The last line is exactly:
 ratio=<consignments_per_s / echo_per_s>
 
 (one line; split here only to fit).
+
+`--workers 1` runs the end-to-end part with one worker only; `--no-echo`
+skips the per-item part and the echo (no last line): a short run for the CPU
+figures. `--profile DIR` samples the sender, the receiver and the workers,
+every thread, with py-spy (`pip install py-spy`; not a dependency of the
+project) attached to each process, and writes DIR/<role>-<workers>.txt in
+py-spy's "raw" format (one collapsed stack and its sample count a line; idle
+time left out). Summarise with `python bench/spy_summary.py FILE`.
 
 Queues and exchanges of its prefix are deleted afterwards.
 """
@@ -67,8 +76,10 @@ PASSWORDS = {"alice": "alice bench pw", "bob": "bob bench pw"}
 
 
 class Bench:
-    def __init__(self, root: Path, url: str, prefix: str) -> None:
+    def __init__(self, root: Path, url: str, prefix: str, profile: Path | None = None) -> None:
         self.root = root
+        self.profile = profile
+        self.profilers: list[asyncio.subprocess.Process] = []
         self.base = {k: v for k, v in os.environ.items() if not k.startswith("CONSIGN_")}
         self.base.update(
             CONSIGN_ESCROW_DIR=str(root / "escrow"),
@@ -96,15 +107,27 @@ class Bench:
             raise SystemExit(f"consign {' '.join(args)} failed: {err.decode()}")
 
     async def start(
-        self, *args: str, name: str | None = None, **kw: object
+        self, *args: str, name: str | None = None, role: str | None = None, **kw: object
     ) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             CONSIGN,
             *args,
             cwd=self.root,
             env=self.env(name),
             **kw,  # type: ignore[arg-type]
         )
+        if self.profile is not None and role is not None:
+            out = self.profile / f"{role}.txt"
+            spy = Path(sys.executable).parent / "py-spy"
+            self.profilers.append(
+                await asyncio.create_subprocess_exec(
+                    *(str(spy), "record", "--pid", str(proc.pid), "--format", "raw"),
+                    *("--rate", "200", "--nonblocking", "--output", str(out)),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        return proc
 
 
 async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple[float, float]:
@@ -116,19 +139,25 @@ async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple
             (run / "in" / f"f{i}.bin").write_bytes(os.urandom(size))
             manifest.write(json.dumps({"files": [f"in/f{i}.bin"], "to": ["bob"]}) + "\n")
     procs = [
-        await bench.start("escrow", "worker", "--log-level", "warning") for _ in range(workers)
+        await bench.start("escrow", "worker", "--log-level", "warning", role=f"worker{i}-{workers}")
+        for i in range(workers)
     ]
     receiver = await bench.start(
-        "receive", "--into", str(run / "opened"), name="bob", stderr=asyncio.subprocess.PIPE
-    )
+        "receive", "--into", str(run / "opened"), name="bob", role=f"receiver-{workers}",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     assert receiver.stderr is not None
     while not (await receiver.stderr.readline()).startswith(b"OK receiving"):
         pass
+    # What a process spends before its first consignment (imports, the identity's
+    # passphrase KDF, connecting): the receiver's, measured here, stands for the
+    # sender's too in the figures net of start-up.
+    startup = _cpu_seconds(receiver.pid) or 0.0
     cpu = [_cpu_seconds(p.pid) or 0.0 for p in procs]
     start = time.perf_counter()
     sender = await bench.start(
         "batch", "seal", "--manifest", str(run / "list.jsonl"), "--out", str(run / "sealed"),
-        "--send", "--json", "--timeout", "120", name="alice",
+        "--send", "--json", "--timeout", "120", name="alice", role=f"sender-{workers}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     sender_cpu = 0.0
@@ -160,11 +189,17 @@ async def end_to_end(bench: Bench, workers: int, count: int, size: int) -> tuple
     await receiver_task
     per_s = count / elapsed
     cpu_ms = used / count * 1000
+
+    def net(cpu: float) -> float:
+        return max(0.0, cpu - startup) / count * 1000
+
     print(
         f"workers={workers} consignments={count} size={size} seconds={elapsed:.1f} "
         f"consignments_per_s={per_s:.0f} worker_cpu_ms_per_consignment={cpu_ms:.2f} "
         f"sender_cpu_ms_per_consignment>={sender_cpu / count * 1000:.2f} "
-        f"receiver_cpu_ms_per_consignment={receiver_cpu / count * 1000:.2f}",
+        f"receiver_cpu_ms_per_consignment={receiver_cpu / count * 1000:.2f} "
+        f"startup_cpu_s={startup:.2f} sender_net_ms>={net(sender_cpu):.2f} "
+        f"receiver_net_ms={net(receiver_cpu):.2f}",
         flush=True,
     )
     return per_s, cpu_ms
@@ -260,21 +295,31 @@ async def main() -> None:
     parser.add_argument("--echo-requests", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--workers", default="1,2", help="the end-to-end runs, e.g. 1 or 1,2")
+    parser.add_argument("--no-echo", action="store_true", help="skip per-item and the echo")
+    parser.add_argument("--profile", type=Path, help="profile the processes into this directory")
     args = parser.parse_args()
+    runs = [int(n) for n in args.workers.split(",")]
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(Path(tmp), args.amqp_url, prefix)
+        bench = Bench(Path(tmp), args.amqp_url, prefix, args.profile)
         try:
             await bench.run("escrow", "init", "--name", "acme")
             for name in PASSWORDS:
                 await bench.run("escrow", "register", name, "--out", f"{name}.identity", name=name)
                 await bench.run("id", "import", f"{name}.identity", name=name)
-            one, _ = await end_to_end(bench, 1, args.count, args.size)
-            await end_to_end(bench, 2, args.count, args.size)
+            rates = [(await end_to_end(bench, n, args.count, args.size))[0] for n in runs]
+            for spy in bench.profilers:  # each writes its file once its process has exited
+                await spy.wait()
+            if args.no_echo:
+                return
             await per_item(Path(tmp))
             echo_per_s = await echo(args.amqp_url, prefix, args.echo_requests, args.in_flight)
         finally:
             await _delete(args.amqp_url, TransportConfig(prefix=prefix))
+    one = rates[0]
     print(f"consignments_per_s={one:.0f} echo_per_s={echo_per_s:.0f} ratio={one / echo_per_s:.2f}")
 
 

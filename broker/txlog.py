@@ -359,6 +359,9 @@ def summary(entry: Entry) -> str:
         reply = d.get("reply")
         if d.get("decision") != "ok" and isinstance(reply, dict) and "message" in reply:
             text += f" ({reply['message']})"
+        batch = d.get("batch")
+        if isinstance(batch, dict):
+            text += f" [item {d.get('request_id')} of batch {batch.get('request_id')}]"
         return text
     if entry.kind in ("event", "notify"):
         body = d.get("body") if isinstance(d.get("body"), dict) else {}

@@ -6,11 +6,11 @@ Items, each charged to the account named:
 
 | item | counted for each | account |
 | --- | --- | --- |
-| `deposit` | accepted `deposit` request in the period | the sender |
-| `release` | `key-request` answered with the key part | the receiver |
+| `deposit` | accepted `deposit` request in the period, alone or in a batch | the sender |
+| `release` | `key-request` answered with the key part, alone or in a batch | the receiver |
 | `receipt` | accepted `receipt` | the receiver who signed it |
 | `cosign` | accepted `cosign` | the co-signer |
-| `batch_item` | accepted request entry that carries a `batch` field | its signer |
+| `batch_item` | accepted batch item (a request entry with a `batch` field) | its signer |
 | `storage_day` | UTC day of the period on which a deposit was held | the sender |
 
 A deposit is held from the day it was accepted to the end of the period (the

@@ -328,6 +328,8 @@ class EscrowService(OutboxService):
                 signed, request, result, reply_id=reply.message_id, reply_body=reply.body, at=t
             )
         )
+        for item in journal.batch_items(signed, request, result, reply_id=reply.message_id, at=t):
+            tx.log(item)
         events = []
         for notice in result.notices:
             events.append(await self._enqueue(tx, envelope.request_id, notice, now))

@@ -59,9 +59,23 @@ class Role(StrEnum):
     ENCRYPTION = "encryption"
 
 
+#: Fingerprints of certificate objects already seen, by id (each entry holds its
+#: object, so the id cannot be reused while it is here). An agent checks every
+#: message against the same few certificates: DER-encoding one each time was
+#: most of what filing an escrow event cost.
+_FINGERPRINTS: dict[int, tuple[x509.Certificate, str]] = {}
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER, lowercase hex: how envelopes name a cert."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    hit = _FINGERPRINTS.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    value = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    if len(_FINGERPRINTS) >= 256:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(cert)] = (cert, value)
+    return value
 
 
 def common_name(subject: x509.Name) -> str:

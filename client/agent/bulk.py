@@ -214,7 +214,10 @@ async def seal_many(
         await agent.store.add_batch_items(run, new)
     rows = await agent.store.batch_items(run)
     await _send_items(agent, run, BatchKind.DEPOSIT, rows, "deposit", progress)
-    results = {row.key: await _deposited(agent, row) for row in await agent.store.batch_items(run)}
+    outcomes = [await _deposited(agent, row) for row in await agent.store.batch_items(run)]
+    # Kept in one transaction (a run resumed after a crash keeps them again).
+    await agent.store.record_sealed_many([kept for _, kept in outcomes if kept is not None])
+    results = {result.key: result for result, _ in outcomes}
     results.update(failed)
     return [results[str(j.output)] for j in jobs]
 
@@ -248,9 +251,12 @@ def _subject(kind: BatchKind, row: BatchItemRow) -> str:
     return row.consignment_id
 
 
-async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
+async def _deposited(
+    agent: SenderAgent, row: BatchItemRow
+) -> tuple[ItemResult, tuple[Sealed, int] | None]:
     """The item's result: the receipt checked against the deposit and the
-    consignment kept as sealed, or the refusal (and the file removed)."""
+    consignment to keep as sealed (and when it was), or the refusal (and the
+    file removed)."""
     path = None if row.path is None else Path(row.path)
     assert row.reply_type is not None
     assert row.reply_body is not None
@@ -262,7 +268,10 @@ async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         # Nothing was deposited: the next run seals and deposits it anew.
         await agent.store.forget_batch_item(row.item_id)
-        return ItemResult(row.key, False, row.consignment_id, None, error.code.value, error.message)
+        failure = ItemResult(
+            row.key, False, row.consignment_id, None, error.code.value, error.message
+        )
+        return failure, None
     receipt = DepositReceiptBody.model_validate(body)
     expect = json.loads(row.expect)
     got = {
@@ -273,7 +282,8 @@ async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
     }
     if receipt.sender != agent.name or any(expect[k] != v for k, v in got.items()):
         message = f"the escrow's receipt for {row.consignment_id} does not match the deposit"
-        return ItemResult(row.key, False, row.consignment_id, path, "receipt_mismatch", message)
+        mismatch = ItemResult(row.key, False, row.consignment_id, path, "receipt_mismatch", message)
+        return mismatch, None
     assert path is not None
     sealed = Sealed(
         consignment_id=row.consignment_id,
@@ -286,8 +296,7 @@ async def _deposited(agent: SenderAgent, row: BatchItemRow) -> ItemResult:
         # the batch request.
         receipt=Receipt.of(receipt, row.item_id, row.reply_body.encode()),
     )
-    await agent.store.record_sealed(sealed, int(expect["sealed_at"]))
-    return ItemResult(row.key, True, row.consignment_id, path)
+    return ItemResult(row.key, True, row.consignment_id, path), (sealed, int(expect["sealed_at"]))
 
 
 async def send_many(

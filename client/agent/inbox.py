@@ -26,7 +26,7 @@ from broker.transport.base import Delivery
 from client.agent import attest, verify
 from client.agent.arrival import CHUNK_TYPE, Arrivals
 from client.agent.directory import Directory, NeedLookup
-from client.agent.store import DirectoryEntry, StoreError
+from client.agent.store import DirectoryEntry, Filing, StoreError
 from client.errors import (
     AgentError,
     EscrowRefused,
@@ -43,6 +43,7 @@ _log = logging.getLogger(__name__)
 _BATCH: Final = 32  # inbox messages stored in one transaction
 _CHUNK_GROUP: Final = 8  # chunks verified, written and listed together
 _BIG: Final = 64 * 1024  # messages verified in a worker thread
+_FILE_PAGE: Final = 32  # stored messages read, and events filed, together
 _UNKNOWN: Final = "unknown"
 
 
@@ -192,34 +193,52 @@ class Inbox:
     # -- processing ---------------------------------------------------------------
 
     async def process(self) -> None:
-        """Verify and file every stored message that is not waiting for a lookup."""
+        """Verify and file every stored message that is not waiting for a lookup.
+        Events and notifications (most of what arrives) are verified one by one
+        and filed together, one transaction per page of the spool, and always
+        before anything stored after them is filed."""
         store = self._agent.store
         async with self._process_lock:
-            for seq in await store.spooled():
-                if seq in self._deferred:
-                    continue  # until a lookup returns
-                row = await store.spooled_message(seq)
-                if row is None:
-                    continue
-                wire_hash, wire = row["wire_hash"], row["wire"]
+            after, more = 0, True
+            while more:
+                rows = await store.spooled_page(after, _FILE_PAGE)
+                more = len(rows) == _FILE_PAGE
+                pending: list[Filing] = []
+                for row in rows:
+                    after = seq = row["seq"]
+                    if seq in self._deferred:
+                        continue  # until a lookup returns
+                    wire_hash, wire = row["wire_hash"], row["wire"]
+                    try:
+                        await self._file(seq, wire_hash, wire, row["received_at"], pending)
+                    except NeedLookup as need:
+                        self._lookup(need.name)
+                        self._deferred.add(seq)
+                        continue
+                    except UntrustedMessage as exc:
+                        await self._refuse(seq, wire_hash, wire, exc)
+                        continue
+                    except UntrustedCertificate as exc:
+                        reason = f"certificate_{exc.reason}"
+                        why = UntrustedMessage(reason, exc.message)
+                        await self._refuse(seq, wire_hash, wire, why)
+                        continue
+                    except StoreError:  # the state, not the message: try again later
+                        _log.exception(
+                            "%s cannot store what arrived; will try again", self._agent.name
+                        )
+                        more = False
+                        break
+                    except Exception as exc:  # never let one message wedge the inbox
+                        _log.exception("%s cannot file a message", self._agent.name)
+                        why = UntrustedMessage("internal", f"the agent could not file it: {exc!r}")
+                        await self._refuse(seq, wire_hash, wire, why)
+                        continue
                 try:
-                    await self._file(seq, wire_hash, wire, row["received_at"])
-                except NeedLookup as need:
-                    self._lookup(need.name)
-                    self._deferred.add(seq)
-                    continue
-                except UntrustedMessage as exc:
-                    await self._refuse(seq, wire_hash, wire, exc)
-                except UntrustedCertificate as exc:
-                    reason = f"certificate_{exc.reason}"
-                    await self._refuse(seq, wire_hash, wire, UntrustedMessage(reason, exc.message))
-                except StoreError:  # the state, not the message: try again later
+                    await self._file_pending(pending)
+                except StoreError:  # they stay in the spool, filed next time
                     _log.exception("%s cannot store what arrived; will try again", self._agent.name)
-                    break
-                except Exception as exc:  # never let one message wedge the inbox
-                    _log.exception("%s cannot file a message", self._agent.name)
-                    why = UntrustedMessage("internal", f"the agent could not file it: {exc!r}")
-                    await self._refuse(seq, wire_hash, wire, why)
+                    more = False
         self._mark_activity()
 
     async def _refuse(self, seq: int, wire_hash: str, wire: bytes, exc: UntrustedMessage) -> None:
@@ -254,10 +273,20 @@ class Inbox:
 
     # -- filing -------------------------------------------------------------------
 
-    async def _file(self, seq: int, wire_hash: str, wire: bytes, received_at: int) -> None:
+    async def _file_pending(self, pending: list[Filing]) -> None:
+        if pending:
+            filings = list(pending)
+            pending.clear()  # on failure they are still in the spool
+            await self._agent.store.file(filings)
+
+    async def _file(
+        self, seq: int, wire_hash: str, wire: bytes, received_at: int, pending: list[Filing]
+    ) -> None:
+        """Verify a stored message and file it; an event or a notification goes
+        to `pending`, filed with the others (and before any other message)."""
         # A chunk is ~1 MB of base64 to decode, re-encode and hash: a worker
         # thread's job, so the event loop never stalls on it.
-        me, store = self._agent.name, self._agent.store
+        me = self._agent.name
         big = len(wire) > _BIG
         if big:
             message = await asyncio.to_thread(verify.parse, wire, me=me)
@@ -278,15 +307,18 @@ class Inbox:
         if isinstance(body, EventBody):
             # A receipt or co-signature it carries must verify on its own.
             attest.check_event(body, ca=self._directory.ca, crl=self._directory.crl())
-            await store.file_event(seq, wire_hash, wire, body, received_at)
-        elif isinstance(body, NotifyBody):
+            pending.append(Filing(seq, wire_hash, wire, body, received_at))
+            return
+        if isinstance(body, NotifyBody):
             escrow = self._agent.escrow
             if body.escrow != escrow:
                 raise UntrustedMessage(
                     "wrong_escrow", f"a notification names escrow {body.escrow!r}, not {escrow!r}"
                 )
-            await store.file_notification(seq, wire, body, received_at)
-        elif isinstance(body, ChunkBody):
+            pending.append(Filing(seq, wire_hash, wire, body, received_at))
+            return
+        await self._file_pending(pending)  # what came before it, first
+        if isinstance(body, ChunkBody):
             await self._arrivals.file(seq, message.envelope.reply_to, body)
         else:
             await self._file_reply(seq, wire, message)

@@ -29,9 +29,9 @@ from broker.messages import BatchKind, ErrorBody, KeyReleaseBody, KeyRequestBody
 from client.agent import bulk
 from client.agent.bulk import BatchProgress, ItemResult
 from client.agent.hints import refusal_error
-from client.agent.store import NewItem
+from client.agent.store import BatchItemRow, Handled, NewItem
 from client.agent.types import OpenedConsignment, Party
-from client.consignment import consignment_digest, inspect
+from client.consignment import ConsignmentInfo, consignment_digest, inspect
 from client.errors import ClientError, EscrowRefused, NoReply, OpenError
 from client.format.manifest import FileEntry
 
@@ -107,11 +107,13 @@ async def open_many(
     results: dict[str, ItemResult] = {}
     new: list[NewItem] = []
     paths: dict[str, Path] = {}
+    infos: dict[str, ConsignmentInfo] = {}  # each header read once in this pass
+    stored = await agent.store.batch_items_of(_JOB, [cid for cid, _ in targets])
     for position, (cid, path) in enumerate(targets):
         paths[cid] = path
-        if await agent.store.batch_item(_JOB, cid) is not None:
+        if cid in stored:
             continue
-        info = await asyncio.to_thread(inspect, path)
+        info = infos[cid] = await asyncio.to_thread(inspect, path)
         if info.escrow != agent.escrow or info.consignment_id != cid:
             results[cid] = ItemResult(
                 cid, False, cid, code="open_error", message=OpenError().message
@@ -124,40 +126,56 @@ async def open_many(
         )
     if new:
         await agent.store.add_batch_items(_JOB, new)
-    rows = [r for r in [await agent.store.batch_item(_JOB, cid) for cid in paths] if r is not None]
+        stored = await agent.store.batch_items_of(_JOB, list(paths))
+    rows = [stored[cid] for cid in paths if cid in stored]
     await bulk._send_items(agent, _JOB, BatchKind.KEY_REQUEST, rows, "key", progress)
+    stored = await agent.store.batch_items_of(_JOB, list(paths))  # with their results
     opened: list[OpenedConsignment] = []
+    # Noted opened and recorded together once all are opened, in one
+    # transaction: a pass cut short opens the same files again next time (the
+    # key parts are recorded already), a consignment is never noted opened
+    # without the record that hands it over, and no handler runs before that.
+    records: list[Handled] = []
+    arrived: dict[str, Path] = {}  # the files that the record makes removable
     senders: dict[str, Party] = {}  # looked up once in this pass
     for done, (cid, path) in enumerate(targets, 1):
         if cid in results:
             continue
+        row = stored.get(cid)
         try:
-            one = await _open_one(agent, cid, path, into / cid, senders)
+            one = await _open_one(agent, row, path, into / cid, senders, infos.get(cid))
         except ClientError as exc:
             results[cid] = bulk._failed(cid, exc, cid)
-            if isinstance(exc, EscrowRefused):
+            if isinstance(exc, EscrowRefused) and row is not None:
                 # Refused: nothing was released. Like `open`, the next try is a
                 # new request (the refusal is recorded under this item's id).
-                item = await agent.store.batch_item(_JOB, cid)
-                if item is not None:
-                    await agent.store.forget_batch_item(item.item_id)
+                await agent.store.forget_batch_item(row.item_id)
             continue
         finally:
             if progress is not None:
                 progress("open", done, len(targets))
         state = "handled" if handled else "opened"
-        await agent.store.set_handled(
-            cid, state, destination=one.destination, now=agent._ts(), opened=_opened_json(one)
-        )
+        records.append(Handled(cid, state, one.destination, agent._ts(), opened=_opened_json(one)))
+        arrived[cid] = path
         opened.append(one)
         results[cid] = ItemResult(cid, True, cid, one.destination)
+    if records:
+        kept = await agent.store.opened_and_handled(records, agent._ts())
+        removable = set(arrived.values())
+        for file in kept:
+            if file in removable:
+                await asyncio.to_thread(file.unlink, missing_ok=True)
     return [results[cid] for cid, _ in targets], opened
 
 
 async def _open_one(
-    agent: ReceiverAgent, cid: str, path: Path, destination: Path, senders: dict[str, Party]
+    agent: ReceiverAgent,
+    row: BatchItemRow | None,
+    path: Path,
+    destination: Path,
+    senders: dict[str, Party],
+    info: ConsignmentInfo | None,
 ) -> OpenedConsignment:
-    row = await agent.store.batch_item(_JOB, cid)
     assert row is not None
     assert row.reply_type is not None
     assert row.reply_body is not None
@@ -167,14 +185,16 @@ async def _open_one(
         if refused.code == "receipt_required":
             # The sender asks for a receipt first: the single path signs it.
             return await agent.open(path, destination, overwrite=True)
-        explained = await agent._explain(refused, cid)
+        explained = await agent._explain(refused, row.consignment_id)
         raise explained
     release = KeyReleaseBody.model_validate(body)
-    info = await asyncio.to_thread(inspect, path)
+    if info is None:
+        info = await asyncio.to_thread(inspect, path)
     digest = json.loads(row.item_body)["consignment_digest"]
     # Opened before and killed before it was recorded: the same files again.
+    # keep: the file is removed once the pass has recorded it (`open_many`).
     return await agent.open_released(
-        path, info, digest, release, destination, overwrite=True, senders=senders
+        path, info, digest, release, destination, overwrite=True, senders=senders, keep=True
     )
 
 
@@ -210,9 +230,8 @@ async def _serve_once(
     now: float,
 ) -> None:
     waiting = await agent.store.complete_unhandled()
-    fresh = [
-        (cid, p) for cid, p in waiting if p is not None and await agent.store.handling(cid) is None
-    ]
+    known = await agent.store.handling_of([cid for cid, _ in waiting])
+    fresh = [(cid, p) for cid, p in waiting if p is not None and cid not in known]
     fresh = [(cid, p) for cid, p in fresh if waits.get(cid, 0.0) <= now]
     if fresh:
         results, _ = await open_many(agent, into, consignments=fresh, handled=False)
@@ -229,8 +248,9 @@ async def _serve_once(
             await agent.store.set_handled(
                 result.key, "parked", destination=None, now=agent._ts(), reason=reason
             )
+    known = await agent.store.handling_of([cid for cid, _ in waiting])  # as opened just now
     for cid, _ in waiting:
-        row = await agent.store.handling(cid)
+        row = known.get(cid)
         if row is None or row["state"] != "opened" or waits.get(cid, 0.0) > now:
             continue
         opened = _opened_of(row["opened"])

@@ -202,7 +202,9 @@ def history(opts: AgentOptions, consignment_id: str, out: Path | None, as_json: 
 def _what(entry: Entry) -> str:
     d = entry.data
     if entry.kind == "request":
-        return f"{d.get('signer')} {d.get('type')}: {d.get('decision')}"
+        batch = d.get("batch")
+        within = f" (in batch {batch.get('request_id')})" if isinstance(batch, dict) else ""
+        return f"{d.get('signer')} {d.get('type')}: {d.get('decision')}{within}"
     body = d.get("body")
     kind = body.get("kind", entry.kind) if isinstance(body, dict) else entry.kind
     about = body.get("receiver") if isinstance(body, dict) else None

@@ -7,6 +7,8 @@ two threads that each take about half of it: a helper thread reads segment i + 1
 and feeds the bytes to the BLAKE3 hashes, while the calling thread encrypts (or
 decrypts) segment i and writes it out. AES-GCM, BLAKE3 and file I/O all release
 the GIL, so the two cores stay busy. Memory is SLOTS segments whatever the size.
+A payload of one segment has nothing to overlap: it runs in the calling thread,
+with buffers of its own size (no thread started, no whole segment allocated).
 
 This module must never hand a byte of plaintext to its sink before the chunk that
 holds it has authenticated.
@@ -46,8 +48,17 @@ class _Segments:
     def __init__(self, size: int) -> None:
         self.size = size
         self.last_chunk = max(1, -(-size // CHUNK_SIZE)) - 1
-        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-io")
-        self._buffers = [(bytearray(SEGMENT), bytearray(SEGMENT_CT)) for _ in range(SLOTS)]
+        # A payload of one segment (most consignments: up to 1 MiB) has nothing
+        # to overlap: its steps run in the calling thread, in the same order,
+        # and its buffers are its own size, not a whole segment's.
+        one = size <= SEGMENT
+        self._helper: ThreadPoolExecutor | _Inline = (
+            _Inline() if one else ThreadPoolExecutor(max_workers=1, thread_name_prefix="consign-io")
+        )
+        plain = min(size, SEGMENT)
+        cipher = plain + -(-plain // CHUNK_SIZE) * TAG_SIZE
+        slots = 1 if one else SLOTS
+        self._buffers = [(bytearray(plain), bytearray(cipher)) for _ in range(slots)]
         self._pending: deque[Future[Any]] = deque()
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
@@ -60,7 +71,7 @@ class _Segments:
             seg += 1
 
     def views(self, seg: int, n: int) -> tuple[memoryview, memoryview]:
-        plain, cipher = self._buffers[seg % SLOTS]
+        plain, cipher = self._buffers[seg % len(self._buffers)]
         chunks = -(-n // CHUNK_SIZE)
         return memoryview(plain)[:n], memoryview(cipher)[: n + chunks * TAG_SIZE]
 
@@ -78,6 +89,21 @@ class _Segments:
 
     def abandon(self) -> None:
         self._helper.shutdown(wait=True, cancel_futures=True)
+
+
+class _Inline:
+    """The helper of a one-segment payload: runs each step at once, here."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # re-raised by .result(), as from a thread
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
 
 
 def _chunks(first: int, n: int) -> Iterator[tuple[int, int, int, int]]:

@@ -59,6 +59,20 @@ class Result:
     consignment_id: str | None = None
     #: "ok", or the error code of a refusal.
     decision: str = "ok"
+    #: A batch's: what each item decided in it, in the batch's order, each
+    #: logged as a decision of its own (docs/log.md, "Batch items").
+    items: tuple[ItemDecision, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemDecision:
+    """One item of a batch decided now (not answered from an earlier record):
+    its id, the SHA-256 (hex) of the canonical JSON of its kind and body, and
+    its result as the item's own handler gave it."""
+
+    item_id: str
+    sha256: str
+    result: Result
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ the escrow sends: the `LogItem`s the service hands to `Tx.log` in the request's
 own transaction (docs/log.md, "Entry kinds").
 
 Pure: builds data from what the service already holds. It must never put a key
-part in the log: a deposit's sealed body is logged by digest only, and a key
-release's reply without its `sealed_key_part`.
+part in the log: a deposit's sealed body (alone or in a batch of deposits) is
+logged by digest only, and a key release's reply without its `sealed_key_part`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from broker.canonical import b64
+from broker.canonical import b64, canonical_json
 from broker.envelope import SignedEnvelope
-from broker.messages import MessageType
+from broker.messages import BatchKind, BatchReplyBody, MessageType
 from escrow_worker.handlers.auth import VerifiedRequest
-from escrow_worker.handlers.common import Notice, Result
+from escrow_worker.handlers.common import ItemDecision, Notice, Result
 from escrow_worker.state.base import LogItem
 
-__all__ = ["message_item", "request_item"]
+__all__ = ["batch_items", "message_item", "request_item"]
 
 #: Requests whose signed bytes carry a key part sealed to the escrow: logged by digest.
 _BYTES_WITHHELD: Final = frozenset({MessageType.DEPOSIT.value})
@@ -43,6 +43,24 @@ _REPLIES_LOGGED: Final = frozenset(
 def _body(model: BaseModel) -> dict[str, Any]:
     data = model.model_dump(mode="json", exclude_none=True)
     return {k: v for k, v in data.items() if k not in _SECRET_FIELDS}
+
+
+def _withheld(envelope_type: str, result: Result) -> bool:
+    """Whether the signed request carries a key part sealed to the escrow."""
+    if envelope_type in _BYTES_WITHHELD:
+        return True
+    # A batch that was decided at all parsed: its reply says its kind.
+    return envelope_type == MessageType.BATCH.value and (
+        not isinstance(result.reply, BatchReplyBody) or result.reply.kind is BatchKind.DEPOSIT
+    )
+
+
+def _parties(requester: str, result: Result) -> tuple[str, ...]:
+    parties = {requester, *(n.destination for n in result.notices)}
+    receivers = getattr(result.reply, "receivers", None)
+    if isinstance(receivers, tuple):
+        parties.update(str(r) for r in receivers)
+    return tuple(parties)
 
 
 def request_item(
@@ -69,15 +87,58 @@ def request_item(
         "reply_type": result.reply_type.value,
         "reply_sha256": hashlib.sha256(reply_body).hexdigest(),
     }
-    if envelope.type not in _BYTES_WITHHELD:
+    if not _withheld(envelope.type, result):
         data["request"] = b64(signed.to_wire())
     if result.reply_type.value in _REPLIES_LOGGED:
         data["reply"] = _body(result.reply)
-    parties = {request.sender, *(n.destination for n in result.notices)}
-    receivers = getattr(result.reply, "receivers", None)
-    if isinstance(receivers, tuple):
-        parties.update(str(r) for r in receivers)
-    return LogItem("request", data, at, result.consignment_id, tuple(parties))
+    parties = _parties(request.sender, result)
+    return LogItem("request", data, at, result.consignment_id, parties)
+
+
+def batch_items(
+    signed: SignedEnvelope, request: VerifiedRequest, result: Result, *, reply_id: str, at: int
+) -> list[LogItem]:
+    """A `request` entry per item the batch decided, in the batch's order, after
+    the batch's own: the item as a request of the batch's kind, under its id,
+    with `batch` naming the batch's entry (docs/log.md, "Batch items")."""
+    envelope = request.envelope
+    batch = {
+        "request_id": envelope.request_id,
+        "request_sha256": hashlib.sha256(signed.payload).hexdigest(),
+    }
+    kind = result.reply.kind.value if isinstance(result.reply, BatchReplyBody) else envelope.type
+    return [_item(envelope.signer, request.sender, kind, batch, item, reply_id, at)
+            for item in result.items]  # fmt: skip
+
+
+def _item(
+    certificate: str,
+    signer: str,
+    kind: str,
+    batch: dict[str, str],
+    item: ItemDecision,
+    reply_id: str,
+    at: int,
+) -> LogItem:
+    result = item.result
+    # What the batch-reply holds for the item: its `results[i].body`.
+    answered = canonical_json(result.reply.model_dump(mode="json"))
+    data: dict[str, Any] = {
+        "request_id": item.item_id,
+        "type": kind,
+        "version": 1,
+        "signer": signer,
+        "certificate": certificate,
+        "decision": result.decision,
+        "request_sha256": item.sha256,
+        "batch": batch,
+        "reply_id": reply_id,
+        "reply_type": result.reply_type.value,
+        "reply_sha256": hashlib.sha256(answered).hexdigest(),
+    }
+    if result.reply_type.value in _REPLIES_LOGGED:
+        data["reply"] = _body(result.reply)
+    return LogItem("request", data, at, result.consignment_id, _parties(signer, result))
 
 
 def message_item(notice: Notice, message_id: str, request_id: str, at: int) -> LogItem:

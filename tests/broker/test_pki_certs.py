@@ -4,6 +4,7 @@ check and on the client's verify functions alike."""
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,7 @@ from broker.pki.profile import (
     OID_EKU_ENCRYPTION,
     OID_EKU_SIGNING,
     Role,
+    fingerprint,
     load_certificate,
     load_crl,
 )
@@ -365,3 +367,16 @@ def test_profile_extensions() -> None:
     ca_bc = CA.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert ca_bc.ca
     assert ca_bc.path_length == 0
+
+
+def test_fingerprints_are_of_the_certificate_held_however_many_are_remembered() -> None:
+    """`fingerprint` remembers certificates it has seen (by object): the value is
+    always the SHA-256 of that certificate's DER, also past what it keeps."""
+    certs = [_self_signed() for _ in range(300)]
+    for _ in range(2):
+        for cert in certs:
+            der = cert.public_bytes(serialization.Encoding.DER)
+            assert fingerprint(cert) == hashlib.sha256(der).hexdigest()
+    assert len({fingerprint(c) for c in certs}) == len(certs)
+    same = load_certificate(certs[0].public_bytes(serialization.Encoding.PEM))
+    assert fingerprint(same) == fingerprint(certs[0])  # another object, the same DER

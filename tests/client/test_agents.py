@@ -21,7 +21,7 @@ from broker import Inbox, Message, SignedEnvelope, Transport
 from broker.canonical import canonical_json
 from broker.deposit import ControlAttributes, Mode
 from broker.errors import QueueNotFound
-from broker.messages import KeyReleaseBody, LookupReplyBody, MessageType
+from broker.messages import EventBody, EventKind, KeyReleaseBody, LookupReplyBody, MessageType
 from client import (
     AgentError,
     EscrowRefused,
@@ -495,3 +495,42 @@ async def test_bad_input_is_refused_and_changes_nothing(
     async with sender(world, transport, tmp_path) as alice:
         status = await alice.status(cid)
         assert [(r.name, r.releases) for r in status.receivers] == [("bob", 0)]
+
+
+async def test_events_arriving_together_are_filed_together_and_a_bad_one_alone(
+    world: World, escrow: WorkerRunner, transport: Transport, tmp_path: Path
+) -> None:
+    """More events than one page of the spool at once (the inbox files a page's
+    events and notifications in one transaction): every good one is filed once,
+    the forged one among them is refused on its own, nothing stays spooled."""
+    forger = world.forger()
+    carol = world.identities["carol"]
+    async with sender(world, transport, tmp_path) as alice:
+        cid = await seal_report(alice, tmp_path, ["bob"], content=b"one line\n")
+        await escrow.stop()  # only what is sent below arrives from now on
+        for at in range(1, 71):
+            body = EventBody(consignment_id=cid, kind=EventKind.REVOKED, receiver="bob", at=at)
+            if at == 33:
+                await forger.send(
+                    transport, "alice", MessageType.EVENT, body,
+                    key=carol.signing_key, signer=carol.signer,
+                )  # fmt: skip
+            else:
+                await forger.send(transport, "alice", MessageType.EVENT, body)
+
+        async def filed() -> bool:
+            revoked = [e for e in await alice.events(cid) if e.kind == EventKind.REVOKED]
+            return len(revoked) == 69
+
+        await eventually(filed, "69 events filed")
+        await refused_as(alice, "not_from_escrow")
+        revoked = [e.at for e in await alice.events(cid) if e.kind == EventKind.REVOKED]
+        assert sorted(revoked) == [at for at in range(1, 71) if at != 33]
+        assert await alice.store.fetchall("SELECT seq FROM spool") == []
+
+
+async def refused_as(agent: SenderAgent, reason: str) -> None:
+    async def seen() -> bool:
+        return reason in [r.reason for r in (await agent.inbox()).refused]
+
+    await eventually(seen, f"a refusal: {reason}")

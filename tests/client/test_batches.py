@@ -107,7 +107,18 @@ async def test_seal_deposit_send_and_open_many(
                 assert result.consignment_id is not None
                 await alice.send(result.consignment_id)
         await arrived(bob, 5)
+        files = [Path(r["path"]) for r in await bob.store.fetchall("SELECT path FROM received")]
+        assert len(files) == 5
+        assert all(f.exists() for f in files)
         opened = await bob.open_many(tmp_path / "opened")
+        # Noted opened and recorded handled together; the files it arrived in removed.
+        rows = await bob.store.fetchall(
+            "SELECT r.state, r.path, h.state AS handled FROM received AS r"
+            " JOIN handled AS h ON h.consignment_id = r.consignment_id"
+        )
+        states = [(r["state"], r["path"], r["handled"]) for r in rows]
+        assert states == [("opened", None, "handled")] * 5
+        assert not any(f.exists() for f in files)
         assert sorted(r.consignment_id or "" for r in opened) == sorted(
             r.consignment_id or "" for r in results if r.ok
         )

@@ -24,6 +24,7 @@ from client.consignment import (
 )
 from client.format import manifest as _manifest
 from client.format.header import CHUNK_SIZE, parse_header
+from client.format.stream import SEGMENT
 from tests.client.consign_helpers import ALICE, ESCROW, RECEIVERS, open_bytes, party, seal_bytes
 
 ONE_FILE_OVERHEAD = len(_manifest.encode([_manifest.FileEntry("f", 0)]))
@@ -43,7 +44,9 @@ BOUNDARY_SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1]
 
 @pytest.mark.parametrize("mode", list(Mode))
 @pytest.mark.parametrize(
-    "payload_total", [CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE]
+    "payload_total",
+    # ... and around one segment, where the payload stops running in the calling thread alone.
+    [CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, SEGMENT, SEGMENT + 1],
 )
 def test_payload_chunk_boundaries_round_trip(mode: Mode, payload_total: int) -> None:
     data = os.urandom(_payload_sized(payload_total))

@@ -134,6 +134,22 @@ def test_batch_seal_open_revoke(env: Agents) -> None:
         (True, None),
         (False, "unknown_consignment"),
     ]
+    # Each item is a decision of its own in the escrow's log: the history shows it.
+    history = env.as_("alice", "history", ids[0], "--json")
+    assert history.code == 0, history
+    steps = [
+        (e["data"]["signer"], e["data"]["type"], e["data"]["decision"], "batch" in e["data"])
+        for e in json.loads(history.out)["entries"]
+        if e["kind"] == "request"
+    ]
+    assert steps == [
+        ("alice", "deposit", "ok", True),
+        ("bob", "key-request", "ok", True),
+        ("alice", "revoke", "ok", True),
+    ]
+    bobs = env.as_("bob", "history", ids[1])
+    assert bobs.code == 0, bobs
+    assert "bob key-request: ok (in batch " in bobs.out
 
 
 def test_receive_killed_mid_batch_opens_each_once_after_restart(env: Agents) -> None:

@@ -140,3 +140,44 @@ async def test_invoice_counts_the_log(used: tuple[EscrowSetup, Env, str], tmp_pa
     refused = env.run("escrow", "invoice", "--period", period, "--prices", str(prices))
     assert_error(refused)
     assert "the price of 'deposit' is negative" in refused.err
+
+
+@pytest.mark.parametrize("escrow_location", ["sqlite"], indirect=True)
+async def test_batch_items_are_shown_and_an_edited_one_is_named(
+    escrow_location: Location, tmp_path: Path
+) -> None:
+    setup = await make_escrow(escrow_location, ("alice", "bob"), now=datetime.now(UTC))
+    _, deposit = seal_for(setup["alice"], [setup["bob"]])
+    key = {
+        "consignment_id": deposit.consignment_id,
+        "consignment_digest": deposit.consignment_digest,
+    }
+    async with await setup.open_service() as service:
+        direct = Direct(setup, service)
+        await direct.deposit(deposit)
+        items = [{"id": "b" * 32, "body": key}, {"id": "c" * 32, "body": {"consignment_id": "x"}}]
+        answer = await direct.ask("bob", "batch", {"kind": "key-request", "items": items})
+        assert answer.reply.type == "batch-reply"
+    env = Env(tmp_path, {"CONSIGN_ESCROW_PASSPHRASE": ESCROW_PASS.decode()})
+    env.vars["CONSIGN_ESCROW_DIR"] = str(escrow_location.directory)
+    shown = env.run("escrow", "log", "show", "--party", "bob", "--kind", "request")
+    assert shown.code == 0, shown.err
+    assert f"bob key-request: ok [item {'b' * 32} of batch " in shown.out
+    assert "bob key-request: malformed (" in shown.out
+
+    rows = await setup.run(
+        lambda tx: tx.fetchall("SELECT seq, entry FROM log_entries WHERE kind = 'request'")
+    )
+    seq, raw = next((s, bytes(e)) for s, e in rows if b'"batch":{' in bytes(e))
+    value = json.loads(raw)
+    value["data"]["decision"] = "revoked"
+
+    async def edit(tx: Tx) -> None:
+        await tx.execute(
+            "UPDATE log_entries SET entry = ? WHERE seq = ?", (canonical_json(value), seq)
+        )
+
+    await setup.run(edit)
+    result = env.run("escrow", "log", "verify")
+    assert_error(result)
+    assert result.err.startswith(f"error: entry {seq}: altered")

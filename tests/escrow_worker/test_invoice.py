@@ -14,6 +14,8 @@ from broker.txlog import Entry, new_entry
 from escrow_worker.invoice import InvoiceError, Period, Prices, count, price
 
 NOV = Period.parse("2026-11")
+#: What an item entry names its batch by (docs/log.md, "Batch items").
+BATCH = {"request_id": "b1" * 16, "request_sha256": "0" * 64}
 
 
 def _t(day: int, month: int = 11) -> int:
@@ -48,24 +50,32 @@ def test_counts_on_a_generated_log() -> None:
             (_t(4), "mallory", "key-request", "not_a_receiver", {}),
             (_t(5), "bob", "receipt", "ok", {}),
             (_t(6), "carol", "cosign", "ok", {}),
-            (_t(7), "bob", "key-request", "ok", {"batch": "b1"}),
+            # A batch: its own entry is not billable, each item it decided is.
+            (_t(7), "bob", "batch", "ok", {"request_id": "b1"}),
+            (_t(7), "bob", "key-request", "ok", {"batch": BATCH}),
+            (_t(7), "bob", "key-request", "revoked", {"batch": BATCH}),
+            (_t(7), "bob", "key-request", "ok", {"batch": BATCH}),
+            (_t(9), "alice", "deposit", "ok", {"batch": BATCH}),  # stored from the 9th: 22 days
+            (_t(9), "alice", "deposit", "malformed", {"batch": BATCH}),
+            (_t(9), "alice", "revoke", "ok", {"batch": BATCH}),
             (_t(8), "bob", "status", "ok", {}),  # not billable
             (_t(2, 12), "alice", "deposit", "ok", {}),  # after the period
         ]
     )
     assert count(log, NOV) == {
-        "alice": Counter(deposit=1, storage_day=30 + 28),
-        "bob": Counter(release=2, receipt=1, batch_item=1),
+        "alice": Counter(deposit=2, batch_item=2, storage_day=30 + 28 + 22),
+        "bob": Counter(release=3, receipt=1, batch_item=2),
         "carol": Counter(cosign=1),
     }
     prices = Prices.parse(b'currency = "EUR"\n[prices]\nrelease = 0.5\nstorage_day = "0.001"\n')
     lines = price(count(log, NOV), prices)
     assert [(x.account, x.item, x.count, x.amount) for x in lines] == [
-        ("alice", "deposit", 1, Decimal(0)),
-        ("alice", "storage_day", 58, Decimal("0.058")),
-        ("bob", "release", 2, Decimal("1.0")),
+        ("alice", "deposit", 2, Decimal(0)),
+        ("alice", "batch_item", 2, Decimal(0)),
+        ("alice", "storage_day", 80, Decimal("0.080")),
+        ("bob", "release", 3, Decimal("1.5")),
         ("bob", "receipt", 1, Decimal(0)),
-        ("bob", "batch_item", 1, Decimal(0)),
+        ("bob", "batch_item", 2, Decimal(0)),
         ("carol", "cosign", 1, Decimal(0)),
     ]
 

@@ -22,9 +22,9 @@ holds no protocol logic and must never store a private key.
 
 from __future__ import annotations
 
-from client.agent.store.batches import BatchItemRow, BatchTables, NewItem
+from client.agent.store.batches import BatchItemRow, BatchTables, Handled, NewItem
 from client.agent.store.database import DB_NAME, StoreError
-from client.agent.store.inbox import ChunkRow, ChunkState, InboxTables
+from client.agent.store.inbox import ChunkRow, ChunkState, Filing, InboxTables
 from client.agent.store.requests import DirectoryEntry, RequestTables
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "ChunkRow",
     "ChunkState",
     "DirectoryEntry",
+    "Filing",
+    "Handled",
     "NewItem",
     "Store",
     "StoreError",

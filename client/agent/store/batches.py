@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosqlite
+
 from client.agent.store.database import Database
+from client.agent.store.inbox import mark_opened
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ class NewItem:
     expect: str | None = None
 
 
+@dataclass(frozen=True)
+class Handled:
+    """What became of a consignment the unattended receiver opened (`handled`)."""
+
+    consignment_id: str
+    state: str
+    destination: Path | None
+    now: int
+    tries: int = 0
+    reason: str | None = None
+    #: JSON of what was opened; None keeps what was recorded before.
+    opened: str | None = None
+
+
 def _item(row: sqlite3.Row) -> BatchItemRow:
     return BatchItemRow(**{k: row[k] for k in BatchItemRow.__dataclass_fields__})
 
@@ -61,6 +78,19 @@ class BatchTables(Database):
     async def batch_item(self, job: str, key: str) -> BatchItemRow | None:
         row = await self.fetchone("SELECT * FROM batch_items WHERE job = ? AND key = ?", (job, key))
         return None if row is None else _item(row)
+
+    async def batch_items_of(self, job: str, keys: Sequence[str]) -> dict[str, BatchItemRow]:
+        """The stored items of `job` with these keys, by key (one query per 500)."""
+        found: dict[str, BatchItemRow] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            rows = await self.fetchall(
+                f"SELECT * FROM batch_items WHERE job = ? AND key IN ({marks})",  # noqa: S608
+                (job, *part),
+            )
+            found.update((str(r["key"]), _item(r)) for r in rows)
+        return found
 
     async def add_batch_items(self, job: str, items: Sequence[NewItem]) -> None:
         async with self._tx() as conn:
@@ -118,6 +148,19 @@ class BatchTables(Database):
             (str(r["consignment_id"]), None if r["path"] is None else Path(r["path"])) for r in rows
         ]
 
+    async def handling_of(self, consignment_ids: Sequence[str]) -> dict[str, sqlite3.Row]:
+        """`handling` of each of these consignments that has a record, by id."""
+        found: dict[str, sqlite3.Row] = {}
+        for start in range(0, len(consignment_ids), 500):
+            part = consignment_ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            rows = await self.fetchall(
+                f"SELECT * FROM handled WHERE consignment_id IN ({marks})",  # noqa: S608
+                tuple(part),
+            )
+            found.update((str(r["consignment_id"]), r) for r in rows)
+        return found
+
     async def handling(self, consignment_id: str) -> sqlite3.Row | None:
         return await self.fetchone(
             "SELECT * FROM handled WHERE consignment_id = ?", (consignment_id,)
@@ -136,27 +179,54 @@ class BatchTables(Database):
     ) -> None:
         """Record what became of a consignment; `opened` (JSON of what was
         opened) is kept from before when not given."""
+        await self.set_handled_many(
+            [Handled(consignment_id, state, destination, now, tries, reason, opened)]
+        )
+
+    async def set_handled_many(self, records: Sequence[Handled]) -> None:
+        """`set_handled` for each record, in one transaction."""
         async with self._tx() as conn:
-            await conn.execute(
-                "INSERT INTO handled (consignment_id, state, destination, tries, reason,"
-                " opened, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (consignment_id) DO UPDATE"
-                " SET state = excluded.state, destination = excluded.destination,"
-                " tries = excluded.tries, reason = excluded.reason,"
-                " opened = COALESCE(excluded.opened, handled.opened),"
-                " updated_at = excluded.updated_at",
-                (
-                    consignment_id,
-                    state,
-                    None if destination is None else str(destination),
-                    tries,
-                    reason,
-                    opened,
-                    now,
-                ),
-            )
+            await _set_handled(conn, records)
+
+    async def opened_and_handled(self, records: Sequence[Handled], now: int) -> list[Path]:
+        """In one transaction: each consignment noted opened (`opened`) and its
+        record kept (`set_handled`), so a consignment is never marked opened
+        without the record that hands it to the handler. Returns the files they
+        arrived in, now the caller's to remove."""
+        arrived: list[Path] = []
+        async with self._tx() as conn:
+            for r in records:
+                path = await mark_opened(conn, r.consignment_id, now)
+                if path is not None:
+                    arrived.append(path)
+            await _set_handled(conn, records)
+        return arrived
 
     async def parked(self) -> list[sqlite3.Row]:
         return await self.fetchall(
             "SELECT * FROM handled WHERE state = 'parked' ORDER BY updated_at"
         )
+
+
+async def _set_handled(conn: aiosqlite.Connection, records: Sequence[Handled]) -> None:
+    await conn.executemany(
+        "INSERT INTO handled (consignment_id, state, destination, tries, reason,"
+        " opened, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (consignment_id) DO UPDATE"
+        " SET state = excluded.state, destination = excluded.destination,"
+        " tries = excluded.tries, reason = excluded.reason,"
+        " opened = COALESCE(excluded.opened, handled.opened),"
+        " updated_at = excluded.updated_at",
+        [
+            (
+                r.consignment_id,
+                r.state,
+                None if r.destination is None else str(r.destination),
+                r.tries,
+                r.reason,
+                r.opened,
+                r.now,
+            )
+            for r in records
+        ],
+    )

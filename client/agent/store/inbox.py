@@ -3,8 +3,9 @@ notifications filed from it, consignments arriving in chunks, and refusals.
 
 Every inbox message is stored (and committed) in `spool` before it is acked, then
 moved in one transaction to the table it belongs in (a chunk's data to a file of
-its own, listed in `chunks`, until its consignment is whole). This module must
-never decide whether a message is good: callers verify first.
+its own, listed in `chunks`, until its consignment is whole; the events and
+notifications of one page of the spool together). This module must never
+decide whether a message is good: callers verify first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,31 @@ class ChunkRow:
     meta: tuple[str, str, int, int, int]
 
 
+@dataclass(frozen=True)
+class Filing:
+    """A verified event or notification, still in the spool at `seq`."""
+
+    seq: int
+    wire_hash: str
+    wire: bytes
+    body: EventBody | NotifyBody
+    received_at: int
+
+
+def _event_row(f: Filing) -> tuple[object, ...]:
+    body = f.body
+    assert isinstance(body, EventBody)
+    return (f.wire_hash, body.consignment_id, body.kind.value, body.receiver, body.reason,
+            body.at, f.received_at, f.wire)  # fmt: skip
+
+
+def _notification_row(f: Filing) -> tuple[object, ...]:
+    body = f.body
+    assert isinstance(body, NotifyBody)
+    return (body.consignment_id, body.sender, body.escrow, body.deposited_at,
+            body.consignment_digest, body.consignment_size, f.received_at, f.wire)  # fmt: skip
+
+
 class InboxTables(Database):
     """`spool`, `refused`, `events`, `notifications`, `received` and `chunks`."""
 
@@ -48,16 +74,6 @@ class InboxTables(Database):
                 "INSERT OR IGNORE INTO spool (wire_hash, wire, received_at) VALUES (?, ?, ?)",
                 [(h, w, now) for h, w in items],
             )
-
-    async def spooled(self) -> list[int]:
-        """The stored messages not filed yet, oldest first."""
-        return [r["seq"] for r in await self.fetchall("SELECT seq FROM spool ORDER BY seq")]
-
-    async def spooled_message(self, seq: int) -> sqlite3.Row | None:
-        """(seq, wire_hash, wire, received_at) of a stored message, if still there."""
-        return await self.fetchone(
-            "SELECT seq, wire_hash, wire, received_at FROM spool WHERE seq = ?", (seq,)
-        )
 
     async def refuse(
         self, seq: int, wire_hash: str, kind: str, reason: str, message: str, now: int
@@ -74,46 +90,33 @@ class InboxTables(Database):
         )
         return [r["message"] for r in rows]
 
-    async def file_event(
-        self, seq: int, wire_hash: str, wire: bytes, body: EventBody, received_at: int
-    ) -> None:
+    async def spooled_page(self, after: int, limit: int) -> list[sqlite3.Row]:
+        """(seq, wire_hash, wire, received_at) of up to `limit` stored messages
+        after `after`, oldest first: what one pass of processing reads at once."""
+        return await self.fetchall(
+            "SELECT seq, wire_hash, wire, received_at FROM spool WHERE seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+
+    async def file(self, filings: Sequence[Filing]) -> None:
+        """Move verified events and notifications from the spool to their
+        tables, all in one transaction."""
         async with self._tx() as conn:
-            await conn.execute(
+            events = [f for f in filings if isinstance(f.body, EventBody)]
+            notes = [f for f in filings if isinstance(f.body, NotifyBody)]
+            await conn.executemany(
                 "INSERT OR IGNORE INTO events (wire_hash, consignment_id, kind, receiver,"
                 " reason, at, received_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    wire_hash,
-                    body.consignment_id,
-                    body.kind.value,
-                    body.receiver,
-                    body.reason,
-                    body.at,
-                    received_at,
-                    wire,
-                ),
+                [_event_row(f) for f in events],
             )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-
-    async def file_notification(
-        self, seq: int, wire: bytes, body: NotifyBody, received_at: int
-    ) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "INSERT OR IGNORE INTO notifications (consignment_id, sender, escrow,"
                 " deposited_at, consignment_digest, consignment_size, received_at, wire)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    body.consignment_id,
-                    body.sender,
-                    body.escrow,
-                    body.deposited_at,
-                    body.consignment_digest,
-                    body.consignment_size,
-                    received_at,
-                    wire,
-                ),
+                [_notification_row(f) for f in notes],
             )
-            await conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+            await conn.executemany("DELETE FROM spool WHERE seq = ?", [(f.seq,) for f in filings])
 
     async def notified(self, consignment_id: str) -> bool:
         """Whether the escrow's notification of the consignment arrived."""
@@ -222,22 +225,7 @@ class InboxTables(Database):
         """Note that the consignment was opened; returns the file it arrived in
         (now the caller's to remove), if it arrived in the inbox."""
         async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
-                (consignment_id,),
-            )
-            row = next(iter(rows), None)
-            await conn.execute(
-                "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
-                " WHERE consignment_id = ? AND state = 'complete'",
-                (now, consignment_id),
-            )
-            await conn.execute(
-                "UPDATE notifications SET opened_at = ? WHERE consignment_id = ?"
-                " AND opened_at IS NULL",
-                (now, consignment_id),
-            )
-        return Path(row[0]) if row is not None and row[0] else None
+            return await mark_opened(conn, consignment_id, now)
 
     async def collect(self, before: int | None, now: int) -> list[Path]:
         """Drop the files of failed consignments and, with `before`, of those
@@ -352,3 +340,22 @@ def _received(row: sqlite3.Row, counts: dict[str, int]) -> Received:
         path=Path(row["path"]) if row["path"] else None,
         reason=row["reason"],
     )
+
+
+async def mark_opened(conn: aiosqlite.Connection, consignment_id: str, now: int) -> Path | None:
+    """`InboxTables.opened` inside a transaction the caller holds."""
+    rows = await conn.execute_fetchall(
+        "SELECT path FROM received WHERE consignment_id = ? AND state = 'complete'",
+        (consignment_id,),
+    )
+    row = next(iter(rows), None)
+    await conn.execute(
+        "UPDATE received SET state = 'opened', path = NULL, opened_at = ?"
+        " WHERE consignment_id = ? AND state = 'complete'",
+        (now, consignment_id),
+    )
+    await conn.execute(
+        "UPDATE notifications SET opened_at = ? WHERE consignment_id = ? AND opened_at IS NULL",
+        (now, consignment_id),
+    )
+    return Path(row[0]) if row is not None and row[0] else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,26 +141,36 @@ class RequestTables(Database):
 
     async def record_sealed(self, sealed: Sealed, sealed_at: int) -> None:
         """Keep a consignment this agent sealed and deposited, with the escrow's receipt."""
-        receipt = {
-            "request_id": sealed.receipt.request_id,
-            "deposited_at": sealed.receipt.deposited_at,
-        }
+        await self.record_sealed_many([(sealed, sealed_at)])
+
+    async def record_sealed_many(self, kept: Sequence[tuple[Sealed, int]]) -> None:
+        """`record_sealed` of each (consignment, when sealed), in one transaction."""
+        if not kept:
+            return
         async with self._tx() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "INSERT OR REPLACE INTO sent (consignment_id, path, mode, receivers,"
                 " consignment_digest, consignment_size, sealed_at, receipt, receipt_wire)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sealed.consignment_id,
-                    str(sealed.path),
-                    sealed.mode.value,
-                    _dumps(list(sealed.receivers)),
-                    sealed.consignment_digest,
-                    sealed.consignment_size,
-                    sealed_at,
-                    _dumps(receipt),
-                    sealed.receipt.signed,
-                ),
+                [
+                    (
+                        sealed.consignment_id,
+                        str(sealed.path),
+                        sealed.mode.value,
+                        _dumps(list(sealed.receivers)),
+                        sealed.consignment_digest,
+                        sealed.consignment_size,
+                        sealed_at,
+                        _dumps(
+                            {
+                                "request_id": sealed.receipt.request_id,
+                                "deposited_at": sealed.receipt.deposited_at,
+                            }
+                        ),
+                        sealed.receipt.signed,
+                    )
+                    for sealed, sealed_at in kept
+                ],
             )
 
     async def sealed(self, consignment_id: str) -> tuple[Path, list[str]] | None:
