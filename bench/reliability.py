@@ -2,11 +2,11 @@
 bad input, repeated, counted, and printed as the table of that document.
 
     python bench/reliability.py [SCENARIO ...] [--store sqlite|postgresql|both]
-        [--kills 10] [--cuts 10] [--requests 200] [--hostile 10000]
+        [--kills 10] [--rounds 5] [--cuts 10] [--requests 200] [--hostile 10000]
         [--consignments 10000] [--seed N] [--amqp-url URL] [--pg-url URL]
 
 (from the repository root: it reuses the test helpers). Scenarios, all by
-default: kill, cut, outage, pg-cut, sqlite-outage, duplicates, bad-input,
+default: kill, agent-kill, cut, outage, pg-cut, sqlite-outage, duplicates, bad-input,
 corrupt. Each runs on a queue prefix and an escrow of its own (a temporary
 directory, or a database of its own on `--pg-url`, dropped afterwards), and
 never stops or restarts RabbitMQ or PostgreSQL: connection faults go through a
@@ -61,6 +61,7 @@ from tests.escrow_worker.helpers import (
     seal_for,
     verify,
 )
+from tests.reliability.agents import Tally, agent_world, batch_round, single_round
 from tests.reliability.campaign import run_campaign
 from tests.reliability.helpers import (
     TcpProxy,
@@ -326,6 +327,44 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
             started=started,
             command=cmd(args, "kill", store, "kills"),
         )
+
+
+async def agent_kill(args: argparse.Namespace, store: str) -> Row:
+    """`--rounds` rounds; each kills alice's `batch seal --send` and bob's
+    `batch open`, `send` and `open` once (`tests/reliability/agents.py`: where,
+    at random among the probes), and runs each again."""
+    started = time.monotonic()
+    rnd = random.Random(args.seed)
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="consign-rel-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            if store == "sqlite":
+                location = Location(directory=Path(tmp) / "escrow")
+            else:
+                location = Location(
+                    database=await stack.enter_async_context(temporary_database(args.pg_url))
+                )
+            world = await stack.enter_async_context(agent_world(Path(tmp), location, args.amqp_url))
+            for i in range(args.rounds):
+                await batch_round(world, tally, f"b{i}", rnd, n=4)
+                await single_round(world, tally, f"s{i}", rnd)
+            dead = await queue_depth(args.amqp_url, f"{world.prefix}.dead-letters")
+    for line in tally.notes[:20]:
+        print(f"  failure: {line}", file=sys.stderr)
+    return Row(
+        "sender/receiver agent (`consign`) kill -9 mid batch seal+send, batch open, send, open",
+        store,
+        tally.kills,
+        args.rounds * 5,
+        1,
+        tally.lost,
+        tally.duplicated,
+        dead,
+        time.monotonic() - started,
+        cmd(args, "agent-kill", store, "rounds"),
+        note=f"{tally.finished_first} command(s) ended before their kill",
+        wrong=tally.wrong,
+    )
 
 
 async def _cut_run(
@@ -600,6 +639,7 @@ SCENARIOS: dict[
     str, tuple[Callable[[argparse.Namespace, str], Awaitable[Row]], tuple[str, ...]]
 ] = {
     "kill": (kill, ("sqlite", "postgresql")),
+    "agent-kill": (agent_kill, ("sqlite", "postgresql")),
     "cut": (cut, ("sqlite",)),
     "outage": (outage, ("sqlite",)),
     "pg-cut": (pg_cut, ("postgresql",)),
@@ -640,6 +680,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--kills", type=int, default=10, help="rounds of kills (4 each)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="agent-kill rounds (4 commands killed each)"
+    )
     parser.add_argument("--cuts", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--hostile", type=int, default=10_000)
