@@ -6,7 +6,7 @@ bad input, repeated, counted, and printed as the table of that document.
         [--consignments 10000] [--seed N] [--amqp-url URL] [--pg-url URL]
 
 (from the repository root: it reuses the test helpers). Scenarios, all by
-default: kill, agent-kill, cut, outage, pg-cut, sqlite-outage, duplicates, bad-input,
+default: kill, agent-kill, cut, outage, slow, pg-cut, sqlite-outage, duplicates, bad-input,
 corrupt. Each runs on a queue prefix and an escrow of its own (a temporary
 directory, or a database of its own on `--pg-url`, dropped afterwards), and
 never stops or restarts RabbitMQ or PostgreSQL: connection faults go through a
@@ -393,6 +393,69 @@ async def _cut_run(
         )
 
 
+async def slow(args: argparse.Namespace, store: str) -> Row:
+    """Every connection (worker, publisher, receiver) through a slow link whose
+    latency and bandwidth change `--cuts` times under a burst of `--requests`."""
+    started = time.monotonic()
+    rnd = random.Random(args.seed)
+    async with world(args, store) as w, TcpProxy.to(args.amqp_url) as proxy:
+        deposit = await deposited(w)
+        datas = key_requests(w, deposit, args.requests, lifetime=LONGEST)
+        through = proxy.url(args.amqp_url)
+        inbox = await w.transport(through)
+        publisher = await w.transport(through)
+        proxy.delay, proxy.bandwidth = 0.1, 256 << 10
+        service = await w.setup.open_service()
+        reader = asyncio.create_task(consumed(w, inbox, "bob", {request_id_of(d) for d in datas}))
+        async with service, running_worker(service, await w.transport(through), prefetch=8):
+            sender = asyncio.gather(*(publish(publisher, datas[i::8]) for i in range(8)))
+            for _ in range(args.cuts):
+                await asyncio.sleep(rnd.uniform(0.5, 2.0))
+                proxy.delay = rnd.uniform(0.05, 0.2)
+                proxy.bandwidth = rnd.choice([32 << 10, 128 << 10, 512 << 10])
+            await sender
+            found = await reader
+        return await verdict(
+            w,
+            "slow link for every connection: 50-200 ms each way, 32-512 KiB/s, changing",
+            args.cuts,
+            datas,
+            found,
+            in_flight=8,
+            started=started,
+            command=cmd(args, "slow", store, "cuts", "requests"),
+        )
+
+
+async def consumed(
+    w: World, transport: Transport, name: str, ids: set[str], *, wait: float = 900.0
+) -> dict[str, set[bytes]]:
+    """As `answers`, by a consumer (a slow link makes one `get` per reply slow)."""
+    found: dict[str, set[bytes]] = collections.defaultdict(set)
+
+    async def read() -> None:
+        async with transport.consume(transport.config.inbox_queue(name), prefetch=64) as got:
+            async for delivery in got:
+                await delivery.ack()
+                received = verify(w.setup, delivery.body)
+                rid = getattr(received.body, "in_reply_to", None)
+                if rid is not None:
+                    found[rid].add(received.raw)
+
+    task = asyncio.create_task(read())
+    try:
+        async with asyncio.timeout(wait):
+            while not ids <= set(found):  # noqa: ASYNC110 (the consumer fills it)
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # copies that come late
+    except TimeoutError:
+        pass
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return found
+
+
 async def cut(args: argparse.Namespace, store: str) -> Row:
     return await _cut_run(
         args,
@@ -642,6 +705,7 @@ SCENARIOS: dict[
     "agent-kill": (agent_kill, ("sqlite", "postgresql")),
     "cut": (cut, ("sqlite",)),
     "outage": (outage, ("sqlite",)),
+    "slow": (slow, ("sqlite",)),
     "pg-cut": (pg_cut, ("postgresql",)),
     "sqlite-outage": (sqlite_outage, ("sqlite",)),
     "duplicates": (duplicates, ("sqlite", "postgresql")),
