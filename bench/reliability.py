@@ -29,6 +29,7 @@ import io
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -63,14 +64,12 @@ from tests.escrow_worker.helpers import (
 )
 from tests.reliability.agents import Tally, agent_world, batch_round, single_round
 from tests.reliability.campaign import run_campaign
+from tests.reliability.forks import WorkerForks
 from tests.reliability.helpers import (
     TcpProxy,
     escrow_counts,
     fill_database,
     queue_depth,
-    start_worker,
-    stop_worker,
-    wait_killed,
 )
 from tests.support import (
     DEFAULT_AMQP_URL,
@@ -296,11 +295,12 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
         deposit = await deposited(w)
         per_round = len(POINTS) * 2  # about what a round's killed workers take
         inbox = await w.transport()
-        env = w.env()
         killed = 0
-        proc = None
         datas: list[bytes] = []
-        try:
+        # One Python start for every worker: each is forked from a server that
+        # imported the worker's code once (tests/reliability/forks.py).
+        async with WorkerForks.started(w.env()) as forks:
+            cycles = time.monotonic()
             for _ in range(args.kills):
                 # Signed just before their round: a request lives 5 minutes, and
                 # a long run must not turn the last ones stale before they are served.
@@ -308,15 +308,15 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
                 datas += batch
                 await publish(inbox, batch)
                 for point in POINTS:
-                    proc = await start_worker(
-                        env, kill_at=f"{point}:{rnd.randint(1, 4)}", prefetch=4
-                    )
-                    await wait_killed(proc, wait=120)
+                    await forks.start(f"{point}:{rnd.randint(1, 4)}", prefetch=4)
+                    code = await forks.ended(wait=120)
+                    assert code == -signal.SIGKILL, f"a worker ended with {code}, not its kill"
                     killed += 1
-            proc = await start_worker(env, prefetch=16)
+            per_kill = (time.monotonic() - cycles) / max(killed, 1)
+            print(f"  {killed} kills, {per_kill:.2f} s per kill", file=sys.stderr)
+            await forks.start(None, prefetch=16)
             found = await answers(w, inbox, "bob", {request_id_of(d) for d in datas})
-        finally:
-            await stop_worker(proc)
+            await forks.stop()
         return await verdict(
             w,
             "worker kill -9 at each point (received, decided, committed, replied)",
