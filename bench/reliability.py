@@ -362,7 +362,8 @@ async def agent_kill(args: argparse.Namespace, store: str) -> Row:
         dead,
         time.monotonic() - started,
         cmd(args, "agent-kill", store, "rounds"),
-        note=f"{tally.finished_first} command(s) ended before their kill",
+        note=f"{tally.finished_first} command(s) ended before their kill; "
+        f"{tally.reopened} consignment(s) placed by a killed open placed again by the next",
         wrong=tally.wrong,
     )
 
