@@ -273,7 +273,8 @@ async def batch_round(
     ("sealed": some files written; "deposited": the escrow holds them all;
     "sending": chunks in bob's inbox; None: at random among these), then run
     again; bob `batch open`, killed at `open_kill` ("released": some key parts
-    released; "opened": some opened; None: at random), then run again."""
+    released; "opened": opening under way into some target directories; None:
+    at random), then run again."""
     src = world.root / f"in-{tag}"
     src.mkdir()
     plain: dict[str, bytes] = {}
