@@ -141,15 +141,17 @@ class AgentWorld:
         return int(await self._store.run(lambda tx: tx.fetchval(sql)))
 
     async def inbox_depth(self, name: str) -> int:
-        """Messages ready in `name`'s inbox queue."""
+        """Messages ready in `name`'s inbox queue (0 before it exists)."""
         if self._amqp is None:
             self._amqp = await aio_pika.connect(self.amqp_url)
         channel = await self._amqp.channel()
         try:
             queue = await channel.declare_queue(f"{self.prefix}.inbox.{name}", passive=True)
-            return int(queue.declaration_result.message_count or 0)
-        finally:
-            await channel.close()
+        except aio_pika.exceptions.ChannelClosed:
+            return 0  # not declared yet (the broker closed the channel)
+        count = int(queue.declaration_result.message_count or 0)
+        await channel.close()
+        return count
 
     async def close(self) -> None:
         if self._store is not None:
