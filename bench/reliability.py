@@ -2,11 +2,11 @@
 bad input, repeated, counted, and printed as the table of that document.
 
     python bench/reliability.py [SCENARIO ...] [--store sqlite|postgresql|both]
-        [--kills 10] [--cuts 10] [--requests 200] [--hostile 10000]
+        [--kills 10] [--rounds 5] [--cuts 10] [--requests 200] [--hostile 10000]
         [--consignments 10000] [--seed N] [--amqp-url URL] [--pg-url URL]
 
 (from the repository root: it reuses the test helpers). Scenarios, all by
-default: kill, cut, outage, pg-cut, sqlite-outage, duplicates, bad-input,
+default: kill, agent-kill, cut, outage, slow, pg-cut, sqlite-outage, duplicates, bad-input,
 corrupt. Each runs on a queue prefix and an escrow of its own (a temporary
 directory, or a database of its own on `--pg-url`, dropped afterwards), and
 never stops or restarts RabbitMQ or PostgreSQL: connection faults go through a
@@ -29,6 +29,7 @@ import io
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -61,15 +62,14 @@ from tests.escrow_worker.helpers import (
     seal_for,
     verify,
 )
+from tests.reliability.agents import Tally, agent_world, batch_round, single_round
 from tests.reliability.campaign import run_campaign
+from tests.reliability.forks import WorkerForks
 from tests.reliability.helpers import (
     TcpProxy,
     escrow_counts,
     fill_database,
     queue_depth,
-    start_worker,
-    stop_worker,
-    wait_killed,
 )
 from tests.support import (
     DEFAULT_AMQP_URL,
@@ -128,19 +128,23 @@ class World:
     factory: TransportFactory
     amqp_url: str
     store: str
+    delivery_limit: int = DELIVERY_LIMIT
 
     async def transport(self, url: str | None = None, **config: Any) -> Transport:
-        return await self.factory(url=url, **({"delivery_limit": DELIVERY_LIMIT} | config))
+        return await self.factory(url=url, **({"delivery_limit": self.delivery_limit} | config))
 
     def env(self) -> dict[str, str]:
         env = environment(self.setup, self.factory, self.amqp_url)
-        env["CONSIGN_DELIVERY_LIMIT"] = str(DELIVERY_LIMIT)
+        env["CONSIGN_DELIVERY_LIMIT"] = str(self.delivery_limit)
         return env
 
 
 @contextlib.asynccontextmanager
 async def world(
-    args: argparse.Namespace, store: str, via: str | None = None
+    args: argparse.Namespace,
+    store: str,
+    via: str | None = None,
+    delivery_limit: int = DELIVERY_LIMIT,
 ) -> AsyncIterator[World]:
     """A fresh escrow on `store` (`via`: a PostgreSQL URL to reach it by instead)."""
     factory = TransportFactory("amqp", args.amqp_url)
@@ -148,12 +152,12 @@ async def world(
         if store == "sqlite":
             with tempfile.TemporaryDirectory(prefix="consign-rel-") as tmp:
                 setup = await make_escrow(Path(tmp) / "escrow", now=datetime.now(UTC))
-                yield World(setup, factory, args.amqp_url, store)
+                yield World(setup, factory, args.amqp_url, store, delivery_limit)
         else:
             async with temporary_database(args.pg_url) as url:
                 where = Location(database=via(url) if callable(via) else url)
                 setup = await make_escrow(where, now=datetime.now(UTC))
-                yield World(setup, factory, args.amqp_url, store)
+                yield World(setup, factory, args.amqp_url, store, delivery_limit)
     finally:
         await factory.cleanup()
 
@@ -291,15 +295,21 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
     finishes it."""
     started = time.monotonic()
     rnd = random.Random(args.seed)
-    async with world(args, store) as w:
+    # A worker killed while it holds a request counts one delivery of it; more
+    # than the limit and the request is dead-lettered, as designed (and tested
+    # in tests/broker/test_transport.py). Here the kills are the fault, not the limit: each
+    # kill can count once against a request, so no request reaches the limit.
+    limit = max(DELIVERY_LIMIT, len(POINTS) * args.kills + 1)
+    async with world(args, store, delivery_limit=limit) as w:
         deposit = await deposited(w)
         per_round = len(POINTS) * 2  # about what a round's killed workers take
         inbox = await w.transport()
-        env = w.env()
         killed = 0
-        proc = None
         datas: list[bytes] = []
-        try:
+        # One Python start for every worker: each is forked from a server that
+        # imported the worker's code once (tests/reliability/forks.py).
+        async with WorkerForks.started(w.env()) as forks:
+            cycles = time.monotonic()
             for _ in range(args.kills):
                 # Signed just before their round: a request lives 5 minutes, and
                 # a long run must not turn the last ones stale before they are served.
@@ -307,15 +317,15 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
                 datas += batch
                 await publish(inbox, batch)
                 for point in POINTS:
-                    proc = await start_worker(
-                        env, kill_at=f"{point}:{rnd.randint(1, 4)}", prefetch=4
-                    )
-                    await wait_killed(proc, wait=120)
+                    await forks.start(f"{point}:{rnd.randint(1, 4)}", prefetch=4)
+                    code = await forks.ended(wait=120)
+                    assert code == -signal.SIGKILL, f"a worker ended with {code}, not its kill"
                     killed += 1
-            proc = await start_worker(env, prefetch=16)
+            per_kill = (time.monotonic() - cycles) / max(killed, 1)
+            print(f"  {killed} kills, {per_kill:.2f} s per kill", file=sys.stderr)
+            await forks.start(None, prefetch=16)
             found = await answers(w, inbox, "bob", {request_id_of(d) for d in datas})
-        finally:
-            await stop_worker(proc)
+            await forks.stop()
         return await verdict(
             w,
             "worker kill -9 at each point (received, decided, committed, replied)",
@@ -326,6 +336,45 @@ async def kill(args: argparse.Namespace, store: str) -> Row:
             started=started,
             command=cmd(args, "kill", store, "kills"),
         )
+
+
+async def agent_kill(args: argparse.Namespace, store: str) -> Row:
+    """`--rounds` rounds; each kills alice's `batch seal --send` and bob's
+    `batch open`, `send` and `open` once (`tests/reliability/agents.py`: where,
+    at random among the probes), and runs each again."""
+    started = time.monotonic()
+    rnd = random.Random(args.seed)
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="consign-rel-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            if store == "sqlite":
+                location = Location(directory=Path(tmp) / "escrow")
+            else:
+                location = Location(
+                    database=await stack.enter_async_context(temporary_database(args.pg_url))
+                )
+            world = await stack.enter_async_context(agent_world(Path(tmp), location, args.amqp_url))
+            for i in range(args.rounds):
+                await batch_round(world, tally, f"b{i}", rnd, n=4)
+                await single_round(world, tally, f"s{i}", rnd)
+            dead = await queue_depth(args.amqp_url, f"{world.prefix}.dead-letters")
+    for line in tally.notes[:20]:
+        print(f"  failure: {line}", file=sys.stderr)
+    return Row(
+        "sender/receiver agent (`consign`) kill -9 mid batch seal+send, batch open, send, open",
+        store,
+        tally.kills,
+        args.rounds * 5,
+        1,
+        tally.lost,
+        tally.duplicated,
+        dead,
+        time.monotonic() - started,
+        cmd(args, "agent-kill", store, "rounds"),
+        note=f"{tally.finished_first} command(s) ended before their kill; "
+        f"{tally.reopened} consignment(s) placed by a killed open placed again by the next",
+        wrong=tally.wrong,
+    )
 
 
 async def _cut_run(
@@ -352,6 +401,69 @@ async def _cut_run(
         return await verdict(
             w, name, args.cuts, datas, found, in_flight=8, started=started, command=cmd
         )
+
+
+async def slow(args: argparse.Namespace, store: str) -> Row:
+    """Every connection (worker, publisher, receiver) through a slow link whose
+    latency and bandwidth change `--cuts` times under a burst of `--requests`."""
+    started = time.monotonic()
+    rnd = random.Random(args.seed)
+    async with world(args, store) as w, TcpProxy.to(args.amqp_url) as proxy:
+        deposit = await deposited(w)
+        datas = key_requests(w, deposit, args.requests, lifetime=LONGEST)
+        through = proxy.url(args.amqp_url)
+        inbox = await w.transport(through)
+        publisher = await w.transport(through)
+        proxy.delay, proxy.bandwidth = 0.1, 256 << 10
+        service = await w.setup.open_service()
+        reader = asyncio.create_task(consumed(w, inbox, "bob", {request_id_of(d) for d in datas}))
+        async with service, running_worker(service, await w.transport(through), prefetch=8):
+            sender = asyncio.gather(*(publish(publisher, datas[i::8]) for i in range(8)))
+            for _ in range(args.cuts):
+                await asyncio.sleep(rnd.uniform(0.5, 2.0))
+                proxy.delay = rnd.uniform(0.05, 0.2)
+                proxy.bandwidth = rnd.choice([32 << 10, 128 << 10, 512 << 10])
+            await sender
+            found = await reader
+        return await verdict(
+            w,
+            "slow link for every connection: 50-200 ms each way, 32-512 KiB/s, changing",
+            args.cuts,
+            datas,
+            found,
+            in_flight=8,
+            started=started,
+            command=cmd(args, "slow", store, "cuts", "requests"),
+        )
+
+
+async def consumed(
+    w: World, transport: Transport, name: str, ids: set[str], *, wait: float = 900.0
+) -> dict[str, set[bytes]]:
+    """As `answers`, by a consumer (a slow link makes one `get` per reply slow)."""
+    found: dict[str, set[bytes]] = collections.defaultdict(set)
+
+    async def read() -> None:
+        async with transport.consume(transport.config.inbox_queue(name), prefetch=64) as got:
+            async for delivery in got:
+                await delivery.ack()
+                received = verify(w.setup, delivery.body)
+                rid = getattr(received.body, "in_reply_to", None)
+                if rid is not None:
+                    found[rid].add(received.raw)
+
+    task = asyncio.create_task(read())
+    try:
+        async with asyncio.timeout(wait):
+            while not ids <= set(found):  # noqa: ASYNC110 (the consumer fills it)
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # copies that come late
+    except TimeoutError:
+        pass
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return found
 
 
 async def cut(args: argparse.Namespace, store: str) -> Row:
@@ -600,8 +712,10 @@ SCENARIOS: dict[
     str, tuple[Callable[[argparse.Namespace, str], Awaitable[Row]], tuple[str, ...]]
 ] = {
     "kill": (kill, ("sqlite", "postgresql")),
+    "agent-kill": (agent_kill, ("sqlite", "postgresql")),
     "cut": (cut, ("sqlite",)),
     "outage": (outage, ("sqlite",)),
+    "slow": (slow, ("sqlite",)),
     "pg-cut": (pg_cut, ("postgresql",)),
     "sqlite-outage": (sqlite_outage, ("sqlite",)),
     "duplicates": (duplicates, ("sqlite", "postgresql")),
@@ -640,6 +754,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--kills", type=int, default=10, help="rounds of kills (4 each)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="agent-kill rounds (4 commands killed each)"
+    )
     parser.add_argument("--cuts", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--hostile", type=int, default=10_000)

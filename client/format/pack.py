@@ -5,7 +5,8 @@ consignment written out.
 refusing a file that shrinks or grows while it is read. `atomic_output` writes
 the consignment to a temporary file and renames it into place only once sealing
 succeeded. This module must never seal a file that changed size while it was
-read, nor leave a partial consignment under the name asked for.
+read, nor leave a partial consignment under the name asked for; a temporary
+file a killed seal left beside it goes at the next seal there (`leftovers`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from client.errors import SealError
+from client.format.leftovers import remove_dead, temporary_prefix
 from client.format.manifest import FileEntry
 
 Opener = Callable[[], BinaryIO]
@@ -110,6 +112,18 @@ def stream_opener(fileobj: BinaryIO) -> Opener:
     return lambda: fileobj
 
 
+def _remove_dead_beside(target: Path) -> None:
+    """Remove what a seal killed in the same directory before left there."""
+    try:
+        fd = os.open(target.parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return  # mkstemp says what is wrong with the directory
+    try:
+        remove_dead(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(output: Path | str | BinaryIO) -> Iterator[BinaryIO]:
     """Where the consignment goes: a stream as given, or a temporary file beside
@@ -118,8 +132,9 @@ def atomic_output(output: Path | str | BinaryIO) -> Iterator[BinaryIO]:
         yield output
         return
     target = Path(output)
+    _remove_dead_beside(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".consign-partial-", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(), dir=target.parent or ".")
     except OSError as exc:
         directory = target.parent
         hint = (

@@ -11,7 +11,8 @@ reserves every final name (creating missing directories and an empty
 placeholder with O_EXCL, moving an existing file aside when overwriting is
 allowed), then renames each staged file over its placeholder; any failure rolls
 back everything it did. `Target.discard` removes the staging directory and the
-directories `open` made.
+directories `open` made. `Target.open` also removes the staging directories
+of opens killed there before (`leftovers`).
 
 This module must never follow a symbolic link below the target directory, never
 replace one, and never leave a file of a consignment in place unless all of
@@ -30,12 +31,13 @@ from pathlib import Path
 from typing import Final
 
 from client.errors import ClientError, UnsafePathError
+from client.format.leftovers import PREFIX, remove_dead, temporary_prefix
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: What a file system says of a name it cannot hold (a reader refuses it as unsafe).
 _NAME_ERRNOS: Final = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
-STAGING_PREFIX: Final = ".consign-partial-"
+STAGING_PREFIX: Final = PREFIX
 
 
 def _local(target: Path, exc: OSError) -> ClientError:
@@ -87,8 +89,9 @@ class Target:
         except OSError as exc:
             _remove_dirs(made)
             raise _local(path, exc) from exc
+        remove_dead(fd)  # what an open killed here before left behind
         try:
-            staging = STAGING_PREFIX + secrets.token_hex(8)
+            staging = temporary_prefix() + secrets.token_hex(8)
             os.mkdir(staging, 0o700, dir_fd=fd)
             staging_fd = os.open(staging, _DIR_FLAGS, dir_fd=fd)
         except OSError as exc:

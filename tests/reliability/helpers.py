@@ -51,7 +51,9 @@ class _Link:
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to `host:port`. `cut()` resets every
     connection through it; `refusing` resets new ones as they come; `delay`
-    holds every chunk that long in each direction (a slow link)."""
+    adds that many seconds of latency to every chunk in each direction, and
+    `bandwidth` (bytes per second, each way; 0: unlimited) caps the rate: a
+    slow link. Both may change while connections are open."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -59,6 +61,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self.refusing = False
         self.delay = 0.0
+        self.bandwidth = 0
         #: Connections accepted and forwarded, and connections reset by `cut()`.
         self.accepted = 0
         self.cut_links = 0
@@ -128,13 +131,41 @@ class TcpProxy:
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
     ) -> None:
+        """Read one direction; each chunk is written `delay` seconds after it was
+        read, in order (latency, not a stall: chunks in flight overlap); with
+        `bandwidth`, reading waits as long as the chunk takes to cross."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        link.tasks.append(asyncio.create_task(self._deliver(queue, writer, link)))
         try:
-            while data := await reader.read(65536):
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+            while data := await reader.read(self._chunk()):
+                queue.put_nowait((loop.time() + self.delay, data))
+                if self.bandwidth:
+                    await asyncio.sleep(len(data) / self.bandwidth)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            queue.put_nowait(None)  # what was read is still delivered, then the end
+
+    def _chunk(self) -> int:
+        # A slow link carries small pieces, so a large message trickles through.
+        return min(65536, max(512, self.bandwidth // 20)) if self.bandwidth else 65536
+
+    async def _deliver(
+        self,
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        writer: asyncio.StreamWriter,
+        link: _Link,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (item := await queue.get()) is not None:
+                at, data = item
+                if at > loop.time():
+                    await asyncio.sleep(at - loop.time())
                 writer.write(data)
                 await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except OSError:
             pass
         finally:
             if link in self._links:  # one side ended: end the other

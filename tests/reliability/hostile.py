@@ -121,8 +121,10 @@ class HostileMaker:
 
     def bit_flipped(self) -> Hostile:
         data = bytearray(self._mallory_valid())
-        for _ in range(self.rnd.randint(1, 4)):
-            data[self.rnd.randrange(len(data))] ^= 1 << self.rnd.randrange(8)
+        # Distinct bits: one flipped twice is not flipped, and a message whose
+        # every flip was undone is the valid request itself.
+        for bit in self.rnd.sample(range(len(data) * 8), self.rnd.randint(1, 4)):
+            data[bit // 8] ^= 1 << (bit % 8)
         return self._by_parse("bit-flipped", bytes(data))
 
     def byte_inserted_or_deleted(self) -> Hostile:

@@ -37,6 +37,8 @@ from tests.support import TransportFactory
 pytestmark = pytest.mark.rabbitmq
 
 REQUESTS = 30
+#: Each crosses the slow link a few times: fewer, to stay a short test.
+SLOW_REQUESTS = 10
 #: Unacked deliveries return to the queue at every cut: room for a few.
 DELIVERY_LIMIT = 10
 
@@ -65,7 +67,7 @@ async def _answers(agent: Agent, ids: set[str], *, patient: bool = False) -> dic
 
 
 async def _prepared(
-    setup: EscrowSetup, transport: Callable[[], Awaitable[Transport]]
+    setup: EscrowSetup, transport: Callable[[], Awaitable[Transport]], count: int = REQUESTS
 ) -> tuple[Agent, list[bytes]]:
     """alice deposits one consignment for bob; bob's key requests for it."""
     _, deposit = seal_for(setup["alice"], [setup["bob"]])
@@ -76,7 +78,7 @@ async def _prepared(
         await alice.ask(request(setup["alice"], "deposit", deposit_body(setup, deposit), now=now))
     datas = [
         request(setup["bob"], "key-request", key_request_body(deposit), now=datetime.now(UTC))
-        for _ in range(REQUESTS)
+        for _ in range(count)
     ]
     return bob, datas
 
@@ -94,11 +96,15 @@ async def _released(setup: EscrowSetup, at_least: int) -> None:
 
 
 async def _check(
-    setup: EscrowSetup, found: dict[str, set[bytes]], amqp_url: str, t: Transport
+    setup: EscrowSetup,
+    found: dict[str, set[bytes]],
+    amqp_url: str,
+    t: Transport,
+    count: int = REQUESTS,
 ) -> None:
     assert all(len(raws) == 1 for raws in found.values())
     counts = await escrow_counts(setup)
-    assert counts["releases"] == counts["released"] == REQUESTS
+    assert counts["releases"] == counts["released"] == count
     assert await queue_depth(amqp_url, t.config.dead_letter_queue) == 0
 
 
@@ -197,3 +203,36 @@ async def test_reading_while_the_connection_is_down_is_a_transport_error(
                     break
                 except ConnectionFailed:
                     await asyncio.sleep(0.2)
+
+
+async def test_a_slow_link_delays_everything_and_loses_nothing(
+    tmp_path: Path, amqp_factory: TransportFactory, amqp_url: str
+) -> None:
+    """Every connection (worker, publisher, receiver) through a link that adds
+    30 ms each way and carries 256 KiB/s (`bench/reliability.py slow` varies
+    it over 50-200 ms): the requests, published at once, are each answered
+    once, one release each, and the link really was slow."""
+    setup = await make_escrow(tmp_path / "escrow", now=datetime.now(UTC))
+    async with TcpProxy.to(amqp_url) as proxy:
+
+        async def transport() -> Transport:
+            return await amqp_factory(url=proxy.url(amqp_url), delivery_limit=DELIVERY_LIMIT)
+
+        bob, datas = await _prepared(setup, transport, SLOW_REQUESTS)
+        proxy.delay, proxy.bandwidth = 0.03, 256 << 10
+        publisher = await transport()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        service = await setup.open_service()
+        async with service, running_worker(service, await transport(), prefetch=8):
+            await asyncio.gather(*(_publish(publisher, [d]) for d in datas))
+            found = await _answers(bob, {request_id_of(d) for d in datas})
+        # A request and its reply cross the link twice each way at least.
+        assert loop.time() - started > 0.2
+    await _check(
+        setup,
+        found,
+        amqp_url,
+        await amqp_factory(delivery_limit=DELIVERY_LIMIT),
+        SLOW_REQUESTS,
+    )

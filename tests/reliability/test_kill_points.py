@@ -12,7 +12,9 @@ version.
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,7 @@ from tests.escrow_worker.helpers import (
     running_worker,
     seal_for,
 )
+from tests.reliability.forks import WorkerForks
 from tests.reliability.helpers import (
     escrow_counts,
     queue_depth,
@@ -158,3 +161,26 @@ def test_a_kill_point_that_names_nothing_stops_the_worker_from_starting(
     faults.check()  # unset: armed nowhere
     for point in POINTS:
         faults.reach(point)  # and reaching every point does nothing
+
+
+async def test_the_fork_server_kills_a_worker_at_its_point_and_serves_with_a_clean_one(
+    tmp_path: Path, amqp_factory: TransportFactory, amqp_url: str
+) -> None:
+    """What `bench/reliability.py kill` runs its thousands of kills on: a worker
+    forked with a kill point dies by SIGKILL there, leaving the request to the
+    next; a clean one answers it."""
+    setup = await make_escrow(tmp_path / "escrow", now=datetime.now(UTC))
+    bob = await Agent(setup, setup["bob"], await amqp_factory()).start()
+    await bob.transport.declare_escrow_queues()
+    env = environment(setup, amqp_factory, amqp_url)
+    data = request(setup["bob"], "lookup", {"name": "alice"}, now=datetime.now(UTC))
+    async with WorkerForks.started(env) as forks:
+        await forks.start("received", prefetch=1)
+        await bob.send(data)
+        assert await forks.ended() == -signal.SIGKILL
+        assert (await escrow_counts(setup))["requests"] == 0  # killed before deciding
+        await forks.start(None, prefetch=1)
+        reply = await bob.reply_to(request_id_of(data))
+        assert reply.type == "lookup-reply"
+        await forks.stop()
+        assert forks.pid is None
