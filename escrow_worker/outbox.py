@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Self
 
 from cryptography import x509
 
 from broker import MAX_ENVELOPE_BYTES
+from broker.lifecycle import Resource
 from broker.pki.checks import require_aware
 from broker.pki.profile import fingerprint
 from broker.txlog import SignedHead
@@ -48,7 +47,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class OutboxService:
+class OutboxService(Resource):
     """The escrow's keys, clock, store and outbox; see the module docstring."""
 
     def __init__(
@@ -87,17 +86,6 @@ class OutboxService:
         self._closed = True
         await self.flush_marks()
         await self._store.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def name(self) -> str:

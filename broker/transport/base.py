@@ -48,14 +48,13 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Self
 
 from broker.errors import (
     DeliveryLost,
     MessageTooLarge,
     TransportClosed,
 )
+from broker.lifecycle import Resource
 from broker.transport.config import (
     DEFAULT_PREFETCH,
     ESCROW,
@@ -88,7 +87,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class Transport(abc.ABC):
+class Transport(Resource, abc.ABC):
     """Moves `Message`s between agents and the escrow. See the module docstring.
 
     Use as ``async with transport: ...`` or call `start()` and `close()`.
@@ -123,18 +122,6 @@ class Transport(abc.ABC):
             consumer.stop()
         if self._started:
             await self._close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -17,14 +17,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from pydantic import BaseModel
 
 from broker.attest import Statement, StatementKind
 from broker.envelope import new_envelope, sign_envelope
 from broker.errors import Unroutable
+from broker.lifecycle import Resource
 from broker.messages import (
     CosignBody,
     ErrorBody,
@@ -70,7 +70,7 @@ _STATEMENTS: dict[StatementKind, tuple[MessageType, type[ReceiptBody] | type[Cos
 }
 
 
-class Agent:
+class Agent(Resource):
     """Base of `SenderAgent` and `ReceiverAgent`: see `client.agent`."""
 
     def __init__(
@@ -174,18 +174,6 @@ class Agent:
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def sync(self, *, idle: float = 0.5, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until the inbox has been quiet for `idle` seconds (everything that

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from broker.attest import Statement, StatementKind
+from broker.canonical import duration, iso_utc
 from broker.deposit import ControlAttributes, Policy
 from broker.messages import ErrorCode
 from escrow_worker.ca.policy import Member, TrustPolicy, may_send
@@ -334,24 +334,3 @@ def decide_revoke(
             f"not receivers of this consignment: {', '.join(unknown)}",
         ), ()
     return None, tuple(n for n in everyone if n in set(names))
-
-
-def iso_utc(ts: int) -> str:
-    """Unix seconds as ISO 8601 UTC, e.g. 2030-01-31T12:00:00Z."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
-
-
-def duration(seconds: int) -> str:
-    """A human duration, the two largest units: "3 s", "2 h 5 min", "1131 d 21 h"."""
-    if seconds <= 0:
-        return "0 s"
-    parts: list[str] = []
-    for unit, size in _UNITS:
-        count, seconds = divmod(seconds, size)
-        if count or parts:
-            parts.append(f"{count} {unit}")
-    shown = [p for p in parts[:2] if not p.startswith("0 ")]
-    return " ".join(shown)
