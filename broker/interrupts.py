@@ -100,6 +100,16 @@ def raising() -> dict[int, Any]:
     return before
 
 
+def finished() -> None:
+    """The command's work is done and reported: SIGINT and SIGTERM are ignored
+    while the process exits, so a signal in that moment neither turns a success
+    into an interrupt nor kills the interpreter as it shuts down (CPython leaves
+    an ignored signal ignored through its finalisation). Only for the `consign`
+    program itself."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def restore(before: dict[int, Any]) -> None:
     for sig, handler in before.items():
         signal.signal(sig, handler)

@@ -121,20 +121,26 @@ class SenderAgent(Agent):
         )
         try:
             receipt = await self._deposit(deposit, escrow)
+            sealed = Sealed(
+                consignment_id=deposit.consignment_id,
+                path=path,
+                mode=mode,
+                receivers=tuple(names),
+                consignment_digest=deposit.consignment_digest,
+                consignment_size=deposit.consignment_size,
+                receipt=receipt,
+            )
+            await self.store.record_sealed(sealed, deposit.sealed_at)
         except (EscrowRefused, UntrustedMessage):
             # Refused: a file whose key part nobody holds opens for no one.
             await asyncio.to_thread(path.unlink, missing_ok=True)
             raise
-        sealed = Sealed(
-            consignment_id=deposit.consignment_id,
-            path=path,
-            mode=mode,
-            receivers=tuple(names),
-            consignment_digest=deposit.consignment_digest,
-            consignment_size=deposit.consignment_size,
-            receipt=receipt,
-        )
-        await self.store.record_sealed(sealed, deposit.sealed_at)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C, SIGTERM) before the seal was recorded: no
+            # consignment is left. A deposit that landed anyway holds the key
+            # part of a file nobody has, and sealing again makes a new one.
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 (no await while cancelled)
+            raise
         return sealed
 
     async def seal_many(

@@ -19,6 +19,7 @@ if _path.basename(_sys.argv[0]) == "consign":
     _interrupts.on_startup()
 
 import importlib
+from typing import Any
 
 import click
 
@@ -47,6 +48,12 @@ _LAZY = {"escrow": ("escrow_worker.cli", "escrow", "The escrow operator's comman
 
 
 class _ConsignGroup(_ReportingGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        result = super().invoke(ctx)
+        if _path.basename(_sys.argv[0]) == "consign":
+            _interrupts.finished()  # done: a late Ctrl-C no longer changes the outcome
+        return result
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_LAZY])
 

@@ -59,3 +59,23 @@ def test_an_interrupt_is_reported_once_though_the_watchdog_reports_it_too() -> N
         result = runner.invoke(root, ["stopped"])
         assert result.exit_code == 128 + signal.SIGINT
         assert result.stderr == "error: interrupted by SIGINT; nothing was left half-written\n"
+
+
+def test_a_signal_after_the_work_is_done_changes_nothing() -> None:
+    """After `finished()`, SIGINT and SIGTERM are ignored to the end of the
+    process, interpreter shutdown included: the command's exit status stands."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from broker import interrupts\n"
+        "interrupts.finished()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('done')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")

@@ -155,6 +155,13 @@ async def test_workers_on_several_hosts_release_exactly_and_survive_a_kill(
     hosts = _hosts(tmp_path)
     procs = [await _start(env, home) for home in hosts]
     try:
+        # Every worker is up (its first heartbeat written) before the burst, so
+        # the one killed below is one that served.
+        async with asyncio.timeout(WAIT * 6):
+            while not {p.pid for p in procs} <= {  # noqa: ASYNC110 (other processes write it)
+                b.pid for b in await setup.run(lambda tx: heartbeats.recent(tx, since=0))
+            }:
+                await asyncio.sleep(0.05)
         datas = await _burst(setup, amqp_factory, deposit)
         # Let them get going, then kill one without warning.
         async with asyncio.timeout(WAIT * 3):
