@@ -19,7 +19,7 @@ if _path.basename(_sys.argv[0]) == "consign":
     _interrupts.on_startup()
 
 import importlib
-from typing import Any
+from typing import Any as _Any
 
 import click
 
@@ -48,7 +48,7 @@ _LAZY = {"escrow": ("escrow_worker.cli", "escrow", "The escrow operator's comman
 
 
 class _ConsignGroup(_ReportingGroup):
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> _Any:
         result = super().invoke(ctx)
         if _path.basename(_sys.argv[0]) == "consign":
             _interrupts.finished()  # done: a late Ctrl-C no longer changes the outcome
